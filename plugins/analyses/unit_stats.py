@@ -1,0 +1,147 @@
+"""``unit-stats``: per-unit activation statistics and top-activating images.
+
+For every captured layer and unit: mean, standard deviation, maximum and
+fraction of positive activations over every position of every image, and the
+``top_k`` images ranked by their maximum activation, each kept with its
+activation map (downsampled to at most ``map_size`` pixels a side). Streamed
+with exact mergeable state: memory is ``O(units · top_k · map_size²)``,
+independent of the number of images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from probe import Accumulator, Analysis, Batch, Option, RunContext, hookimpl
+from probe.stats import RunningMoments, TopK, as_maps, as_units_by_samples
+
+
+class UnitStatsAccumulator(Accumulator):
+    """Running moments and top-k buffers for each layer."""
+
+    def __init__(self, layers: list[str], top_k: int, map_size: int) -> None:
+        self.layers = layers
+        self.top_k = top_k
+        self.map_size = map_size
+        self.moments: dict[str, RunningMoments] = {}
+        self.top: dict[str, TopK] = {}
+        self.labels: dict[int, int] = {}
+
+    def _maps(self, activation: torch.Tensor) -> torch.Tensor:
+        maps = as_maps(activation)
+        h, w = maps.shape[-2:]
+        if max(h, w) > self.map_size:
+            scale = self.map_size / max(h, w)
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            maps = F.adaptive_avg_pool2d(maps, size)
+        return maps
+
+    def update(self, batch: Batch) -> None:
+        for layer in self.layers:
+            act = batch.activations[layer].float()
+            samples = as_units_by_samples(act)
+            maps = self._maps(act)  # [B, K, h, w]
+            if layer not in self.moments:
+                units = samples.shape[0]
+                self.moments[layer] = RunningMoments.zeros(units, act.device)
+                self.top[layer] = TopK(units, self.top_k, act.device, tuple(maps.shape[2:]))
+            self.moments[layer].update(samples)
+            peak = as_maps(act).flatten(2).amax(dim=2).T  # [K, B]
+            self.top[layer].update(peak, batch.indices, maps.transpose(0, 1))
+        for index, label in zip(batch.indices.tolist(), batch.labels.tolist(), strict=True):
+            self.labels[index] = label
+
+    def merge(self, other: Accumulator) -> None:
+        assert isinstance(other, UnitStatsAccumulator)
+        for layer in other.layers:
+            if layer not in other.moments:
+                continue
+            if layer not in self.moments:
+                self.moments[layer], self.top[layer] = other.moments[layer], other.top[layer]
+                continue
+            self.moments[layer].merge(other.moments[layer])
+            self.top[layer].merge(other.top[layer])
+        self.labels.update(other.labels)
+
+    def finalize(self) -> dict[str, pd.DataFrame]:
+        unit_rows, top_rows = [], []
+        for layer in self.layers:
+            if layer not in self.moments:
+                continue
+            m, top = self.moments[layer], self.top[layer]
+            units = m.count.shape[0]
+            unit_rows.append(pd.DataFrame({
+                "layer": layer, "unit": np.arange(units),
+                "mean": m.mean().cpu().numpy(), "std": m.std().cpu().numpy(),
+                "max": m.maximum.cpu().numpy(),
+                "fraction_positive": (m.positive.double() / m.count.clamp(min=1)).cpu().numpy(),
+                "count": m.count.cpu().numpy(),
+            }))
+            values, indices = top.values.cpu().numpy(), top.indices.cpu().numpy()
+            payload = top.payload.cpu().numpy() if top.payload is not None else None
+            kept = values.shape[1]
+            unit_idx, rank = np.meshgrid(np.arange(units), np.arange(kept), indexing="ij")
+            h, w = (payload.shape[2:] if payload is not None else (0, 0))
+            top_rows.append(pd.DataFrame({
+                "layer": layer, "unit": unit_idx.ravel(), "rank": rank.ravel(),
+                "image": indices.ravel(), "value": values.ravel(),
+                "label": [self.labels.get(int(i), -1) for i in indices.ravel()],
+                "map_height": h, "map_width": w,
+                "map": list(payload.reshape(units * kept, -1).astype(np.float32))
+                if payload is not None else None,
+            }))
+        return {
+            "units": pd.concat(unit_rows, ignore_index=True) if unit_rows else
+            pd.DataFrame(columns=list(UnitStats.tables["units"])),
+            "top_images": pd.concat(top_rows, ignore_index=True) if top_rows else
+            pd.DataFrame(columns=list(UnitStats.tables["top_images"])),
+        }
+
+
+def activation_summary_figure(units: pd.DataFrame):
+    """Box plot of per-unit maximum activation and fraction positive, per layer."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("max activation per unit",
+                                                        "fraction of positive activations"))
+    layers = list(dict.fromkeys(units["layer"]))
+    for layer in layers:
+        rows = units[units["layer"] == layer]
+        fig.add_trace(go.Box(y=rows["max"], name=layer, showlegend=False), row=1, col=1)
+        fig.add_trace(go.Box(y=rows["fraction_positive"], name=layer, showlegend=False),
+                      row=1, col=2)
+    fig.update_layout(title="unit-stats: activation summary per layer", height=380)
+    return fig
+
+
+class UnitStats(Analysis):
+    """Per-unit activation statistics and the top-k images of each unit (one pass)."""
+
+    name = "unit-stats"
+    description = "per-unit mean/std/max/fraction positive and top-k images with maps"
+    options = (
+        Option("top_k", int, 8, "images kept per unit", minimum=1, maximum=256),
+        Option("map_size", int, 16, "largest side of stored activation maps", minimum=1),
+    )
+    passes = 1
+    tables = {
+        "units": ("layer", "unit", "mean", "std", "max", "fraction_positive", "count"),
+        "top_images": ("layer", "unit", "rank", "image", "value", "label", "map"),
+    }
+
+    def accumulator(self, context: RunContext) -> UnitStatsAccumulator:
+        return UnitStatsAccumulator(self.select_layers(context), self.settings["top_k"],
+                                    self.settings["map_size"])
+
+    @classmethod
+    def figures(cls, tables):
+        return [activation_summary_figure(tables["units"])]
+
+
+@hookimpl
+def probe_register_analyses(register):
+    register(UnitStats)

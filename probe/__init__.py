@@ -1,0 +1,52 @@
+"""probe — look inside convolutional networks.
+
+Plugin authors need only this module::
+
+    from probe import hookimpl, Analysis, Accumulator, ArchitectureSpec, DatasetSpec, Option
+
+Notebook users::
+
+    import probe
+    model = probe.load_model("lenet5", checkpoint="lenet5.safetensors")
+    run = probe.analyze(model, "digits", ["unit-stats"], out="runs/lenet5")
+    run.table("unit-stats", "units")
+"""
+
+from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext
+from probe.architecture import ArchitectureSpec, TrainRecipe
+from probe.dataset import DatasetSpec, ProbeDataset
+from probe.errors import ProbeError
+from probe.hookspecs import hookimpl
+from probe.options import Option
+from probe.store import Run, load_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Accumulator",
+    "Analysis",
+    "ArchitectureSpec",
+    "Batch",
+    "DatasetSpec",
+    "ModelHandle",
+    "Option",
+    "ProbeDataset",
+    "ProbeError",
+    "Run",
+    "RunContext",
+    "TrainRecipe",
+    "__version__",
+    "analyze",
+    "hookimpl",
+    "load_dataset",
+    "load_model",
+    "load_run",
+]
+
+
+def __getattr__(name: str):
+    if name in ("load_model", "load_dataset", "analyze"):
+        from probe import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'probe' has no attribute {name!r}")

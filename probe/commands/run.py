@@ -1,0 +1,88 @@
+"""``probe run``: one run from flags, or every run of a TOML file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+from probe.options import parse_assignments
+from probe.requests import RunRequest, load_runfile
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("run", help="run analyses on a model and a data set",
+                       description="Run analyses; writes RUN/manifest.json and parquet tables.")
+    p.add_argument("file", nargs="?", type=Path, help="TOML file describing one or many runs")
+    p.add_argument("--arch", help="architecture name (see `probe architectures`)")
+    p.add_argument("--dataset", help="data set name (see `probe datasets`)")
+    p.add_argument("--analysis", action="append", default=[], metavar="NAME",
+                   help="analysis to run (repeatable; see `probe analyses`)")
+    p.add_argument("--out", type=Path, help="run directory to write")
+    p.add_argument("--checkpoint", type=Path, help="weights (safetensors or state_dict)")
+    p.add_argument("--layers", help="comma-separated layer names (default: all)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="option: arch.OPTION, dataset.OPTION or ANALYSIS.OPTION")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def _request_from_flags(args: argparse.Namespace) -> RunRequest:
+    missing = [flag for flag, value in (("--arch", args.arch), ("--out", args.out))
+               if not value]
+    if missing:
+        raise ProbeError(f"probe run needs {' and '.join(missing)} (or a run FILE.toml)")
+    if not args.analysis:
+        raise ProbeError("probe run needs at least one --analysis NAME (see `probe analyses`)")
+    return RunRequest(
+        arch=args.arch, analyses=list(args.analysis), out=args.out, dataset=args.dataset,
+        checkpoint=args.checkpoint,
+        layers=[x.strip() for x in (args.layers or "").split(",") if x.strip()],
+        device=args.device, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
+        settings=parse_assignments(args.set), overwrite=args.overwrite,
+    )
+
+
+def execute_request(request: RunRequest, progress: bool) -> str:
+    """Run one request; return its status (``complete`` or ``partial``)."""
+    from probe.api import analyze
+
+    run = analyze(**request.analyze_kwargs(), progress=progress)
+    for name in run.analyses:
+        entry = run.manifest["analyses"][name]
+        if entry.get("status") != "complete":
+            print(f"probe: analysis {name} failed: {entry.get('error')}", file=sys.stderr)
+    return run.status
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``probe run``."""
+    if args.file is not None:
+        if args.arch or args.analysis or args.out:
+            raise ProbeError("give either a run FILE.toml or --arch/--analysis/--out, not both")
+        requests = load_runfile(args.file)
+    else:
+        requests = [_request_from_flags(args)]
+    failures: list[str] = []
+    for request in requests:
+        try:
+            status = execute_request(request, progress=not args.quiet)
+        except ProbeError as exc:
+            if len(requests) == 1:
+                raise
+            failures.append(f"{request.out}: {exc}")
+            continue
+        print(f"{request.out}: {status}")
+        if status != "complete":
+            failures.append(f"{request.out}: some analyses failed (see its manifest.json)")
+    for line in failures:
+        print(f"probe: failed: {line}", file=sys.stderr)
+    return 1 if failures else 0

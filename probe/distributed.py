@@ -1,0 +1,63 @@
+"""Sharding a run over ``torch.distributed`` processes (gloo on CPU, nccl on GPU).
+
+Start with ``torchrun --nproc-per-node N -m probe run ...``. Each rank takes
+every N-th image (no padding, so no image is counted twice); at the end of
+every pass the accumulators are gathered and merged in rank order on every
+rank, so pass-dependent state (such as dissection thresholds) is global and
+the tables equal those of a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place in the run."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this rank writes the run directory."""
+        return self.rank == 0
+
+    def indices(self, length: int) -> list[int]:
+        """This rank's data-set indices: ``rank, rank + N, rank + 2N, ...``."""
+        return list(range(self.rank, length, self.world_size))
+
+
+def current_shard(device: torch.device) -> Shard:
+    """Join the process group when launched by ``torchrun``; single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Shard()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return Shard(dist.get_rank(), dist.get_world_size())
+
+
+def gather_objects(obj: Any, shard: Shard) -> Sequence[Any]:
+    """Every rank's ``obj``, in rank order (just ``[obj]`` in a single process)."""
+    if shard.world_size == 1:
+        return [obj]
+    gathered: list[Any] = [None] * shard.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier(shard: Shard) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if shard.world_size > 1:
+        dist.barrier()

@@ -1,0 +1,162 @@
+"""``probe train``: train a registered architecture on a registered data set.
+
+Classification models are scored by test accuracy, segmentation models by mean
+IoU over the classes present in the test split. The checkpoint is written as
+safetensors (architecture and options in its metadata) with a JSON sidecar
+``<checkpoint>.json`` holding the recipe, the metrics and the per-epoch history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from probe.api import get_architecture, load_dataset, model_options
+from probe.architecture import TrainRecipe
+from probe.checkpoint import save_checkpoint
+from probe.dataset import ProbeDataset
+from probe.device import resolve_device, seed_everything
+from probe.errors import ProbeError
+from probe.options import Option, resolve_options
+from probe.progress import progress_bar
+
+#: Options settable with ``--set train.NAME=VALUE``.
+TRAIN_OPTIONS = (
+    Option("lr", float, None, "learning rate", minimum=0.0),
+    Option("batch_size", int, None, "batch size", minimum=1),
+    Option("optimizer", str, None, "optimiser", choices=("adam", "sgd")),
+    Option("weight_decay", float, None, "weight decay", minimum=0.0),
+    Option("momentum", float, None, "SGD momentum", minimum=0.0, maximum=1.0),
+)
+
+
+def sidecar_path(checkpoint: str | Path) -> Path:
+    """The JSON sidecar of a checkpoint: ``model.safetensors`` → ``model.json``."""
+    return Path(checkpoint).with_suffix(".json")
+
+
+def evaluate(model: nn.Module, dataset: ProbeDataset, task: str, device: torch.device,
+             batch_size: int = 256) -> dict[str, float]:
+    """Accuracy (classification) or mean IoU and pixel accuracy (segmentation)."""
+    from probe.dataset import normalize
+
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    correct = total = 0
+    classes = max(dataset.num_classes, 1)
+    intersection = torch.zeros(classes, dtype=torch.int64)
+    union = torch.zeros(classes, dtype=torch.int64)
+    with torch.no_grad():
+        for sample in loader:
+            outputs = model(normalize(sample["image"].to(device).float(), dataset))
+            if task == "classification":
+                labels = sample["label"].to(device)
+                correct += int((outputs.argmax(1) == labels).sum())
+                total += len(labels)
+            else:
+                target = sample["target"].to(device)
+                pred = outputs.argmax(1)
+                correct += int((pred == target).sum())
+                total += target.numel()
+                for c in range(classes):
+                    p, t = pred == c, target == c
+                    intersection[c] += int((p & t).sum())
+                    union[c] += int((p | t).sum())
+    metrics = {"accuracy": correct / max(total, 1)}
+    if task == "segmentation":
+        present = union > 0
+        metrics["mean_iou"] = float((intersection[present].double() /
+                                     union[present].double()).mean())
+        metrics["pixel_accuracy"] = metrics.pop("accuracy")
+    return metrics
+
+
+def _loss(outputs: torch.Tensor, sample: Mapping[str, torch.Tensor], task: str,
+          device: torch.device) -> torch.Tensor:
+    if task == "classification":
+        return F.cross_entropy(outputs, sample["label"].to(device))
+    return F.cross_entropy(outputs, sample["target"].to(device))
+
+
+def train(arch: str, out: str | Path, *, dataset: str | None = None,
+          dataset_options: Mapping[str, Any] | None = None,
+          arch_options: Mapping[str, Any] | None = None,
+          train_options: Mapping[str, Any] | None = None, epochs: int | None = None,
+          device: str | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train ``arch`` following its recipe (overridable) and write checkpoint + sidecar.
+
+    Returns:
+        The sidecar's content (recipe, metrics, history, seconds).
+    """
+    spec = get_architecture(arch)
+    recipe = spec.train or (TrainRecipe(dataset=dataset) if dataset else None)
+    if recipe is None:
+        raise ProbeError(f"architecture {spec.name} has no training recipe; pass --dataset")
+    overrides = {k: v for k, v in resolve_options(TRAIN_OPTIONS, train_options or {},
+                                                  "train").items() if v is not None}
+    recipe = replace(recipe, **overrides)
+    if epochs is not None:
+        if epochs < 1:
+            raise ProbeError(f"--epochs must be >= 1, got {epochs}")
+        recipe = replace(recipe, epochs=epochs)
+    data_name = dataset or recipe.dataset
+    data_opts = {**(recipe.dataset_options if data_name == recipe.dataset else {}),
+                 **(dataset_options or {})}
+    train_set = load_dataset(data_name, **{**data_opts, "split": "train"})
+    test_set = load_dataset(data_name, **{**data_opts, "split": "test"})
+    options = model_options(spec, None, {**recipe.arch_options, **(arch_options or {})},
+                            train_set)
+    torch_device = resolve_device(device)
+    generator = seed_everything(seed)
+    model = spec.build(**options).to(torch_device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
+                        generator=generator, drop_last=len(train_set) > recipe.batch_size)
+    steps = recipe.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
+                                                    total_steps=max(steps, 1))
+    from probe.dataset import normalize
+
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for epoch in progress_bar(range(recipe.epochs), f"train {spec.name}", enabled=progress):
+        model.train()
+        running, batches = 0.0, 0
+        for sample in loader:
+            inputs = normalize(sample["image"].to(torch_device).float(), train_set)
+            loss = _loss(model(inputs), sample, spec.task, torch_device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += loss.item()
+            batches += 1
+        history.append({"epoch": epoch + 1, "loss": running / max(batches, 1)})
+    seconds = time.perf_counter() - start
+    metrics = evaluate(model, test_set, spec.task, torch_device)
+    history[-1].update(metrics)
+    record = {
+        "arch": spec.name, "options": options, "task": spec.task,
+        "dataset": {"name": data_name, "options": data_opts, "train_size": len(train_set),
+                    "test_size": len(test_set)},
+        "recipe": {k: v for k, v in asdict(recipe).items() if k not in ("dataset_options",)},
+        "metrics": metrics, "history": history, "train_seconds": round(seconds, 2),
+        "device": str(torch_device), "seed": seed,
+    }
+    path = save_checkpoint(model.cpu(), out, spec.name, options, extra={"metrics": metrics})
+    sidecar_path(path).write_text(json.dumps(record, indent=2, default=str))
+    return record
