@@ -138,3 +138,20 @@ def resolve_layers(spec: ArchitectureSpec, model: nn.Module,
             raise ProbeError(f"architecture {spec.name} has no layer {name!r}; its layers are: "
                              f"{', '.join(available)} (see `probe architectures --json`)")
     return chosen
+
+
+def conv_for_layer(model: nn.Module, layer_path: str) -> nn.Module | None:
+    """The convolution whose weights produce a layer's output.
+
+    A layer name usually points at a post-activation module (``features.1``, a
+    ReLU); its filters are those of the last convolution at or before it in
+    module order (``features.0``). Returns ``None`` when no convolution precedes it.
+    """
+    last = None
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or \
+                type(module).__name__ == "DeformConv2d":
+            last = module
+        if path == layer_path:
+            return last
+    raise KeyError(f"model has no module {layer_path!r}")
