@@ -27,6 +27,7 @@ import pluggy
 from probe import hookspecs
 from probe.analysis import Analysis, validate_analysis_class
 from probe.architecture import ArchitectureSpec
+from probe.dashboard_api import PageSpec, validate_page
 from probe.dataset import DatasetSpec
 from probe.errors import PluginError
 from probe.registry import Registry
@@ -95,7 +96,7 @@ class Host:
             "dataset", _check_instance(DatasetSpec, "probe.DatasetSpec"))
         self.analyses: Registry[type[Analysis]] = Registry("analysis", validate_analysis_class)
         self.transforms: Registry[Any] = Registry("transform", _has_name)
-        self.pages: Registry[Any] = Registry("dashboard page", _has_name)
+        self.pages: Registry[PageSpec] = Registry("dashboard page", validate_page)
 
     # -- loading -----------------------------------------------------------------
     def load(self) -> None:
