@@ -16,7 +16,7 @@ from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext
 from probe.architecture import ArchitectureSpec, TrainRecipe
 from probe.dataset import DatasetSpec, ProbeDataset
 from probe.errors import ProbeError
-from probe.hookspecs import hookimpl
+from probe.hookspecs import Register, hookimpl
 from probe.options import Option
 from probe.store import Run, load_run
 
@@ -32,6 +32,7 @@ __all__ = [
     "Option",
     "ProbeDataset",
     "ProbeError",
+    "Register",
     "Run",
     "RunContext",
     "TrainRecipe",

@@ -100,7 +100,12 @@ def make_analyses(requests: Sequence[AnalysisRequest],
             continue
         name, given = (request, {}) if isinstance(request, str) else request
         cls = host.analyses.get(name)
-        out.append(cls(**{**options.get(name, {}), **given}))
+        try:
+            out.append(cls(**{**options.get(name, {}), **given}))
+        except ProbeError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ProbeError(f"analysis {name}: {exc}") from None
     names = [a.name for a in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

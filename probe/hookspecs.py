@@ -14,29 +14,32 @@ import pluggy
 hookspec = pluggy.HookspecMarker("probe")
 hookimpl = pluggy.HookimplMarker("probe")
 
+#: The callback every registration hook receives: call it once per item.
+Register = Callable[[Any], None]
+
 
 @hookspec
-def probe_register_architectures(register: Callable[[Any], None]) -> None:
+def probe_register_architectures(register: Register) -> None:
     """Called once at start-up; call ``register(ArchitectureSpec(...))`` per architecture."""
 
 
 @hookspec
-def probe_register_datasets(register: Callable[[Any], None]) -> None:
+def probe_register_datasets(register: Register) -> None:
     """Called once at start-up; call ``register(DatasetSpec(...))`` per data source."""
 
 
 @hookspec
-def probe_register_analyses(register: Callable[[Any], None]) -> None:
+def probe_register_analyses(register: Register) -> None:
     """Called once at start-up; call ``register(AnalysisSubclass)`` per analysis."""
 
 
 @hookspec
-def probe_register_transforms(register: Callable[[Any], None]) -> None:
+def probe_register_transforms(register: Register) -> None:
     """Called once at start-up; call ``register(TransformSpec(...))`` per input transformation."""
 
 
 @hookspec
-def probe_register_dashboard_pages(register: Callable[[Any], None]) -> None:
+def probe_register_dashboard_pages(register: Register) -> None:
     """Called when the dashboard starts; call ``register(PageSpec(...))`` per extra page."""
 
 

@@ -10,12 +10,15 @@ independent of the number of images.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from probe import Accumulator, Analysis, Batch, Option, RunContext, hookimpl
+from probe import Accumulator, Analysis, Batch, Option, Register, RunContext, hookimpl
 from probe.stats import RunningMoments, TopK, as_maps, as_units_by_samples
 
 
@@ -138,10 +141,10 @@ class UnitStats(Analysis):
                                     self.settings["map_size"])
 
     @classmethod
-    def figures(cls, tables):
+    def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:
         return [activation_summary_figure(tables["units"])]
 
 
 @hookimpl
-def probe_register_analyses(register):
+def probe_register_analyses(register: Register) -> None:
     register(UnitStats)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probe import ArchitectureSpec, Option, TrainRecipe, hookimpl
+from probe import ArchitectureSpec, Option, Register, TrainRecipe, hookimpl
 
 #: Table I of LeCun et al. (1998): which S2 maps feed each C3 map.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
@@ -81,7 +81,7 @@ def build_lenet5(num_classes: int, in_channels: int, input_size: int, activation
 
 
 @hookimpl
-def probe_register_architectures(register):
+def probe_register_architectures(register: Register) -> None:
     register(ArchitectureSpec(
         name="lenet5",
         build=build_lenet5,

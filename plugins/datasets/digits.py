@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from probe import DatasetSpec, Option, ProbeDataset, hookimpl
+from probe import DatasetSpec, Option, ProbeDataset, Register, hookimpl
 from probe.errors import ProbeError
 
 TRAIN_SIZE = 1347
@@ -61,7 +61,7 @@ class DigitsDataset(ProbeDataset):
 
 
 @hookimpl
-def probe_register_datasets(register):
+def probe_register_datasets(register: Register) -> None:
     register(DatasetSpec(
         name="digits",
         load=DigitsDataset,

@@ -1,0 +1,115 @@
+"""probe-sparsity: how sparse are a network's activations?
+
+For every captured layer: per unit, the fraction of activations at or below
+``epsilon`` (a "dead" unit is one that never exceeds it), and per layer a
+histogram of all activations over fixed bins. Both are sums, so the
+accumulator merges exactly across shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from probe import Accumulator, Analysis, Batch, Option, Register, RunContext, hookimpl
+
+
+class SparsityAccumulator(Accumulator):
+    """Per-layer counts on the model's device."""
+
+    def __init__(self, layers: list[str], epsilon: float, bins: int, low: float,
+                 high: float) -> None:
+        self.layers, self.epsilon = layers, epsilon
+        self.bins, self.low, self.high = bins, low, high
+        self.quiet: dict[str, torch.Tensor] = {}    # [units] activations <= epsilon
+        self.total: dict[str, torch.Tensor] = {}    # [units] activations seen
+        self.histogram: dict[str, torch.Tensor] = {}  # [bins] counts over the layer
+
+    def update(self, batch: Batch) -> None:
+        for layer in self.layers:
+            act = batch.activations[layer].float()
+            per_unit = act.transpose(0, 1).reshape(act.shape[1], -1)   # [units, samples]
+            if layer not in self.quiet:
+                self.quiet[layer] = torch.zeros(per_unit.shape[0], dtype=torch.int64,
+                                                device=act.device)
+                self.total[layer] = torch.zeros_like(self.quiet[layer])
+                self.histogram[layer] = torch.zeros(self.bins, dtype=torch.int64,
+                                                    device=act.device)
+            self.quiet[layer] += (per_unit <= self.epsilon).sum(dim=1)
+            self.total[layer] += per_unit.shape[1]
+            clipped = act.clamp(self.low, self.high)
+            self.histogram[layer] += torch.histc(clipped, self.bins, self.low,
+                                                 self.high).long()
+
+    def merge(self, other: Accumulator) -> None:
+        assert isinstance(other, SparsityAccumulator)
+        for layer in other.quiet:
+            if layer not in self.quiet:
+                self.quiet[layer] = other.quiet[layer].clone()
+                self.total[layer] = other.total[layer].clone()
+                self.histogram[layer] = other.histogram[layer].clone()
+                continue
+            self.quiet[layer] += other.quiet[layer].to(self.quiet[layer].device)
+            self.total[layer] += other.total[layer].to(self.total[layer].device)
+            self.histogram[layer] += other.histogram[layer].to(self.histogram[layer].device)
+
+    def finalize(self) -> dict[str, pd.DataFrame]:
+        units, histograms = [], []
+        edges = np.linspace(self.low, self.high, self.bins + 1)
+        for layer in self.layers:
+            if layer not in self.quiet:
+                continue
+            fraction = (self.quiet[layer].double() / self.total[layer].double()).cpu().numpy()
+            units.append(pd.DataFrame({"layer": layer, "unit": np.arange(len(fraction)),
+                                       "fraction_quiet": fraction, "dead": fraction == 1.0}))
+            histograms.append(pd.DataFrame({"layer": layer, "bin_low": edges[:-1],
+                                            "bin_high": edges[1:],
+                                            "count": self.histogram[layer].cpu().numpy()}))
+        return {"units": pd.concat(units, ignore_index=True),
+                "histogram": pd.concat(histograms, ignore_index=True)}
+
+
+class Sparsity(Analysis):
+    """Fraction of near-zero activations per unit, dead units, and activation histograms."""
+
+    name = "sparsity"
+    description = "per-unit fraction of activations <= epsilon, dead units, histograms"
+    options = (
+        Option("epsilon", float, 0.0, "activations at or below this count as quiet"),
+        Option("bins", int, 50, "histogram bins", minimum=2, maximum=10_000),
+        Option("low", float, -3.0, "histogram lower edge (values below are clipped)"),
+        Option("high", float, 3.0, "histogram upper edge (values above are clipped)"),
+    )
+    passes = 1
+    tables = {
+        "units": ("layer", "unit", "fraction_quiet", "dead"),
+        "histogram": ("layer", "bin_low", "bin_high", "count"),
+    }
+
+    def __init__(self, **settings: object) -> None:
+        super().__init__(**settings)
+        if self.settings["low"] >= self.settings["high"]:
+            raise ValueError(f"sparsity.low must be < sparsity.high, got "
+                             f"{self.settings['low']} >= {self.settings['high']}")
+
+    def accumulator(self, context: RunContext) -> SparsityAccumulator:
+        s = self.settings
+        return SparsityAccumulator(self.select_layers(context), s["epsilon"], s["bins"],
+                                   s["low"], s["high"])
+
+    @classmethod
+    def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:
+        import plotly.express as px
+
+        units = tables["units"]
+        return [px.box(units, x="layer", y="fraction_quiet",
+                       title="sparsity: fraction of quiet activations per unit")]
+
+
+@hookimpl
+def probe_register_analyses(register: Register) -> None:
+    register(Sparsity)

@@ -1,0 +1,45 @@
+import torch
+
+from probe.stats import RunningMoments, TopK, as_maps
+
+
+def test_moments_match_torch_and_merge_exactly():
+    torch.manual_seed(0)
+    data = torch.randn(4, 1000)
+    whole = RunningMoments.zeros(4, torch.device("cpu"))
+    whole.update(data)
+    cpu = torch.device("cpu")
+    a, b = RunningMoments.zeros(4, cpu), RunningMoments.zeros(4, cpu)
+    a.update(data[:, :300])
+    b.update(data[:, 300:])
+    a.merge(b)
+    d64 = data.double()
+    for m in (whole, a):
+        assert torch.allclose(m.mean(), d64.mean(1), atol=1e-12)
+        assert torch.allclose(m.std(), d64.std(1, unbiased=False), atol=1e-12)
+        assert torch.equal(m.maximum, data.amax(1))
+        assert torch.equal(m.positive, (data > 0).sum(1))
+
+
+def test_topk_is_exact_deterministic_and_mergeable():
+    torch.manual_seed(1)
+    scores = torch.randint(0, 5, (3, 40)).float()  # many ties
+    idx = torch.arange(40)
+    payload = scores.unsqueeze(-1) * 10
+    one = TopK(3, 6, torch.device("cpu"), (1,))
+    for start in range(0, 40, 7):
+        one.update(scores[:, start:start + 7], idx[start:start + 7], payload[:, start:start + 7])
+    left, right = TopK(3, 6, torch.device("cpu"), (1,)), TopK(3, 6, torch.device("cpu"), (1,))
+    left.update(scores[:, :20], idx[:20], payload[:, :20])
+    right.update(scores[:, 20:], idx[20:], payload[:, 20:])
+    right.merge(left)
+    for unit in range(3):
+        order = sorted(range(40), key=lambda i: (-scores[unit, i].item(), i))[:6]
+        assert one.indices[unit].tolist() == order
+        assert right.indices[unit].tolist() == order
+    assert torch.equal(one.payload[..., 0], one.values * 10)
+
+
+def test_as_maps_shapes():
+    assert as_maps(torch.zeros(2, 5)).shape == (2, 5, 1, 1)
+    assert as_maps(torch.zeros(2, 5, 3, 4)).shape == (2, 5, 3, 4)
