@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if source.suffix == ".safetensors":
             return load_file(str(source))
         state = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"cannot load checkpoint {source} safely: it holds Python objects "
+                              f"other than tensors, which weights_only loading refuses") from None
     except (SafetensorError, RuntimeError, OSError, EOFError) as exc:
         raise CheckpointError(f"cannot load checkpoint {source} safely: "
                               f"{str(exc).splitlines()[0]}") from None
