@@ -37,6 +37,7 @@ ENTRY_POINT_GROUP = "probe"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.architectures.lenet",
     "probe.plugins.datasets.digits",
+    "probe.plugins.datasets.parts",
     "probe.plugins.analyses.unit_stats",
 )
 
