@@ -1,0 +1,151 @@
+"""The comparison section of a report over several runs.
+
+A table of the runs (architecture, weights, data, accuracy from the
+checkpoint's sidecar where present, detector totals), the hierarchy of parts
+side by side, and per analysis that several runs share, one chart of a
+per-layer mean against relative depth (so runs of different architectures
+line up). An analysis class may provide ``compare_figures({run name: tables})``
+to draw its own comparison instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from probe.report.assets import escape, figure_html
+from probe.report.hierarchy import detector_counts
+from probe.report.sections import analysis_class
+from probe.report.tables import INDEX_COLUMNS, frame_html, scalar_columns
+from probe.store import Run
+
+
+def checkpoint_metrics(run: Run) -> dict[str, Any]:
+    """Metrics from the checkpoint's JSON sidecar (written by ``probe train``), if any."""
+    checkpoint = (run.manifest.get("arch") or {}).get("checkpoint")
+    if not checkpoint:
+        return {}
+    sidecar = Path(checkpoint).with_suffix(".json")
+    try:
+        return dict(json.loads(sidecar.read_text()).get("metrics", {}))
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run: what it is and its headline numbers."""
+    rows = []
+    for run in runs:
+        arch = run.manifest.get("arch") or {}
+        data = run.manifest.get("dataset") or {}
+        row: dict[str, Any] = {
+            "run": run.name, "architecture": arch.get("name") or arch.get("class"),
+            "checkpoint": Path(arch["checkpoint"]).name if arch.get("checkpoint") else "none",
+            "data set": data.get("name"), "images": data.get("size"),
+            "layers": len(run.manifest.get("layers", [])),
+            "analyses": ", ".join(run.analyses), "status": run.status,
+        }
+        for key, value in checkpoint_metrics(run).items():
+            row[key] = value
+        counts = detector_counts(run)
+        if counts is not None:
+            row["detector units"] = int(counts["detectors"].sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _depth_profile(run: Run, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    layers = [layer for layer in run.manifest.get("layers", []) if layer in set(frame["layer"])]
+    means = frame.groupby("layer")[column].mean()
+    depth = [i / max(len(layers) - 1, 1) for i in range(len(layers))]
+    return pd.DataFrame({"layer": layers, "depth": depth,
+                         "value": [float(means[layer]) for layer in layers]})
+
+
+def measure_column(frame: pd.DataFrame) -> str | None:
+    """The first numeric measurement column of a per-layer table, if any."""
+    if "layer" not in frame.columns:
+        return None
+    for column in scalar_columns(frame):
+        if column not in INDEX_COLUMNS and pd.api.types.is_numeric_dtype(frame[column]) \
+                and not pd.api.types.is_bool_dtype(frame[column]):
+            return column
+    return None
+
+
+def shared_analysis_figures(runs: Sequence[Run], name: str) -> list[Any]:
+    """Comparison figures of one analysis over the runs that completed it."""
+    import plotly.graph_objects as go
+
+    having = [r for r in runs if r.analysis_status(name) == "complete"]
+    cls = analysis_class(name)
+    compare = getattr(cls, "compare_figures", None) if cls else None
+    if callable(compare):
+        return list(compare({r.name: r.all_tables(name) for r in having}) or [])
+    figures = []
+    tables = [t for _, t in having[0].tables(name)]
+    for table in tables:
+        frames = {r.name: r.table(name, table) for r in having if r.has_table(name, table)}
+        column = next((measure_column(f) for f in frames.values() if measure_column(f)), None)
+        if column is None or not all(column in f.columns for f in frames.values()):
+            continue
+        fig = go.Figure()
+        for run in having:
+            if run.name not in frames:
+                continue
+            profile = _depth_profile(run, frames[run.name], column)
+            fig.add_trace(go.Scatter(x=profile["depth"], y=profile["value"], mode="lines+markers",
+                                     name=run.name, text=profile["layer"],
+                                     hovertemplate="%{text}: %{y:.4g}"))
+        fig.update_layout(title=f"{name}: mean {column} of table {table} by relative depth",
+                          xaxis_title="relative depth (first layer 0, last layer 1)",
+                          yaxis_title=f"mean {column}", height=380)
+        figures.append(fig)
+        break
+    return figures
+
+
+def hierarchy_comparison(runs: Sequence[Run]) -> Any | None:
+    """Detector units per category for each run, side by side (``None`` without any)."""
+    import plotly.graph_objects as go
+
+    frames = []
+    for run in runs:
+        counts = detector_counts(run)
+        if counts is not None:
+            frames.append(counts.groupby("category")["detectors"].sum().rename(run.name))
+    if not frames:
+        return None
+    table = pd.concat(frames, axis=1).fillna(0)
+    fig = go.Figure([go.Bar(x=list(table.columns), y=table.loc[c], name=str(c))
+                     for c in table.index])
+    fig.update_layout(barmode="stack", title="detector units per concept category, per run",
+                      height=380)
+    return fig
+
+
+def comparison_section(runs: Sequence[Run]) -> str:
+    """The ``<section class="comparison">`` of a multi-run report."""
+    parts = ['<section class="comparison" id="comparison"><h2>Comparison</h2>',
+             frame_html(runs_table(runs), max_rows=len(runs), caption="runs")]
+    figure = hierarchy_comparison(runs)
+    if figure is not None:
+        parts.append(figure_html(figure))
+    names = list(dict.fromkeys(n for r in runs for n in r.analyses))
+    for name in names:
+        having = [r for r in runs if r.analysis_status(name) == "complete"]
+        if len(having) < 2:
+            continue
+        try:
+            figures = shared_analysis_figures(runs, name)
+        except Exception as exc:  # one odd table must not lose the report
+            parts.append(f'<p class="note">comparison of {escape(name)} failed: '
+                         f'{escape(type(exc).__name__)}: {escape(exc)}</p>')
+            continue
+        parts.extend(figure_html(f) for f in figures)
+    parts.append("</section>")
+    return "\n".join(parts)
