@@ -1,0 +1,282 @@
+"""Read-only, cached access to the runs under ``RUNS_DIR`` for the dashboard.
+
+Every name that arrives from a URL (run, layer, analysis, table, artifact path)
+is checked against what is actually on disk before it touches the file system:
+a run must be one of the directories listed under the root (symlinks that lead
+outside the root are refused), a layer one of the run's layers, a table one
+the manifest lists as complete. Nothing from a run is ever executed; pickled
+or code-bearing files are never opened.
+
+Runs and tables are cached with :func:`functools.lru_cache`, keyed by the run
+path and the manifest's modification time, so a run that is rewritten (or
+resumed) is re-read and an unchanged run is read once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from probe.errors import ProbeError
+from probe.store import MANIFEST, Run, load_run
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: Artifact types the dashboard is willing to serve, with their MIME types.
+SERVABLE = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+            ".svg": "image/svg+xml", ".csv": "text/csv", ".txt": "text/plain",
+            ".json": "application/json"}
+
+
+class NotFound(ProbeError):
+    """A run, layer, table or file that is not part of the runs being served."""
+
+
+def safe_name(name: object, what: str) -> str:
+    """Return ``name`` if it is a plain file name (no separators, no ``..``), else raise."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise NotFound(f"{what} name must be letters, digits, '_', '-', '.', got {name!r}")
+    return name
+
+
+def _stamp(path: Path) -> int:
+    """The manifest's modification time in nanoseconds (the cache key of a run)."""
+    return (path / MANIFEST).stat().st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _load_run(path: str, stamp: int) -> Run:
+    return load_run(path)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_table(path: str, stamp: int, analysis: str, table: str,
+                columns: tuple[str, ...] | None, layer: str | None) -> pd.DataFrame:
+    file = Path(path) / analysis / f"{table}.parquet"
+    filters = [("layer", "==", layer)] if layer is not None else None
+    frame = pd.read_parquet(file, columns=list(columns) if columns else None, filters=filters)
+    return frame.reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_dataset(name: str, options_json: str) -> Any:
+    from probe.api import load_dataset
+
+    return load_dataset(name, **json.loads(options_json))
+
+
+class RunSource:
+    """The runs under one root directory, as the dashboard reads them.
+
+    Args:
+        root: ``RUNS_DIR``: a folder of run directories, or one run directory.
+
+    Raises:
+        ProbeError: when ``root`` is not a directory.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise ProbeError(f"runs directory {str(root)!r} does not exist or is not a folder")
+        self.root = path.resolve()
+
+    def __repr__(self) -> str:
+        return f"RunSource({str(self.root)!r})"
+
+    # -- runs ------------------------------------------------------------------
+    def run_paths(self) -> dict[str, Path]:
+        """``{run name: path}`` of every run directory directly under the root."""
+        if (self.root / MANIFEST).is_file():
+            return {self.root.name: self.root}
+        out: dict[str, Path] = {}
+        with os.scandir(self.root) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if not _SAFE_NAME.match(entry.name) or not entry.is_dir():
+                    continue
+                path = Path(entry.path)
+                # A symlinked run is served only when it resolves inside the root.
+                if not path.resolve().is_relative_to(self.root):
+                    continue
+                if (path / MANIFEST).is_file():
+                    out[entry.name] = path
+        return out
+
+    def run_names(self) -> list[str]:
+        """Names of the runs, sorted."""
+        return list(self.run_paths())
+
+    def run(self, name: object) -> Run:
+        """The run called ``name`` (cached until its manifest changes).
+
+        Raises:
+            NotFound: when ``name`` is not one of :meth:`run_names`.
+        """
+        safe_name(name, "run")
+        path = self.run_paths().get(str(name))
+        if path is None:
+            raise NotFound(f"no run {name!r} under {self.root}")
+        return _load_run(str(path), _stamp(path))
+
+    def runs(self) -> list[Run]:
+        """Every run that can be read."""
+        out = []
+        for name in self.run_names():
+            try:
+                out.append(self.run(name))
+            except ProbeError:
+                continue
+        return out
+
+    def default_run(self, name: object = None) -> str | None:
+        """``name`` if it is a run here, else the first run (``None`` when there is none)."""
+        names = self.run_names()
+        if isinstance(name, str) and name in names:
+            return name
+        return names[0] if names else None
+
+    # -- layers and tables -------------------------------------------------------
+    def layers(self, run: Run) -> list[str]:
+        """The run's layers, in network order."""
+        layers = run.manifest.get("layers") or []
+        if not layers and run.has_table("unit-stats", "units"):
+            layers = list(dict.fromkeys(self.table(run, "unit-stats", "units", ("layer",))
+                                        ["layer"]))
+        return [str(x) for x in layers]
+
+    def check_layer(self, run: Run, layer: object) -> str:
+        """Return ``layer`` if the run has it, else raise :class:`NotFound`."""
+        layers = self.layers(run)
+        if not isinstance(layer, str) or layer not in layers:
+            raise NotFound(f"run {run.name} has no layer {layer!r}; it has: "
+                           f"{', '.join(layers) or 'none'}")
+        return layer
+
+    def completed(self, run: Run) -> list[str]:
+        """Analyses of the run that completed."""
+        return [a for a in run.analyses if run.analysis_status(a) == "complete"]
+
+    def has(self, run: Run, analysis: str, table: str) -> bool:
+        """Whether the run holds a completed table."""
+        return run.has_table(analysis, table)
+
+    def table(self, run: Run, analysis: str, table: str,
+              columns: Sequence[str] | None = None, layer: str | None = None
+              ) -> pd.DataFrame:
+        """A completed table, optionally only some columns and one layer's rows.
+
+        The result is cached and shared: treat it as read-only.
+
+        Raises:
+            NotFound: when the run has no such completed table.
+        """
+        if not run.has_table(analysis, table):
+            raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
+        if columns is not None:
+            available = self.columns(run, analysis, table)
+            columns = tuple(c for c in columns if c in available)
+        return _read_table(str(run.path), _stamp(run.path), analysis, table,
+                           tuple(columns) if columns is not None else None, layer)
+
+    def optional(self, run: Run, analysis: str, table: str,
+                 columns: Sequence[str] | None = None, layer: str | None = None
+                 ) -> pd.DataFrame | None:
+        """Like :meth:`table`, but ``None`` when the run lacks the table."""
+        if not run.has_table(analysis, table):
+            return None
+        return self.table(run, analysis, table, columns, layer)
+
+    def columns(self, run: Run, analysis: str, table: str) -> list[str]:
+        """Column names of a stored table (read from the parquet schema only)."""
+        return _schema(str(run.path), _stamp(run.path), analysis, table)
+
+    # -- files -------------------------------------------------------------------
+    def artifact(self, run_name: object, analysis: object, relative: object) -> Path:
+        """The path of a servable artifact file of a run.
+
+        Raises:
+            NotFound: for unknown runs or analyses, names with separators or
+                ``..``, absolute paths, symlinks leading anywhere outside the
+                analysis folder, missing files and types not in :data:`SERVABLE`.
+        """
+        run = self.run(run_name)
+        safe_name(analysis, "analysis")
+        if analysis not in run.analyses:
+            raise NotFound(f"run {run.name} has no analysis {analysis!r}")
+        if not isinstance(relative, str) or not relative or relative.startswith(("/", "\\")):
+            raise NotFound(f"artifact path must be relative, got {relative!r}")
+        parts = relative.split("/")
+        for part in parts:
+            safe_name(part, "artifact")
+        base = (run.path / analysis).resolve()
+        target = base.joinpath(*parts)
+        resolved = target.resolve()
+        if not resolved.is_relative_to(base) or not resolved.is_relative_to(self.root):
+            raise NotFound(f"artifact path {relative!r} leaves the run directory")
+        if not resolved.is_file():
+            raise NotFound(f"run {run.name} has no artifact {analysis}/{relative}")
+        if resolved.suffix.lower() not in SERVABLE:
+            raise NotFound(f"artifact type {resolved.suffix!r} is not served; served types: "
+                           f"{', '.join(sorted(SERVABLE))}")
+        return resolved
+
+    # -- images ------------------------------------------------------------------
+    def dataset(self, run: Run) -> Any | None:
+        """The run's data set reloaded from its manifest (cached), or ``None``.
+
+        Returns ``None`` when the run has no data set or its plugin is not
+        installed here, so pages can say so instead of failing.
+        """
+        record = run.manifest.get("dataset") or {}
+        name = record.get("name")
+        if not name:
+            return None
+        options = json.dumps(record.get("options") or {}, sort_keys=True, default=str)
+        try:
+            return _load_dataset(str(name), options)
+        except ProbeError:
+            return None
+
+
+@functools.lru_cache(maxsize=256)
+def _schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(Path(path) / analysis / f"{table}.parquet").names)
+
+
+def clear_caches() -> None:
+    """Forget every cached run, table and data set (tests and benchmarks)."""
+    for cached in (_load_run, _read_table, _load_dataset, _schema):
+        cached.cache_clear()
+
+
+_ACTIVE: RunSource | None = None
+CONFIG_KEY = "PROBE_RUN_SOURCE"
+
+
+def set_source(source: RunSource) -> None:
+    """Make ``source`` the one page callbacks use outside a request (plain-function tests)."""
+    global _ACTIVE
+    _ACTIVE = source
+
+
+def get_source() -> RunSource:
+    """The runs of the app serving the current request, else the last one set.
+
+    Raises:
+        ProbeError: when no app was created yet.
+    """
+    import flask
+
+    if flask.has_app_context() and CONFIG_KEY in flask.current_app.config:
+        return flask.current_app.config[CONFIG_KEY]
+    if _ACTIVE is None:
+        raise ProbeError("no runs directory: build the app with probe.dashboards.create_app")
+    return _ACTIVE

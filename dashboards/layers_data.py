@@ -1,0 +1,49 @@
+"""Per-layer tables of a run, gathered from whichever analyses it holds (cached by run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from probe.dashboards.data import RunSource
+from probe.dashboards.figures import make_layer_summary
+
+
+def first_table(source: RunSource, run: Any, analysis: str, names: tuple[str, ...],
+                needed: tuple[str, ...]) -> pd.DataFrame | None:
+    """The first of ``names`` (then any table) of ``analysis`` that has the ``needed`` columns."""
+    if analysis not in source.completed(run):
+        return None
+    candidates = [*names, *(t for _, t in run.tables(analysis) if t not in names)]
+    for name in candidates:
+        if run.has_table(analysis, name) and set(needed) <= set(
+                source.columns(run, analysis, name)):
+            return source.table(run, analysis, name)
+    return None
+
+
+def run_tables(source: RunSource, run: Any) -> dict[str, pd.DataFrame | None]:
+    """The per-unit and per-layer tables the layer views use (``None`` when absent).
+
+    Keys: ``units`` (unit-stats), ``dissection`` (per-unit best concept),
+    ``equivariance`` (``layer, ..., error``), ``filters`` (per-unit ``r2``).
+    """
+    return {
+        "units": source.optional(run, "unit-stats", "units",
+                                 columns=("layer", "unit", "mean", "std", "max",
+                                          "fraction_positive")),
+        "dissection": first_table(source, run, "dissection", ("units",),
+                                  ("layer", "unit", "label", "category", "is_detector")),
+        "equivariance": first_table(source, run, "equivariance", ("errors", "layers"),
+                                    ("layer", "error")),
+        "filters": first_table(source, run, "filters", ("gabor", "units"),
+                               ("layer", "unit", "r2")),
+    }
+
+
+def layer_summary(source: RunSource, run: Any) -> pd.DataFrame:
+    """:func:`make_layer_summary` of a run, in the run's layer order."""
+    tables = run_tables(source, run)
+    return make_layer_summary(tables["units"], tables["dissection"], tables["equivariance"],
+                              tables["filters"], layers=source.layers(run))

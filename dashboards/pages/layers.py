@@ -1,0 +1,79 @@
+"""Layers: per layer the hierarchy-of-parts chart, unique concepts, equivariance, filters."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import dash
+from dash import Input, Output, callback, html
+
+from probe.dashboards.components import graph, missing, notice, run_dropdown, table
+from probe.dashboards.data import get_source
+from probe.dashboards.figures import (
+    make_activation_figure,
+    make_equivariance_figure,
+    make_filter_figure,
+    make_hierarchy_figure,
+)
+from probe.dashboards.layers_data import layer_summary, run_tables
+from probe.dashboards.plugin_pages import panels
+from probe.errors import ProbeError
+
+dash.register_page(__name__, path="/layers", name="Layers", title="probe: layers", nav=True,
+                   order=1)
+
+
+def layout(run: str | None = None, **_: Any) -> html.Div:
+    """The layers page; ``?run=RUN`` preselects."""
+    source = get_source()
+    return html.Div([
+        html.H2("Layers"),
+        html.Div([run_dropdown("layers-run", source.run_names(), source.default_run(run))],
+                 className="controls"),
+        html.Div(id="layers-content"),
+    ])
+
+
+@callback(Output("layers-content", "children"), Input("layers-run", "value"))
+def layers_content(run: str | None) -> Any:
+    """Everything about the layers of one run."""
+    if not run:
+        return notice("No runs found.")
+    source = get_source()
+    try:
+        run_obj = source.run(run)
+    except ProbeError as exc:
+        return notice(str(exc))
+    tables = run_tables(source, run_obj)
+    layers = source.layers(run_obj)
+    summary = layer_summary(source, run_obj)
+    summary.insert(1, "open", [f"[units](/units?run={quote(run)}&layer={quote(layer)})"
+                               for layer in summary["layer"]])
+    out: list[Any] = [html.H3("Summary per layer"),
+                      table(summary, "layers-summary", page_size=50, markdown=("open",))]
+    out.append(html.H3("Hierarchy of parts"))
+    if tables["dissection"] is None:
+        out.append(missing("dissection", run, "no concept detectors per category"))
+    else:
+        out.append(graph(make_hierarchy_figure(tables["dissection"], layers), "layers-hierarchy"))
+    row = []
+    if tables["equivariance"] is None:
+        row.append(html.Div([html.H3("Equivariance"), missing("equivariance", run)],
+                            className="col"))
+    else:
+        row.append(html.Div([graph(make_equivariance_figure(tables["equivariance"], layers),
+                                   "layers-equivariance")], className="col"))
+    if tables["filters"] is None:
+        row.append(html.Div([html.H3("Filters"), missing("filters", run)], className="col"))
+    else:
+        row.append(html.Div([graph(make_filter_figure(tables["filters"], layers),
+                                   "layers-filters")], className="col"))
+    out.append(html.Div(row, className="row"))
+    if tables["units"] is not None:
+        out.append(graph(make_activation_figure(tables["units"], layers), "layers-activation"))
+    else:
+        out.append(missing("unit-stats", run))
+    for layer in layers:
+        out.extend(panels("layer", run_obj, layer=layer))
+    return out

@@ -1,0 +1,106 @@
+"""Units: one layer's units as a grid, sorted, filtered and paged on the server."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import dash
+import pandas as pd
+from dash import Input, Output, State, callback, dash_table, html
+
+from probe.dashboards.components import missing, notice, run_dropdown
+from probe.dashboards.data import RunSource, get_source
+from probe.dashboards.figures import filter_sort_page, make_unit_table
+from probe.errors import ProbeError
+
+dash.register_page(__name__, path="/units", name="Units", title="probe: units", nav=True,
+                   order=2)
+
+PAGE_SIZE = 25
+
+
+def unit_rows(source: RunSource, run_name: str, layer: str) -> pd.DataFrame:
+    """The unit grid of one layer: unit-stats, dissection and filter columns merged."""
+    run = source.run(run_name)
+    source.check_layer(run, layer)
+    units = source.optional(run, "unit-stats", "units", layer=layer)
+    dissection = source.optional(run, "dissection", "units", layer=layer)
+    filters = None
+    for table in ("gabor", "units"):
+        filters = source.optional(run, "filters", table, layer=layer)
+        if filters is not None:
+            break
+    frame = make_unit_table(units, dissection, filters)
+    frame.insert(1, "open", [f"[unit {u}](/unit/{quote(run_name)}/{quote(layer)}/{u})"
+                             for u in frame["unit"]])
+    return frame
+
+
+def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.Div:
+    """The units page; ``?run=RUN&layer=LAYER`` preselects."""
+    source = get_source()
+    names = source.run_names()
+    selected = source.default_run(run)
+    return html.Div([
+        html.H2("Units"),
+        html.Div([run_dropdown("units-run", names, selected),
+                  html.Div([html.Label("layer"),
+                            dash.dcc.Dropdown(id="units-layer", value=layer, clearable=False)])],
+                 className="controls"),
+        html.Div(id="units-notice"),
+        dash_table.DataTable(
+            id="units-table", page_current=0, page_size=PAGE_SIZE, page_action="custom",
+            sort_action="custom", sort_mode="multi", sort_by=[], filter_action="custom",
+            filter_query="", markdown_options={"link_target": "_self"},
+            style_cell={"fontSize": "0.85rem", "padding": "2px 6px", "textAlign": "left"},
+            style_table={"overflowX": "auto"}),
+    ])
+
+
+@callback(Output("units-layer", "options"), Output("units-layer", "value"),
+          Input("units-run", "value"), State("units-layer", "value"))
+def layer_choices(run: str | None, current: str | None) -> tuple[list[str], str | None]:
+    """Layers of the chosen run; keeps the current layer when the run has it."""
+    if not run:
+        return [], None
+    try:
+        source = get_source()
+        layers = source.layers(source.run(run))
+    except ProbeError:
+        return [], None
+    return layers, current if current in layers else (layers[0] if layers else None)
+
+
+@callback(Output("units-table", "data"), Output("units-table", "columns"),
+          Output("units-table", "page_count"), Output("units-notice", "children"),
+          Input("units-run", "value"), Input("units-layer", "value"),
+          Input("units-table", "page_current"), Input("units-table", "page_size"),
+          Input("units-table", "sort_by"), Input("units-table", "filter_query"))
+def units_page(run: str | None, layer: str | None, page: int | None, page_size: int | None,
+               sort_by: list[dict[str, str]] | None, filter_query: str | None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, str]], int, Any]:
+    """One page of the unit grid (filtered and sorted on the server)."""
+    if not run or not layer:
+        return [], [], 1, notice("Pick a run and a layer.")
+    source = get_source()
+    try:
+        frame = unit_rows(source, run, layer)
+    except ProbeError as exc:
+        return [], [], 1, notice(str(exc))
+    messages = []
+    run_obj = source.run(run)
+    if not run_obj.has_table("dissection", "units"):
+        messages.append(missing("dissection", run, "no concept labels, categories or IoU"))
+    try:
+        rows, pages = filter_sort_page(frame, filter_query, sort_by, page or 0,
+                                       page_size or PAGE_SIZE)
+    except ValueError as exc:
+        rows, pages = frame.iloc[:0], 1
+        messages.append(notice(f"filter: {exc}"))
+    messages.append(html.P(f"{len(frame)} units in {layer}", id="units-count"))
+    columns = [{"name": c, "id": c, **({"presentation": "markdown"} if c == "open" else {}),
+                **({"type": "numeric"} if pd.api.types.is_numeric_dtype(frame[c])
+                   and frame[c].dtype != bool else {})}
+               for c in frame.columns]
+    return rows.to_dict("records"), columns, pages, messages

@@ -1,0 +1,77 @@
+"""End-to-end: the dashboard in a real headless Chromium (run with ``pytest --headless``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real unit-stats runs of LeNet-5 on 64 digits."""
+    from probe.dashboards.sample import make_sample_runs
+
+    root = tmp_path_factory.mktemp("dash-runs")
+    make_sample_runs(root, size=64)
+    return root
+
+
+def _texts(dash_duo, selector: str) -> list[str]:
+    return [e.text for e in dash_duo.find_elements(selector)]
+
+
+def test_runs_layer_units_unit(dash_duo, runs_dir: Path) -> None:
+    """Open the app, pick a layer, open a unit, see its exemplars and labels."""
+    from probe.dashboards import create_app
+
+    dash_duo.start_server(create_app(runs_dir))
+    dash_duo.wait_for_text_to_equal("h2", "Runs", timeout=20)
+    dash_duo.wait_for_contains_text("#runs-table", "lenet5-a", timeout=10)
+    assert "lenet5" in dash_duo.find_element("#runs-table").text
+
+    dash_duo.wait_for_element("#runs-table a[href='/units?run=lenet5-a']").click()
+    dash_duo.wait_for_contains_text("#units-count", "6 units in c1", timeout=20)
+    dash_duo.select_dcc_dropdown("#units-layer", value="c3")
+    dash_duo.wait_for_contains_text("#units-count", "16 units in c3", timeout=20)
+    links = dash_duo.find_elements("#units-table a")
+    assert len(links) == 16
+    dash_duo.wait_for_element("#units-table a[href='/unit/lenet5-a/c3/5']").click()
+
+    dash_duo.wait_for_text_to_equal("#unit-title", "lenet5-a · c3 · unit 5", timeout=20)
+    exemplars = dash_duo.find_elements("#unit-exemplars figure")
+    assert len(exemplars) == 8  # unit-stats keeps top_k = 8 images
+    captions = _texts(dash_duo, "#unit-exemplars figcaption")
+    assert captions[0].startswith("#1 · image ")
+    assert all("class " in c for c in captions)  # digit labels under every exemplar
+    images = dash_duo.find_elements("#unit-exemplars img")
+    assert all(img.get_attribute("src").startswith("data:image/png;base64,") for img in images)
+    assert dash_duo.find_element("#missing-dissection").text.startswith("This run (lenet5-a)")
+    assert dash_duo.get_logs() == []
+
+
+def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
+    """Follow a unit permalink directly, then compare the two runs."""
+    from probe.dashboards import create_app
+
+    dash_duo.start_server(create_app(runs_dir))
+    dash_duo.driver.get(dash_duo.server_url + "/unit/lenet5-b/c1/3")
+    dash_duo.wait_for_text_to_equal("#unit-title", "lenet5-b · c1 · unit 3", timeout=20)
+    assert len(dash_duo.find_elements("#unit-exemplars figure")) == 8
+    stats = dash_duo.find_element("#unit-stats").text
+    assert "max" in stats and "fraction_positive" in stats
+
+    dash_duo.driver.get(dash_duo.server_url + "/unit/lenet5-b/c1/99")
+    dash_duo.wait_for_contains_text("#unit-error", "has 6 units", timeout=20)
+    dash_duo.driver.get(dash_duo.server_url + "/unit/nope/c1/1")
+    dash_duo.wait_for_contains_text("#unit-error", "no run 'nope'", timeout=20)
+
+    dash_duo.driver.get(dash_duo.server_url + "/compare?a=lenet5-a&b=lenet5-b")
+    dash_duo.wait_for_contains_text("#compare-table", "units [lenet5-b]", timeout=20)
+    table = dash_duo.find_element("#compare-table").text
+    for layer in ("c1", "s2", "c3", "s4", "c5"):
+        assert layer in table
+    dash_duo.wait_for_element("#compare-figure")
+    assert dash_duo.get_logs() == []
