@@ -36,6 +36,10 @@ ENTRY_POINT_GROUP = "probe"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.architectures.lenet",
+    "probe.plugins.architectures.alexnet",
+    "probe.plugins.architectures.vgg",
+    "probe.plugins.architectures.deformable",
+    "probe.plugins.architectures.deconvnet",
     "probe.plugins.datasets.digits",
     "probe.plugins.datasets.parts",
     "probe.plugins.analyses.unit_stats",
