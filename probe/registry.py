@@ -16,10 +16,13 @@ class Registry(Generic[T]):
     Args:
         kind: Human name of the kind, used in messages (``"architecture"``).
         validate: Called on every item before it is added; raises on a bad item.
+        plural: Plural of ``kind`` for messages (default: English rule for ``-is``/``-s``).
     """
 
-    def __init__(self, kind: str, validate: Callable[[object], None] | None = None) -> None:
+    def __init__(self, kind: str, validate: Callable[[object], None] | None = None,
+                 plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or (f"{kind[:-2]}es" if kind.endswith("is") else f"{kind}s")
         self._validate = validate
         self._items: dict[str, T] = {}
         self._owners: dict[str, str] = {}
@@ -48,7 +51,8 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise ProbeError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+            message = f"unknown {self.kind} {name!r}; known {self.plural}: {known}"
+            raise ProbeError(message) from None
 
     def owner(self, name: str) -> str:
         """The plugin that registered ``name``."""
