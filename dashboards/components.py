@@ -23,12 +23,12 @@ def notice(*children: Any, id: str | None = None) -> html.Div:
     return html.Div(list(children), className="notice", **props)
 
 
-def missing(analysis: str, run: str, what: str = "") -> html.Div:
-    """The message a page shows when the run lacks an analysis."""
+def missing(analysis: str, run: str, what: str = "", key: str = "") -> html.Div:
+    """The message a page shows when the run lacks an analysis (``key`` keeps ids unique)."""
     hint = RUN_HINTS.get(analysis, f"probe run ... --analysis {analysis} ...")
     return notice(f"This run ({run}) has no {analysis}{' — ' + what if what else ''}. "
                   f"To add it, run ", html.Code(hint.replace("RUN", run)), ".",
-                  id=f"missing-{analysis}")
+                  id=f"missing-{analysis}" + (f"-{key}" if key else ""))
 
 
 def run_dropdown(id: str, names: Sequence[str], value: str | None,

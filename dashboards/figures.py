@@ -7,10 +7,11 @@ tables of :func:`probe.load_run` and tests can call them on hand-made frames.
 Column conventions (the analyses' declared tables):
 
 * ``unit-stats/units``: ``layer, unit, mean, std, max, fraction_positive``.
-* ``dissection/units``: ``layer, unit, label, category, iou, is_detector``
-  (best label overall per unit).
-* ``equivariance/<table>``: ``layer, transform, magnitude, error``.
-* ``filters/<table>``: ``layer, unit`` and a goodness-of-fit column ``r2``.
+* ``dissection/units``: ``layer, unit, label`` (id), ``name, category, iou,
+  is_detector`` (best label overall per unit); ``dissection/labels``:
+  ``layer, unit, category, rank, name, iou`` (each unit's best labels).
+* ``equivariance/errors``: ``layer, transform, magnitude, relative_error``.
+* ``filters/units``: ``layer, unit, gabor_r2, gabor_status, separability``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -172,11 +174,13 @@ def make_layer_summary(units: pd.DataFrame | None, dissection: pd.DataFrame | No
         out["unique_concepts"] = out["layer"].map(
             det.groupby("layer")["label"].nunique()).fillna(0).astype(int)
     if equivariance is not None and not equivariance.empty:
-        e = equivariance.assign(layer=equivariance["layer"].astype(str))
-        out["equivariance_error"] = out["layer"].map(e.groupby("layer")["error"].mean())
-    if filters is not None and not filters.empty and "r2" in filters:
+        e = _finite(equivariance.assign(layer=equivariance["layer"].astype(str)))
+        out["equivariance_error"] = out["layer"].map(
+            e.groupby("layer")[error_column(e)].mean())
+    fit = r2_column(filters)
+    if filters is not None and not filters.empty and fit:
         f = filters.assign(layer=filters["layer"].astype(str))
-        out["filter_r2"] = out["layer"].map(f.groupby("layer")["r2"].median())
+        out["filter_r2"] = out["layer"].map(f.groupby("layer")[fit].median())
     return out.round(4)
 
 
@@ -187,12 +191,13 @@ def make_equivariance_figure(equivariance: pd.DataFrame | None,
     if equivariance is None or equivariance.empty:
         return _empty_figure("no equivariance in this run", title)
     order = layer_order(equivariance, layers=layers)
-    frame = equivariance.assign(layer=equivariance["layer"].astype(str))
+    frame = _finite(equivariance.assign(layer=equivariance["layer"].astype(str)))
     key = "transform" if "transform" in frame else None
+    column = error_column(frame)
     fig = go.Figure()
     groups = frame.groupby(key) if key else [("all", frame)]
     for name, rows in groups:
-        mean = rows.groupby("layer")["error"].mean().reindex(order)
+        mean = rows.groupby("layer")[column].mean().reindex(order)
         fig.add_trace(go.Scatter(x=order, y=mean.values, mode="lines+markers", name=str(name)))
     fig.update_layout(title=title, xaxis_title="layer", yaxis_title="relative error",
                       height=340)
@@ -200,10 +205,11 @@ def make_equivariance_figure(equivariance: pd.DataFrame | None,
 
 
 def make_filter_figure(filters: pd.DataFrame | None, layers: Sequence[str] | None = None,
-                       column: str = "r2",
+                       column: str | None = None,
                        title: str = "filter fit (Gabor R²) per layer") -> go.Figure:
-    """Box plot of a per-unit filter statistic per layer."""
-    if filters is None or filters.empty or column not in filters:
+    """Box plot of a per-unit filter statistic per layer (default: the Gabor R²)."""
+    column = column or r2_column(filters)
+    if filters is None or filters.empty or not column or column not in filters:
         return _empty_figure("no filter analysis in this run", title)
     fig = go.Figure()
     for layer in layer_order(filters, layers=layers):
@@ -243,9 +249,12 @@ def make_unit_table(units: pd.DataFrame | None, dissection: pd.DataFrame | None 
     frames = []
     keep = {"units": ["unit", "mean", "std", "max", "fraction_positive"],
             "dissection": ["unit", "label", "category", "iou", "is_detector"],
-            "filters": ["unit", "r2"]}
+            "filters": ["unit", "gabor_r2", "gabor_status", "separability"]}
     for key, frame in (("dissection", dissection), ("units", units), ("filters", filters)):
         if frame is not None and not frame.empty:
+            if key == "dissection" and "name" in frame:
+                # the grid shows concept names; ids stay in the analysis tables
+                frame = frame.drop(columns=["label"]).rename(columns={"name": "label"})
             frames.append(frame[[c for c in keep[key] if c in frame]].copy())
     if not frames:
         return pd.DataFrame({"unit": pd.Series([], dtype=int)})
@@ -255,7 +264,8 @@ def make_unit_table(units: pd.DataFrame | None, dissection: pd.DataFrame | None 
     table["unit"] = table["unit"].astype(int)
     if "is_detector" in table:
         table["is_detector"] = table["is_detector"].fillna(False).astype(bool)
-    for column in ("mean", "std", "max", "fraction_positive", "iou", "r2"):
+    for column in ("mean", "std", "max", "fraction_positive", "iou", "gabor_r2",
+                   "separability"):
         if column in table:
             table[column] = table[column].astype(float).round(4)
     return table.sort_values("unit").reset_index(drop=True)
@@ -338,13 +348,32 @@ def filter_sort_page(table: pd.DataFrame, filter_query: str | None = None,
     return rows.iloc[page * page_size:(page + 1) * page_size], pages
 
 
+def error_column(frame: pd.DataFrame) -> str:
+    """The error column of an equivariance table (``relative_error``, else ``error``)."""
+    return "relative_error" if "relative_error" in frame else "error"
+
+
+def r2_column(frame: pd.DataFrame | None) -> str | None:
+    """The Gabor goodness-of-fit column of a filters table, if any."""
+    if frame is None:
+        return None
+    return next((c for c in ("gabor_r2", "r2") if c in frame), None)
+
+
+def _finite(frame: pd.DataFrame) -> pd.DataFrame:
+    column = error_column(frame)
+    if column not in frame:
+        return frame
+    return frame.assign(**{column: frame[column].replace([np.inf, -np.inf], np.nan)})
+
+
 def make_concept_ranking_figure(ranking: pd.DataFrame | None, top: int = 10,
                                 threshold: float | None = None,
                                 title: str = "concept ranking (IoU)") -> go.Figure:
     """Horizontal bars of a unit's best concepts by IoU.
 
     Args:
-        ranking: Rows ``label, category, iou`` of one unit.
+        ranking: Rows ``name`` (or ``label``), ``category, iou`` of one unit.
         top: How many concepts to show.
         threshold: Detector threshold drawn as a vertical line.
     """
@@ -355,8 +384,9 @@ def make_concept_ranking_figure(ranking: pd.DataFrame | None, top: int = 10,
     categories = list(dict.fromkeys(rows["category"].astype(str))) if has_category else []
     colors = ([category_color(c, categories.index(c)) for c in rows["category"].astype(str)]
               if has_category else None)
-    names = ([f"{lab} ({cat})" for lab, cat in zip(rows["label"], rows["category"], strict=True)]
-             if has_category else [str(lab) for lab in rows["label"]])
+    labels = rows["name"] if "name" in rows else rows["label"]
+    names = ([f"{lab} ({cat})" for lab, cat in zip(labels, rows["category"], strict=True)]
+             if has_category else [str(lab) for lab in labels])
     fig = go.Figure(go.Bar(x=rows["iou"], y=names, orientation="h", marker_color=colors))
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dot", annotation_text=f"IoU {threshold}")
@@ -396,4 +426,30 @@ def make_compare_figure(summary_a: pd.DataFrame, summary_b: pd.DataFrame, name_a
             fig.add_trace(go.Bar(x=summary["layer"], y=summary[metric], name=name))
     fig.update_layout(barmode="group", title=title, xaxis_title="layer", yaxis_title=metric,
                       height=340)
+    return fig
+
+
+def make_layer_equivariance_figure(errors: pd.DataFrame | None, layer: str,
+                                   title: str | None = None) -> go.Figure:
+    """One layer's equivariance error against the transform's magnitude, a line per transform.
+
+    Args:
+        errors: ``equivariance/errors`` rows (``layer, transform, magnitude,
+            relative_error``); other layers' rows are ignored.
+        layer: The layer to show.
+    """
+    title = title or f"equivariance error of layer {layer}"
+    if errors is None or errors.empty:
+        return _empty_figure("no equivariance in this run", title)
+    rows = _finite(errors[errors["layer"].astype(str) == layer])
+    if rows.empty:
+        return _empty_figure(f"no equivariance rows for layer {layer}", title)
+    column = error_column(rows)
+    fig = go.Figure()
+    for name, group in rows.groupby("transform", sort=False):
+        group = group.sort_values("magnitude")
+        fig.add_trace(go.Scatter(x=group["magnitude"], y=group[column], mode="lines+markers",
+                                 name=str(name)))
+    fig.update_layout(title=title, xaxis_title="magnitude", yaxis_title="relative error",
+                      height=320)
     return fig

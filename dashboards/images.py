@@ -75,36 +75,31 @@ def signed_map(values: np.ndarray) -> np.ndarray:
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def filter_rgb(weights: np.ndarray) -> np.ndarray:
-    """A convolution filter ``[C_in, k, k]`` as an image: RGB when C_in = 3, else signed map."""
-    array = np.asarray(weights, dtype=np.float32)
-    if array.ndim == 2:
-        return signed_map(array)
-    if array.ndim == 3 and array.shape[0] == 3:
-        centred = array - array.mean()
-        top = float(np.abs(centred).max()) or 1.0
-        return ((centred / top * 0.5 + 0.5).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-    if array.ndim == 3:
-        return signed_map(array.mean(axis=0))
-    raise ValueError(f"filter must be [C_in, k, k] or [k, k], got shape {array.shape}")
+def unpack_mask(packed: bytes, height: int, width: int) -> np.ndarray:
+    """A bit-packed mask (``numpy.packbits`` of the row-major pixels) as ``bool[h, w]``."""
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=height * width)
+    return bits.reshape(height, width).astype(bool)
 
 
-def gabor(params: dict[str, float], size: int) -> np.ndarray:
-    """The Gabor function of REFERENCE §2 sampled on a ``size × size`` grid.
+def mask_overlay(image: np.ndarray | torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """An exemplar with a binary unit mask: pixels outside it dimmed, as in Network Dissection.
 
-    ``g = c + A·exp(−½(x′²/σx² + y′²/σy²))·cos(2π f x′ + φ)`` with ``x′, y′``
-    rotated by θ about ``(x0, y0)``; pixel coordinates run ``0 … size-1``.
-    Missing parameters default to a centred, unit-amplitude, zero-offset Gabor.
+    Args:
+        image: ``[C, H, W]`` in [0, 1].
+        mask: ``bool[h, w]`` at mask resolution (nearest-neighbour resized to ``H × W``).
+
+    Returns:
+        ``uint8[H, W, 3]``.
     """
-    p = {"c": 0.0, "amplitude": 1.0, "x0": (size - 1) / 2, "y0": (size - 1) / 2,
-         "sigma_x": size / 4, "sigma_y": size / 4, "theta": 0.0, "frequency": 0.25,
-         "phase": 0.0, **{k: float(v) for k, v in params.items() if v is not None}}
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    xr = (x - p["x0"]) * np.cos(p["theta"]) + (y - p["y0"]) * np.sin(p["theta"])
-    yr = -(x - p["x0"]) * np.sin(p["theta"]) + (y - p["y0"]) * np.cos(p["theta"])
-    envelope = np.exp(-0.5 * (xr**2 / p["sigma_x"] ** 2 + yr**2 / p["sigma_y"] ** 2))
-    return p["c"] + p["amplitude"] * envelope * np.cos(2 * np.pi * p["frequency"] * xr
-                                                       + p["phase"])
+    rgb = to_rgb(image).astype(np.float32)
+    height, width = rgb.shape[:2]
+    m = np.asarray(mask, dtype=bool)
+    rows = np.minimum((np.arange(height) * m.shape[0]) // height, m.shape[0] - 1)
+    cols = np.minimum((np.arange(width) * m.shape[1]) // width, m.shape[1] - 1)
+    inside = m[rows][:, cols][..., None]
+    tint = np.array([255.0, 230.0, 0.0], dtype=np.float32)
+    out = np.where(inside, rgb * 0.75 + tint * 0.25, rgb * 0.25)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

@@ -9,17 +9,26 @@ import pandas as pd
 from probe.dashboards.data import RunSource
 from probe.dashboards.figures import make_layer_summary
 
+#: Columns read for the layer and unit views (stored arrays such as maps are left on disk).
+DISSECTION_COLUMNS = ("layer", "unit", "label", "name", "category", "iou", "is_detector",
+                      "threshold")
+FILTER_COLUMNS = ("layer", "unit", "gabor_r2", "gabor_status", "separability")
+
 
 def first_table(source: RunSource, run: Any, analysis: str, names: tuple[str, ...],
-                needed: tuple[str, ...]) -> pd.DataFrame | None:
-    """The first of ``names`` (then any table) of ``analysis`` that has the ``needed`` columns."""
+                needed: tuple[str, ...], columns: tuple[str, ...] | None = None,
+                layer: str | None = None) -> pd.DataFrame | None:
+    """The first of ``names`` (then any table) of ``analysis`` with the ``needed`` columns.
+
+    Only ``columns`` (default: all) and, when given, one ``layer``'s rows are read.
+    """
     if analysis not in source.completed(run):
         return None
     candidates = [*names, *(t for _, t in run.tables(analysis) if t not in names)]
     for name in candidates:
         if run.has_table(analysis, name) and set(needed) <= set(
                 source.columns(run, analysis, name)):
-            return source.table(run, analysis, name)
+            return source.table(run, analysis, name, columns=columns, layer=layer)
     return None
 
 
@@ -27,18 +36,20 @@ def run_tables(source: RunSource, run: Any) -> dict[str, pd.DataFrame | None]:
     """The per-unit and per-layer tables the layer views use (``None`` when absent).
 
     Keys: ``units`` (unit-stats), ``dissection`` (per-unit best concept),
-    ``equivariance`` (``layer, ..., error``), ``filters`` (per-unit ``r2``).
+    ``equivariance`` (``errors``: ``layer, transform, relative_error``),
+    ``filters`` (``units``: per-unit ``gabor_r2``).
     """
     return {
         "units": source.optional(run, "unit-stats", "units",
                                  columns=("layer", "unit", "mean", "std", "max",
                                           "fraction_positive")),
         "dissection": first_table(source, run, "dissection", ("units",),
-                                  ("layer", "unit", "label", "category", "is_detector")),
-        "equivariance": first_table(source, run, "equivariance", ("errors", "layers"),
-                                    ("layer", "error")),
-        "filters": first_table(source, run, "filters", ("gabor", "units"),
-                               ("layer", "unit", "r2")),
+                                  ("layer", "unit", "label", "category", "is_detector"),
+                                  DISSECTION_COLUMNS),
+        "equivariance": first_table(source, run, "equivariance", ("errors",),
+                                    ("layer", "transform", "relative_error")),
+        "filters": first_table(source, run, "filters", ("units",),
+                               ("layer", "unit", "gabor_r2"), FILTER_COLUMNS),
     }
 
 

@@ -1,8 +1,8 @@
 """One unit, at a permanent link ``/unit/<run>/<layer>/<unit>``.
 
 Rendered entirely on the server from the URL: top exemplars with the unit's
-activation overlaid, concept ranking, statistics, filter (with Gabor fit),
-part→object links and the equivariance of its layer, plus plugin panels.
+mask or activation overlaid, concept ranking, statistics, filter with its Gabor
+fit, part→object links and the equivariance of its layer, plus plugin panels.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dash import dcc, html
 from probe.dashboards import images
 from probe.dashboards.components import graph, missing, notice, table
 from probe.dashboards.data import RunSource, get_source
-from probe.dashboards.figures import make_concept_ranking_figure, make_equivariance_figure
+from probe.dashboards.figures import make_concept_ranking_figure, make_layer_equivariance_figure
+from probe.dashboards.layers_data import DISSECTION_COLUMNS
 from probe.dashboards.plugin_pages import panels
 from probe.errors import ProbeError
 
@@ -38,65 +39,71 @@ def parse_unit(unit: object) -> int:
         ProbeError: when it is not a non-negative integer.
     """
     text = str(unit)
-    if not text.isdigit():
+    if not text.isdigit() or len(text) > 9:
         raise ProbeError(f"unit must be a non-negative integer, got {unit!r}")
     return int(text)
 
 
-def exemplar_rows(source: RunSource, run: Any, layer: str, unit: int) -> pd.DataFrame:
-    """The unit's top images (unit-stats ``top_images``), best first."""
-    rows = source.table(run, "unit-stats", "top_images", layer=layer)
-    mine = rows[rows["unit"] == unit]
-    return mine.sort_values("rank")
+def _rows(frame: pd.DataFrame | None, unit: int, column: str = "unit") -> pd.DataFrame:
+    if frame is None or frame.empty:
+        return pd.DataFrame()
+    return frame[frame[column] == unit]
 
 
-def make_exemplars(rows: pd.DataFrame, dataset: Any, threshold: float | None = None
+def _class_name(dataset: Any, label: int) -> str | None:
+    if label < 0:
+        return None
+    names = getattr(dataset, "class_names", ()) or ()
+    return str(names[label]) if label < len(names) else str(label)
+
+
+def make_exemplars(rows: pd.DataFrame, dataset: Any, prefix: str = "unit-exemplar"
                    ) -> list[html.Figure]:
-    """Exemplar figures (image with activation overlay and a caption) for ``rows``."""
+    """Exemplar figures for the top-image ``rows`` of one unit, best first.
+
+    Rows of ``unit-stats/top_images`` (``image, value, label, map``) are drawn
+    with the activation map as a heat overlay scaled to the best exemplar; rows
+    of ``dissection/exemplars`` (``image, activation, mask``) with the unit's
+    binary mask (outside dimmed).
+    """
     if rows.empty:
         return []
-    scale = float(rows["value"].max()) if "value" in rows else None
+    values = rows["value"] if "value" in rows else rows["activation"]
+    scale = float(values.max())
     out = []
-    for row in rows.itertuples(index=False):
-        index = int(row.image)
-        caption = [f"#{int(row.rank) + 1} · image {index} · act {float(row.value):.3g}"]
-        label = int(getattr(row, "label", -1))
-        if dataset is not None and label >= 0 and label < len(dataset.class_names):
-            caption.append(f"class {dataset.class_names[label]}")
-        elif label >= 0:
-            caption.append(f"class {label}")
-        if dataset is None or index >= len(dataset):
+    for (_, row), value in zip(rows.iterrows(), values, strict=True):
+        index = int(row["image"])
+        caption = [f"#{int(row['rank']) + 1} · image {index} · act {float(value):.3g}"]
+        if dataset is not None and "label" in row and _class_name(dataset, int(row["label"])):
+            caption.append(f"class {_class_name(dataset, int(row['label']))}")
+        if "active_pixels" in row:
+            caption.append(f"{int(row['active_pixels'])} px in mask")
+        if dataset is None or not 0 <= index < len(dataset):
             picture: Any = html.Div("image unavailable", className="filter-img")
         else:
-            act = None
-            stored = getattr(row, "map", None)
-            if stored is not None and int(getattr(row, "map_height", 0) or 0) > 0:
-                act = np.asarray(stored, dtype=np.float32).reshape(int(row.map_height),
-                                                                    int(row.map_width))
-            # The stored map is downsampled; show it as a heat overlay scaled to
-            # the unit's best exemplar, or as Network Dissection's mask when a
-            # threshold is known.
-            rgb = images.overlay(dataset[index]["image"], act, scale=scale,
-                                 threshold=threshold)
+            image = dataset[index]["image"]
+            if "mask" in row and row["mask"] is not None:
+                mask = images.unpack_mask(row["mask"], int(row["mask_height"]),
+                                          int(row["mask_width"]))
+                rgb = images.mask_overlay(image, mask)
+            else:
+                act = None
+                if row.get("map") is not None and int(row.get("map_height", 0) or 0) > 0:
+                    act = np.asarray(row["map"], dtype=np.float32).reshape(
+                        int(row["map_height"]), int(row["map_width"]))
+                rgb = images.overlay(image, act, scale=scale)
             picture = html.Img(src=images.data_uri(rgb), alt=f"image {index}")
         out.append(html.Figure([picture, html.Figcaption(" · ".join(caption))],
-                               className="exemplar", id=f"unit-exemplar-{int(row.rank)}"))
+                               className="exemplar", id=f"{prefix}-{int(row['rank'])}"))
     return out
 
 
-def stats_table(values: dict[str, Any]) -> html.Table:
+def stats_table(values: dict[str, Any], id: str = "unit-stats") -> html.Table:
     """A two-column key/value table."""
     def fmt(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
     return html.Table([html.Tr([html.Th(k), html.Td(fmt(v))]) for k, v in values.items()],
-                      className="stats", id="unit-stats")
-
-
-def _row(frame: pd.DataFrame | None, unit: int) -> dict[str, Any]:
-    if frame is None or frame.empty:
-        return {}
-    rows = frame[frame["unit"] == unit]
-    return {} if rows.empty else rows.iloc[0].to_dict()
+                      className="stats", id=id)
 
 
 def layout(run: str | None = None, layer: str | None = None, unit: str | None = None,
@@ -115,88 +122,158 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
 def unit_sections(source: RunSource, run: Any, layer: str, unit: int) -> list[Any]:
     """Every section of the unit page."""
     units = source.optional(run, "unit-stats", "units", layer=layer)
-    dissection = source.optional(run, "dissection", "units", layer=layer)
-    count = int(units["unit"].max()) + 1 if units is not None and not units.empty else None
+    dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
+    known = [f for f in (units, dissection) if f is not None and not f.empty]
+    count = max(int(f["unit"].max()) + 1 for f in known) if known else None
     if count is not None and unit >= count:
         return [html.H2("Unit"), notice(f"layer {layer} of run {run.name} has {count} units; "
                                         f"there is no unit {unit}", id="unit-error")]
-    stats = _row(units, unit)
-    best = _row(dissection, unit)
-    header = [html.H2(f"{run.name} · {layer} · unit {unit}", id="unit-title"),
-              html.P([dcc.Link("← units of this layer",
-                               href=f"/units?run={quote(run.name)}&layer={quote(layer)}"),
-                      " · ",
-                      dcc.Link("previous", href=unit_href(run.name, layer, max(unit - 1, 0))),
-                      " · ",
-                      dcc.Link("next", href=unit_href(run.name, layer, unit + 1)),
-                      " · permalink: ", html.Code(unit_href(run.name, layer, unit))])]
-    summary = {k: stats[k] for k in ("mean", "std", "max", "fraction_positive") if k in stats}
-    if best:
-        summary.update({"best concept": best.get("label"), "category": best.get("category"),
-                        "IoU": best.get("iou"), "detector": bool(best.get("is_detector"))})
-    sections: list[Any] = [*header, html.Div([
-        html.Div([html.H3("Statistics"), stats_table(summary) if summary else
-                  missing("unit-stats", run.name)], className="col"),
-        html.Div([html.H3("Concepts"), concept_section(source, run, layer, unit, best)],
-                 className="col")], className="row")]
-    sections += [html.H3("Top exemplars"), exemplar_section(source, run, layer, unit)]
-    sections += [html.Div([
-        html.Div([html.H3("Filter"), filter_section(source, run, layer, unit)], className="col"),
-        html.Div([html.H3("Equivariance of this layer"),
-                  equivariance_section(source, run, layer)], className="col"),
-    ], className="row")]
-    sections += panels("unit", run, layer=layer, unit=unit)
-    return sections
+    stats = _rows(units, unit)
+    best = _rows(dissection, unit)
+    summary: dict[str, Any] = {}
+    if not stats.empty:
+        summary.update({k: stats.iloc[0][k] for k in ("mean", "std", "max",
+                                                      "fraction_positive") if k in stats})
+    if not best.empty:
+        b = best.iloc[0]
+        summary.update({"best concept": b.get("name") or "none", "category": b.get("category"),
+                        "IoU": float(b["iou"]), "detector": bool(b["is_detector"]),
+                        "threshold T_k": float(b.get("threshold", np.nan))})
+    nav = [dcc.Link("← units of this layer",
+                    href=f"/units?run={quote(run.name)}&layer={quote(layer)}"), " · "]
+    if unit > 0:
+        nav += [dcc.Link("previous", href=unit_href(run.name, layer, unit - 1)), " · "]
+    if count is None or unit + 1 < count:
+        nav += [dcc.Link("next", href=unit_href(run.name, layer, unit + 1)), " · "]
+    nav += ["permalink: ", html.Code(unit_href(run.name, layer, unit))]
+    return [
+        html.H2(f"{run.name} · {layer} · unit {unit}", id="unit-title"),
+        html.P(nav),
+        html.Div([
+            html.Div([html.H3("Statistics"), stats_table(summary) if summary else
+                      missing("unit-stats", run.name, key="stats")], className="col"),
+            html.Div([html.H3("Concepts"), concept_section(source, run, layer, unit, best)],
+                     className="col")], className="row"),
+        html.H3("Top exemplars"),
+        exemplar_section(source, run, layer, unit),
+        html.Div([
+            html.Div([html.H3("Filter"), filter_section(source, run, layer, unit)],
+                     className="col"),
+            html.Div([html.H3("Part → object links"), links_section(source, run, layer, unit)],
+                     className="col"),
+        ], className="row"),
+        html.H3("Equivariance of this layer"),
+        equivariance_section(source, run, layer, unit),
+        *panels("unit", run, layer=layer, unit=unit),
+    ]
 
 
 def exemplar_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
-    """The exemplar gallery, or why there is none."""
-    if not run.has_table("unit-stats", "top_images"):
-        return missing("unit-stats", run.name, "no exemplar images")
+    """Dissection exemplars with the unit's mask, and unit-stats exemplars with its heat map."""
     dataset = source.dataset(run)
-    notes = []
+    out: list[Any] = []
     if dataset is None:
-        notes.append(notice("The run's data set cannot be loaded here, so only the "
-                            "activation values are shown."))
-    figures = make_exemplars(exemplar_rows(source, run, layer, unit), dataset)
-    return html.Div([*notes, html.Div(figures, className="exemplars", id="unit-exemplars")])
+        out.append(notice("The run's data set cannot be loaded here, so only the activation "
+                          "values are shown."))
+    if run.has_table("dissection", "exemplars"):
+        rows = source.table(run, "dissection", "exemplars", layer=layer)
+        out += [html.P("Unit mask (activation above the unit's threshold T_k, upsampled "
+                       "bilinearly); outside dimmed:"),
+                html.Div(make_exemplars(_rows(rows, unit).sort_values("rank"), dataset,
+                                        "unit-mask"), className="exemplars", id="unit-masks")]
+    if run.has_table("unit-stats", "top_images"):
+        rows = source.table(run, "unit-stats", "top_images", layer=layer)
+        out += [html.P("Activation map (red = strong, scaled to the best exemplar):"),
+                html.Div(make_exemplars(_rows(rows, unit).sort_values("rank"), dataset),
+                         className="exemplars", id="unit-exemplars")]
+    if not (run.has_table("dissection", "exemplars") or run.has_table("unit-stats",
+                                                                      "top_images")):
+        out.append(missing("unit-stats", run.name, "no exemplar images", key="exemplars"))
+    return html.Div(out)
 
 
 def concept_section(source: RunSource, run: Any, layer: str, unit: int,
-                    best: dict[str, Any]) -> Any:
-    """The unit's concept ranking from dissection."""
-    if not run.has_table("dissection", "units"):
+                    best: pd.DataFrame) -> Any:
+    """The unit's concept ranking from dissection's ``labels`` table."""
+    if best.empty:
         return missing("dissection", run.name, "no concept labels")
-    ranking = None
-    for name in ("scores", "ious", "ranking"):
-        frame = source.optional(run, "dissection", name, layer=layer)
-        if frame is not None and {"unit", "label", "iou"} <= set(frame.columns):
-            ranking = frame[frame["unit"] == unit]
-            break
-    if ranking is None and best:
-        ranking = pd.DataFrame([best])
-    return html.Div([html.P(f"best: {best.get('label')} ({best.get('category')}), "
-                            f"IoU {float(best.get('iou', 0)):.3f}", id="unit-best-label")
-                     if best else None,
-                     graph(make_concept_ranking_figure(ranking), "unit-concepts")])
+    b = best.iloc[0]
+    ranking = _rows(source.optional(run, "dissection", "labels", layer=layer), unit)
+    if ranking.empty:
+        ranking = best
+    threshold = None
+    layers = source.optional(run, "dissection", "layers", layer=layer)
+    if layers is not None and not layers.empty and "iou_threshold" in layers:
+        threshold = float(layers["iou_threshold"].iloc[0])
+    label = b.get("name") or "none"
+    return html.Div([
+        html.P(f"best: {label} ({b.get('category') or '-'}), IoU {float(b['iou']):.3f}"
+               f"{' — detector' if bool(b['is_detector']) else ''}", id="unit-best-label"),
+        graph(make_concept_ranking_figure(ranking, threshold=threshold), "unit-concepts")])
 
 
 def filter_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
-    """The unit's filter and its Gabor fit, where the filters analysis stored them."""
+    """The unit's filter (spatial map after the colour SVD) and its Gabor fit."""
     if "filters" not in source.completed(run):
         return missing("filters", run.name, "no filter fit")
-    return notice("The filters analysis of this run stores no per-unit filter for this layer.")
+    rows = _rows(source.optional(run, "filters", "units", layer=layer), unit)
+    if rows.empty:
+        return notice(f"The filters analysis has no filter for layer {layer} (it looks at "
+                      f"convolutions only).")
+    row = rows.iloc[0]
+    h, w = int(row["kernel_h"]), int(row["kernel_w"])
+    pictures = [html.Figure([html.Img(src=images.data_uri(images.signed_map(
+        np.asarray(row["map"], dtype=np.float32).reshape(h, w))), className="filter-img"),
+        html.Figcaption(f"filter {h}×{w}")], className="exemplar", id="unit-filter")]
+    if row.get("gabor_status") == "ok" and row.get("fit") is not None:
+        pictures.append(html.Figure([html.Img(src=images.data_uri(images.signed_map(
+            np.asarray(row["fit"], dtype=np.float32).reshape(h, w))), className="filter-img"),
+            html.Figcaption(f"Gabor fit, R² {float(row['gabor_r2']):.3f}")],
+            className="exemplar", id="unit-gabor"))
+    values = {k: row[k] for k in ("gabor_status", "gabor_r2", "gabor_frequency", "gabor_theta",
+                                  "separability", "bank_cos", "redundancy_cos")
+              if k in row and row[k] is not None}
+    return html.Div([html.Div(pictures, className="exemplars"),
+                     stats_table(values, "unit-filter-stats")])
 
 
-def equivariance_section(source: RunSource, run: Any, layer: str) -> Any:
-    """Equivariance errors of the unit's layer."""
+def links_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
+    """Part detectors feeding this unit and object detectors it feeds (dissection ``edges``)."""
+    edges = source.optional(run, "dissection", "edges")
+    if edges is None:
+        return missing("dissection", run.name, "no part→object links", key="links")
+    as_part = edges[(edges["part_layer"] == layer) & (edges["part_unit"] == unit)]
+    as_object = edges[(edges["object_layer"] == layer) & (edges["object_unit"] == unit)]
+    if as_part.empty and as_object.empty:
+        return html.P("This unit is not in any part→object link (it is not a part or object "
+                      "detector, or no detector of a related concept exists).", id="unit-links")
+    rows = []
+    for _, e in as_part.iterrows():
+        rows.append({"role": "part of", "unit": f"[{e['object_layer']}/{int(e['object_unit'])}]"
+                     f"({unit_href(run.name, e['object_layer'], e['object_unit'])})",
+                     "concept": f"{e['part_name']} → {e['object_name']}",
+                     "weight_path": e.get("weight_path"), "ablation_drop": e.get("ablation_drop")})
+    for _, e in as_object.iterrows():
+        rows.append({"role": "made of", "unit": f"[{e['part_layer']}/{int(e['part_unit'])}]"
+                     f"({unit_href(run.name, e['part_layer'], e['part_unit'])})",
+                     "concept": f"{e['part_name']} → {e['object_name']}",
+                     "weight_path": e.get("weight_path"), "ablation_drop": e.get("ablation_drop")})
+    return table(pd.DataFrame(rows), "unit-links", page_size=10, markdown=("unit",))
+
+
+def equivariance_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
+    """Equivariance error of the unit's layer, and the unit's partner under each transform."""
     if "equivariance" not in source.completed(run):
         return missing("equivariance", run.name)
-    frames = [source.table(run, "equivariance", t, layer=layer)
-              for _, t in run.tables("equivariance")
-              if "layer" in source.columns(run, "equivariance", t)]
-    frame = next((f for f in frames if "error" in f), None)
-    if frame is None or frame.empty:
-        return notice(f"no equivariance rows for layer {layer}")
-    return html.Div([graph(make_equivariance_figure(frame), "unit-equivariance"),
-                     table(frame, "unit-equivariance-table", page_size=10)])
+    errors = source.optional(run, "equivariance", "errors", layer=layer)
+    out: list[Any] = [graph(make_layer_equivariance_figure(errors, layer), "unit-equivariance")]
+    partners = _rows(source.optional(run, "equivariance", "learned_map_units", layer=layer),
+                     unit)
+    if not partners.empty:
+        shown = partners[["transform", "magnitude", "partner", "weight", "share"]].copy()
+        shown["partner"] = [f"[unit {int(p)}]({unit_href(run.name, layer, p)})"
+                            for p in shown["partner"]]
+        out += [html.P("Learned equivariance map: the unit this one becomes under each "
+                       "transform (largest mixing weight):"),
+                table(shown, "unit-partners", page_size=10, markdown=("partner",))]
+    return html.Div(out)

@@ -12,6 +12,7 @@ from dash import Input, Output, State, callback, dash_table, html
 from probe.dashboards.components import missing, notice, run_dropdown
 from probe.dashboards.data import RunSource, get_source
 from probe.dashboards.figures import filter_sort_page, make_unit_table
+from probe.dashboards.layers_data import DISSECTION_COLUMNS, FILTER_COLUMNS
 from probe.errors import ProbeError
 
 dash.register_page(__name__, path="/units", name="Units", title="probe: units", nav=True,
@@ -25,12 +26,8 @@ def unit_rows(source: RunSource, run_name: str, layer: str) -> pd.DataFrame:
     run = source.run(run_name)
     source.check_layer(run, layer)
     units = source.optional(run, "unit-stats", "units", layer=layer)
-    dissection = source.optional(run, "dissection", "units", layer=layer)
-    filters = None
-    for table in ("gabor", "units"):
-        filters = source.optional(run, "filters", table, layer=layer)
-        if filters is not None:
-            break
+    dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
+    filters = source.optional(run, "filters", "units", FILTER_COLUMNS, layer)
     frame = make_unit_table(units, dissection, filters)
     frame.insert(1, "open", [f"[unit {u}](/unit/{quote(run_name)}/{quote(layer)}/{u})"
                              for u in frame["unit"]])
