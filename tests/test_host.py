@@ -109,3 +109,41 @@ def test_runtime_registration_errors_name_the_plugin():
     with pytest.raises(PluginError, match="by plugin digits and by plugin twice"):
         host.add_plugin(_Twice(), "twice")
     assert "twice" not in host.plugins and not host.pm.has_plugin("twice")
+
+
+class _TinyArchitecture:
+    @hookimpl
+    def probe_register_architectures(self, register):
+        from torch import nn
+
+        from probe import ArchitectureSpec, Option
+
+        def build(num_classes: int, in_channels: int) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(4, num_classes))
+
+        register(ArchitectureSpec(
+            name="test-tiny", build=build, task="classification", family="test",
+            input_size=32, in_channels=1,
+            options=(Option("num_classes", int, 10), Option("in_channels", int, 1)),
+            layers=lambda model: {"conv": "1"}))
+
+
+def test_a_runtime_architecture_is_usable_by_name(tmp_path):
+    import probe
+
+    host = get_host()
+    host.add_plugin(_TinyArchitecture(), "test-tiny-arch")
+    try:
+        run = probe.analyze("test-tiny", "digits", ["unit-stats"], out=tmp_path / "r",
+                            dataset_options={"size": 20})
+        units = run.table("unit-stats", "units")
+        assert units["layer"].unique().tolist() == ["conv"] and len(units) == 4
+        assert (units["fraction_positive"] <= 1).all() and (units["max"] >= 0).all()  # post-ReLU
+        assert run.manifest["arch"]["options"] == {"num_classes": 10, "in_channels": 1}
+    finally:
+        host.pm.unregister(name="test-tiny-arch")
+        host.plugins.pop("test-tiny-arch")
+        host.architectures._items.pop("test-tiny")
+        host.architectures._owners.pop("test-tiny")

@@ -130,3 +130,38 @@ def test_requirements_are_checked_before_running(tmp_path):
     with pytest.raises(ProbeError, match="needs concept masks, but dataset digits has none"):
         probe.analyze("lenet5", "digits", [NeedsMasks()], out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+class _Tracker:
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def probe_run_started(self, run_dir, manifest):
+        self.events.append(("started", manifest["status"]))
+
+    @hookimpl
+    def probe_analysis_finished(self, run_dir, analysis, tables):
+        self.events.append(("analysis", analysis, sorted(tables)))
+
+    @hookimpl
+    def probe_run_failed(self, run_dir, manifest, error):
+        self.events.append(("failed", error.split(":")[0]))
+
+    @hookimpl
+    def probe_run_finished(self, run_dir, manifest):
+        self.events.append(("finished", manifest["status"]))
+
+
+def test_event_hooks_reach_a_tracker_plugin(tmp_path):
+    tracker = _Tracker()
+    host = get_host()
+    host.add_plugin(tracker, "test-tracker")
+    try:
+        probe.analyze("lenet5", "digits", ["test-counter", "test-failing"], out=tmp_path / "r",
+                      dataset_options={"size": 40}, batch_size=16)
+    finally:
+        host.pm.unregister(name="test-tracker")
+        del host.plugins["test-tracker"]
+    assert tracker.events == [("started", "running"), ("analysis", "test-counter", ["count"]),
+                              ("failed", "test-failing"), ("finished", "partial")]
