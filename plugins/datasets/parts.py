@@ -39,6 +39,7 @@ from probe.plugins.datasets.parts_world import CLASS_NAMES, concept_ids, concept
 #: Bump when the drawing changes, so old caches are not reused.
 GENERATOR_VERSION = 1
 CHUNK = 256
+RENDER_BATCH = 128
 SPLITS = ("train", "val", "test")
 DEFAULT_SIZES = {"train": 5000, "val": 1000, "test": 1000}
 MASK_CATEGORIES = ("object", "part", "part", "color", "texture")
@@ -63,28 +64,23 @@ def generate(size: int, image_size: int, mask_size: int, seed: int, split: str,
     scene_ids = torch.tensor(list(concept_ids(table, "scene").values()), dtype=torch.uint8)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in
                                           ("image", "masks", "scalars", "target", "label")}
-    n_chunks = (size + CHUNK - 1) // CHUNK
-    for chunk in range(start_chunk, start_chunk + n_chunks):
+    for chunk in range(start_chunk, start_chunk + (size + CHUNK - 1) // CHUNK):
         g = torch.Generator().manual_seed(chunk_seed(seed, split, chunk))
         count = min(CHUNK, size - (chunk - start_chunk) * CHUNK)
-        scenes = sample_scenes(CHUNK, g, clutter, distractors)
-        if count < CHUNK:  # draw the full chunk, keep a prefix: size-independent images
-            scenes = _prefix(scenes, count)
-        big = render_maps(scenes, image_size, table)
-        small = big if mask_size == image_size else render_maps(scenes, mask_size, table)
-        out["image"].append(paint(scenes, big.slot))
-        out["masks"].append(torch.stack([small.object, small.part1, small.part2,
-                                         color_map(scenes, small.slot, table), small.texture], 1))
-        out["scalars"].append(scene_ids[scenes.scene].view(-1, 1))
-        out["target"].append(big.object)  # object ids 1..K are the class indices
-        out["label"].append(scenes.cls.clone())
-    return {k: torch.cat(v) if v else torch.zeros(0) for k, v in out.items()}
-
-
-def _prefix(scenes: Any, count: int) -> Any:
-    from dataclasses import fields, replace
-
-    return replace(scenes, **{f.name: getattr(scenes, f.name)[:count] for f in fields(scenes)})
+        # always draw a full chunk and keep a prefix: the images do not depend on `size`
+        chunk_scenes = sample_scenes(CHUNK, g, clutter, distractors)
+        for lo in range(0, count, RENDER_BATCH):  # small batches stay in the CPU cache
+            scenes = chunk_scenes.slice(lo, min(lo + RENDER_BATCH, count))
+            big = render_maps(scenes, image_size)
+            small = big if mask_size == image_size else render_maps(scenes, mask_size)
+            out["image"].append(paint(scenes, big.slot))
+            out["masks"].append(torch.stack([small.object, small.part1, small.part2,
+                                             color_map(scenes, small.slot),
+                                             small.texture], 1))
+            out["scalars"].append(scene_ids[scenes.scene].view(-1, 1))
+            out["target"].append(big.object)  # object ids 1..K are the class indices
+            out["label"].append(scenes.cls.clone())
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 def cache_dir() -> Path:
@@ -120,8 +116,8 @@ class PartsDataset(ProbeDataset):
 
     name = "parts"
     channels = 3
-    mean = (0.53, 0.51, 0.45)
-    std = (0.32, 0.3, 0.32)
+    mean = (0.6, 0.47, 0.4)
+    std = (0.34, 0.29, 0.33)
     class_names = CLASS_NAMES
     num_classes = len(CLASS_NAMES)
     mask_categories = MASK_CATEGORIES

@@ -14,27 +14,31 @@ the one main object (which may cover clutter and distractors).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import pandas as pd
 import torch
 
 from probe.plugins.datasets.parts_geometry import (
-    inside_primitive,
-    inside_shapes,
+    compose,
+    frame_affine,
+    inside,
     pixel_grid,
-    to_frame,
+    primitive_affine,
+    scale_affine,
 )
 from probe.plugins.datasets.parts_textures import SPECKLE_CELLS, texture_pattern
 from probe.plugins.datasets.parts_world import (
+    CLASS_NAMES,
     COLORS,
     DISTRACTORS,
     RECIPES,
     SCENES,
     SHAPES,
     TEXTURES,
-    Primitive,
     concept_ids,
+    concept_table,
 )
 
 #: Colour slots 0–3 paint the background, 4–10 objects, clutter and distractors.
@@ -43,7 +47,7 @@ N_COLORS = len(COLORS)
 #: Per-channel jitter of a colour around its prototype (uniform ±).
 COLOR_JITTER = 0.05
 #: Object half-extent range (image units), rotation range (degrees).
-SCALE_RANGE = (0.27, 0.4)
+SCALE_RANGE = (0.3, 0.44)
 ANGLE_RANGE = 20.0
 
 
@@ -71,6 +75,10 @@ class Scenes:
 
     def __len__(self) -> int:
         return len(self.cls)
+
+    def slice(self, start: int, stop: int) -> Scenes:
+        """Scenes ``start:stop`` of the batch."""
+        return Scenes(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
 
 
 def _uniform(g: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
@@ -145,104 +153,134 @@ class Maps:
     texture: torch.Tensor
 
 
-def _draw(maps: list[torch.Tensor], prims: tuple[Primitive, ...], u: torch.Tensor,
-          v: torch.Tensor, parts: dict[str, int], slots: list[torch.Tensor | int],
-          object_id: torch.Tensor | int) -> None:
-    """Paint primitives into ``maps = [slot, object, part1, part2, texture]`` in place."""
-    slot, obj, part1, part2, tex = maps
-    last = None
-    for prim, colour in zip(prims, slots, strict=True):
-        inside = inside_primitive(prim, u, v)
-        if prim.layer == 1:
-            last = inside
-            part1.masked_fill_(inside, parts[prim.part])
-            part2.masked_fill_(inside, 0)
-            tex.masked_fill_(inside, 0)
-            if not isinstance(object_id, int) or object_id:
-                obj.copy_(torch.where(inside, object_id, obj))
-        else:
-            inside &= last
-            part2.masked_fill_(inside, parts[prim.part])
-        slot.copy_(torch.where(inside, colour, slot))
+@lru_cache(maxsize=1)
+def _tables() -> tuple[pd.DataFrame, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concept table plus per-class / per-distractor attribute tables (uint8).
 
-
-def render_maps(s: Scenes, n: int, table: pd.DataFrame) -> Maps:
-    """Sample the scenes' geometry on an ``n × n`` grid.
-
-    Args:
-        s: Scenes from :func:`sample_scenes`.
-        n: Grid side (image or mask resolution).
-        table: Concept table (ids written into the maps).
+    Returns:
+        ``(table, objects [K + 1, P, 4], distractors [D, 2, 2], textures [T],
+        colours [11])``: per recipe entry ``(slot, object, part1, part2)``; per
+        distractor entry ``(part1, part2)``; texture and colour concept ids.
     """
-    b = len(s)
-    x, y = pixel_grid(n)
+    table = concept_table()
     parts = concept_ids(table, "part")
+    objects = concept_ids(table, "object")
+    longest = max(len(prims) for prims in RECIPES.values())
+    obj = torch.zeros((len(RECIPES) + 1, longest, 4), dtype=torch.uint8)
+    for name, prims in RECIPES.items():
+        parent = 0
+        for j, prim in enumerate(prims):
+            if prim.layer == 1:
+                parent = parts[prim.part]
+                obj[objects[name], j] = torch.tensor([prim.slot, objects[name], parent, 0])
+            else:
+                obj[objects[name], j] = torch.tensor([prim.slot, objects[name], parent,
+                                                      parts[prim.part]])
+    dis = torch.zeros((len(DISTRACTORS), 2, 2), dtype=torch.uint8)
+    for d, prims in enumerate(DISTRACTORS.values()):
+        dis[d, :, 0] = parts[prims[0].part]
+        if len(prims) > 1:
+            dis[d, 1, 1] = parts[prims[1].part]
     tex_ids = concept_ids(table, "texture")
-    obj_ids = concept_ids(table, "object")
+    textures = torch.tensor([tex_ids[name] for name in TEXTURES], dtype=torch.uint8)
+    colour_ids = concept_ids(table, "color")
+    colours = torch.tensor([colour_ids[name] for name, _ in COLORS], dtype=torch.uint8)
+    return table, obj, dis, textures, colours
+
+
+def _background(s: Scenes, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Background region (``[B, n, n]`` bool) and texture bit (``[B, n, n]`` bool)."""
+    b, n = len(s), x.shape[-1]
     horizon = (s.scene == SCENES.index("horizon")).view(-1, 1, 1)
     split = (s.scene == SCENES.index("split")).view(-1, 1, 1)
     edge = s.boundary.view(-1, 1, 1)
     region = (horizon & (y > edge)) | (split & (x > edge))
-    bit = torch.zeros((b, n, n), dtype=torch.bool)
-    tex = torch.zeros((b, n, n), dtype=torch.uint8)
+    patterns = []
     for r in (0, 1):
+        pattern = torch.zeros((b, n, n), dtype=torch.bool)
         for k, name in enumerate(TEXTURES):
             sel = s.texture[:, r] == k
             if r == 1:
                 sel &= s.scene != SCENES.index("open")
             idx = sel.nonzero().squeeze(1)
+            if name != "plain" and len(idx):
+                pattern[idx] = texture_pattern(name, x, y, s.period[idx, r], s.phase[idx, r],
+                                               s.speckle[idx, r])
+        patterns.append(pattern)
+    return region, torch.where(region, patterns[1], patterns[0])
+
+
+def render_maps(s: Scenes, n: int) -> Maps:
+    """Sample the scenes' geometry on an ``n × n`` grid.
+
+    Every drawn primitive is an *entry* of a per-image table; the painter's
+    algorithm keeps only the index of the topmost entry per pixel, and the
+    label maps are looked up from the entries' attributes at the end.
+
+    Args:
+        s: Scenes from :func:`sample_scenes`.
+        n: Grid side (image or mask resolution).
+    """
+    _, obj_table, dis_table, tex_table, _ = _tables()
+    b, m, d = len(s), s.clutter.shape[1], s.distract.shape[1]
+    x, y = pixel_grid(n)
+    first_clutter, first_distract = 4, 4 + m
+    first_object = first_distract + 2 * d
+    n_entries = first_object + obj_table.shape[1]
+
+    # attributes per entry: slot, object, part1, part2, texture
+    attrs = torch.zeros((b, n_entries, 5), dtype=torch.uint8)
+    attrs[:, :4, 0] = torch.arange(4, dtype=torch.uint8)
+    attrs[:, :4, 4] = tex_table[s.texture].repeat_interleave(2, dim=1)
+    attrs[:, first_clutter:first_distract, 0] = s.clutter_slot.to(torch.uint8)
+    distract = attrs[:, first_distract:first_object]
+    distract[:, :, 0] = s.distract_slot.reshape(b, 2 * d).to(torch.uint8)
+    distract[:, :, 2:4] = dis_table[s.distract_kind].reshape(b, 2 * d, 2)
+    attrs[:, first_object:, :4] = obj_table[s.cls]
+
+    region, bit = _background(s, x, y)
+    top = region.to(torch.uint8) * 2 + bit.to(torch.uint8)
+
+    ones = torch.ones(b)
+    for k in range(m):
+        geo = s.clutter[:, k]
+        for code, shape in enumerate(SHAPES):
+            idx = ((s.clutter_n > k) & (geo[:, 0] == code)).nonzero().squeeze(1)
             if not len(idx):
                 continue
-            pattern = texture_pattern(name, x, y, s.period[idx, r], s.phase[idx, r],
-                                      s.speckle[idx, r])
-            here = region[idx] == bool(r)
-            bit[idx] = torch.where(here, pattern, bit[idx])
-            tex[idx] = torch.where(here, tex_ids[name], tex[idx])
-    slot = (region.to(torch.uint8) * 2 + bit.to(torch.uint8))
-    obj = torch.zeros_like(tex)
-    part1 = torch.zeros_like(tex)
-    part2 = torch.zeros_like(tex)
+            g = geo[idx]
+            affine = scale_affine(frame_affine(g[:, 1], g[:, 2], ones[idx], g[:, 5]),
+                                  g[:, 3], g[:, 4])
+            top[idx] = top[idx].masked_fill_(inside(shape, affine, x, y), first_clutter + k)
 
-    for k in range(s.clutter.shape[1]):
-        idx = (s.clutter_n > k).nonzero().squeeze(1)
-        if not len(idx):
-            continue
-        geo = s.clutter[idx, k]
-        u, v = to_frame(x, y, geo[:, 1], geo[:, 2], torch.ones(len(idx)), geo[:, 5])
-        inside = inside_shapes(geo[:, 0].long(), u / geo[:, 3].view(-1, 1, 1),
-                               v / geo[:, 4].view(-1, 1, 1))
-        colour = s.clutter_slot[idx, k].to(torch.uint8).view(-1, 1, 1)
-        slot[idx] = torch.where(inside, colour, slot[idx])
-        tex[idx] = tex[idx].masked_fill(inside, 0)
-
-    for k in range(s.distract.shape[1]):
-        for d, (name, prims) in enumerate(DISTRACTORS.items()):
-            del name
-            idx = ((s.distract_n > k) & (s.distract_kind[:, k] == d)).nonzero().squeeze(1)
+    for k in range(d):
+        for kind, prims in enumerate(DISTRACTORS.values()):
+            idx = ((s.distract_n > k) & (s.distract_kind[:, k] == kind)).nonzero().squeeze(1)
             if not len(idx):
                 continue
-            geo = s.distract[idx, k]
-            u, v = to_frame(x, y, geo[:, 0], geo[:, 1], geo[:, 2], geo[:, 3])
-            sub = [m[idx] for m in (slot, obj, part1, part2, tex)]
-            colours = [s.distract_slot[idx, k, p.slot].to(torch.uint8).view(-1, 1, 1)
-                       for p in prims]
-            _draw(sub, prims, u, v, parts, colours, 0)
-            for full, part in zip((slot, obj, part1, part2, tex), sub, strict=True):
-                full[idx] = part
+            g = s.distract[idx, k]
+            frame = frame_affine(g[:, 0], g[:, 1], g[:, 2], g[:, 3])
+            sub = top[idx]
+            for j, prim in enumerate(prims):
+                mask = inside(prim.shape, compose(primitive_affine(prim), frame), x, y)
+                sub.masked_fill_(mask, first_distract + 2 * k + j)
+            top[idx] = sub
 
     for name, prims in RECIPES.items():
-        cls = obj_ids[name]
-        idx = (s.cls == cls).nonzero().squeeze(1)
+        idx = (s.cls == CLASS_NAMES.index(name)).nonzero().squeeze(1)
         if not len(idx):
             continue
         pose = s.pose[idx]
-        u, v = to_frame(x, y, pose[:, 0], pose[:, 1], pose[:, 2], pose[:, 3], pose[:, 4])
-        sub = [m[idx] for m in (slot, obj, part1, part2, tex)]
-        _draw(sub, prims, u, v, parts, [torch.tensor(p.slot, dtype=torch.uint8) for p in prims],
-              torch.tensor(cls, dtype=torch.uint8))
-        for full, part in zip((slot, obj, part1, part2, tex), sub, strict=True):
-            full[idx] = part
-    return Maps(slot, obj, part1, part2, tex)
+        frame = frame_affine(pose[:, 0], pose[:, 1], pose[:, 2], pose[:, 3], pose[:, 4])
+        sub = top[idx]
+        for j, prim in enumerate(prims):
+            sub.masked_fill_(inside(prim.shape, compose(primitive_affine(prim), frame), x, y),
+                             first_object + j)
+        top[idx] = sub
+
+    flat = top.view(b, n * n).long()
+    maps = [torch.gather(attrs[:, :, a], 1, flat).view(b, n, n) for a in range(5)]
+    return Maps(*maps)
 
 
 def slot_colors(s: Scenes) -> torch.Tensor:
@@ -260,10 +298,7 @@ def paint(s: Scenes, slot: torch.Tensor) -> torch.Tensor:
     return torch.gather(colours, 1, flat).view(b, n, n, 3).permute(0, 3, 1, 2).contiguous()
 
 
-def color_map(s: Scenes, slot: torch.Tensor, table: pd.DataFrame) -> torch.Tensor:
+def color_map(s: Scenes, slot: torch.Tensor) -> torch.Tensor:
     """Colour concept ids from a colour-slot map: ``Tensor[B, n, n]`` uint8."""
-    ids = concept_ids(table, "color")
-    lookup = torch.tensor([ids[name] for name, _ in COLORS], dtype=torch.uint8)
-    b = len(s)
-    colour_index = torch.gather(s.perm, 1, slot.reshape(b, -1).long())
-    return lookup[colour_index].view(slot.shape)
+    slot_ids = _tables()[4][s.perm]  # [B, 11] colour concept id of each slot
+    return torch.gather(slot_ids, 1, slot.reshape(len(s), -1).long()).view(slot.shape)

@@ -3,7 +3,8 @@
 Each texture is a boolean pattern (``True`` = the region's second colour) of
 the continuous image coordinates, so it can be sampled at the image and at the
 mask resolution alike. ``period`` is in image units (the stripe/check/dot
-spacing); ``phase`` shifts the pattern by a fraction of a period.
+spacing); ``phase`` shifts the pattern by a fraction of a period. Separable
+patterns are computed on a row and a column and only broadcast at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def texture_pattern(name: str, x: torch.Tensor, y: torch.Tensor, period: torch.T
 
     Args:
         name: One of :data:`TEXTURES`.
-        x, y: ``Tensor[1, n, n]`` pixel coordinates in image units.
+        x, y: ``Tensor[1, 1, n]`` and ``Tensor[1, n, 1]`` pixel coordinates.
         period: ``Tensor[B]`` pattern period in image units.
         phase: ``Tensor[B, 2]`` phases in [0, 1) along x and y.
         speckle: ``Tensor[B, SPECKLE_CELLS, SPECKLE_CELLS]`` bool random cells.
@@ -36,18 +37,19 @@ def texture_pattern(name: str, x: torch.Tensor, y: torch.Tensor, period: torch.T
     Returns:
         ``Tensor[B, n, n]`` bool.
     """
+    b, n = len(period), x.shape[-1]
     p = period.view(-1, 1, 1)
     px, py = phase[:, 0].view(-1, 1, 1), phase[:, 1].view(-1, 1, 1)
     if name == "plain":
-        return torch.zeros(len(period), *x.shape[1:], dtype=torch.bool, device=x.device)
+        return torch.zeros((b, n, n), dtype=torch.bool)
     if name == "striped_horizontal":
-        return _frac(y / p + px) < 0.5
+        return (_frac(y / p + px) < 0.5).expand(b, n, n)
     if name == "striped_vertical":
-        return _frac(x / p + px) < 0.5
-    if name == "striped_diagonal":
-        return _frac((x + y) / (p * math.sqrt(2.0)) + px) < 0.5
-    if name == "striped_antidiagonal":
-        return _frac((x - y) / (p * math.sqrt(2.0)) + px) < 0.5
+        return (_frac(x / p + px) < 0.5).expand(b, n, n)
+    if name in ("striped_diagonal", "striped_antidiagonal"):
+        sign = 1.0 if name == "striped_diagonal" else -1.0
+        step = p * math.sqrt(2.0)
+        return _frac(x / step + (sign * y / step + px)) < 0.5
     if name == "chequered":
         return (torch.floor(x / p + px) + torch.floor(y / p + py)).remainder(2) == 1
     if name == "grid":
@@ -59,6 +61,6 @@ def texture_pattern(name: str, x: torch.Tensor, y: torch.Tensor, period: torch.T
         cells = SPECKLE_CELLS
         ix = torch.floor(2.0 * x / p + px * cells).long().remainder(cells)
         iy = torch.floor(2.0 * y / p + py * cells).long().remainder(cells)
-        flat = speckle.reshape(len(period), -1)
-        return torch.gather(flat, 1, (iy * cells + ix).reshape(len(period), -1)).view(ix.shape)
+        flat = (iy * cells + ix).reshape(b, n * n)
+        return torch.gather(speckle.reshape(b, -1), 1, flat).view(b, n, n)
     raise ValueError(f"texture must be one of {TEXTURES}, got {name!r}")
