@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.datasets.digits",
     "probe.plugins.datasets.parts",
     "probe.plugins.analyses.unit_stats",
+    "probe.plugins.analyses.dissection",
 )
 
 #: registration hook name → registry attribute of :class:`Host`

@@ -1,0 +1,338 @@
+"""Data-set-wide intersection / union tallies of Network Dissection, on the model's device.
+
+The label side of a batch (:class:`BatchLabels`) is computed once and shared by
+every layer; each layer's :class:`LayerTally` then adds, for the unit maps whose
+raw maximum exceeds the unit's threshold (skipping the others is exact, see
+REFERENCE §1), the upsampled active pixels counted per unit × label with one
+``bincount``. No Python loop over units or images.
+
+Conventions (REFERENCE §1):
+
+* label 0 is "unlabelled" (pixels and scalar slots alike);
+* mask layers are OR-ed per label per pixel: a label present at a pixel in two
+  layers counts once;
+* an image-level (scalar) label is a whole-image mask: ``T += h·w`` and
+  ``I += |M_k|``; a pixel label equal to one of the image's scalar labels is
+  inside that whole-image mask and not counted again;
+* the activation count ``A`` of a label is taken in its primary category,
+  under one of three rules: ``paper`` (images where that category is annotated
+  at all, i.e. some mask layer or scalar slot of the category is non-zero),
+  ``lite`` (images where the unit's active pixels touch a labelled pixel of
+  that category, or the image has a scalar label of it; as NetDissect-Lite),
+  ``unconditioned`` (all images). All three are tallied; the rule picks one at
+  the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+RULES = ("paper", "lite", "unconditioned")
+
+#: Largest number of upsampled pixels processed at once (bounds transient memory: 64 MiB).
+CHUNK_PIXELS = 2**24
+
+
+def iou(intersection: torch.Tensor, activation: torch.Tensor,
+        truth: torch.Tensor) -> torch.Tensor:
+    """Data-set-wide IoU ``I / (A + T - I)`` from summed counts (0 where the union is empty).
+
+    Args:
+        intersection: ``Tensor[...]`` summed ``|M_k ∩ L_c|``.
+        activation: ``Tensor[...]`` summed ``|M_k|`` (under the chosen rule).
+        truth: ``Tensor[...]`` summed ``|L_c|``.
+
+    Returns:
+        ``Tensor[...]`` float64 IoU.
+    """
+    inter = intersection.double()
+    union = activation.double() + truth.double() - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """Labels and categories of a data set, as the tallies index them.
+
+    Attributes:
+        names: Name per label id (index 0 = unlabelled).
+        default_category: Category index of each label in the concept table (-1: none).
+        categories: Category names, in order.
+        mask_categories: Category index of each mask layer.
+        scalar_categories: Category index of each scalar slot.
+    """
+
+    names: tuple[str, ...]
+    default_category: tuple[int, ...]
+    categories: tuple[str, ...]
+    mask_categories: tuple[int, ...]
+    scalar_categories: tuple[int, ...]
+
+    @property
+    def num_labels(self) -> int:
+        """Label ids are ``0 .. num_labels - 1``."""
+        return len(self.names)
+
+    @classmethod
+    def from_concepts(cls, concepts: pd.DataFrame, mask_categories: Sequence[str],
+                      scalar_categories: Sequence[str]) -> LabelSpace:
+        """Build from a concept table (``id``, ``name``, ``category``) and the layer layout."""
+        categories = list(dict.fromkeys(concepts["category"]))
+        for cat in (*mask_categories, *scalar_categories):
+            if cat not in categories:
+                categories.append(cat)
+        ids = concepts["id"].astype(int)
+        if (ids <= 0).any():
+            raise ValueError(f"concept ids must be >= 1 (0 = unlabelled), got {int(ids.min())}")
+        size = int(ids.max()) + 1 if len(ids) else 1
+        names = [f"label{i}" for i in range(size)]
+        names[0] = "-"
+        default = [-1] * size
+        for cid, name, cat in zip(ids, concepts["name"], concepts["category"], strict=True):
+            names[cid] = str(name)
+            default[cid] = categories.index(cat)
+        return cls(tuple(names), tuple(default), tuple(categories),
+                   tuple(categories.index(c) for c in mask_categories),
+                   tuple(categories.index(c) for c in scalar_categories))
+
+
+def _dedupe_last(values: torch.Tensor) -> torch.Tensor:
+    """Sort ``values`` along the last dim and zero repeated entries (so each counts once)."""
+    if values.shape[-1] <= 1:
+        return values
+    out = values.sort(dim=-1).values
+    repeat = torch.zeros_like(out, dtype=torch.bool)
+    repeat[..., 1:] = out[..., 1:] == out[..., :-1]
+    return out.masked_fill(repeat, 0)
+
+
+@dataclass
+class BatchLabels:
+    """The label side of one batch, shared by every layer.
+
+    Attributes:
+        pixels: ``Tensor[B·h·w, L]`` label ids per mask pixel, OR-ed over layers
+            (each label once per pixel, 0 elsewhere, scalar labels removed).
+        pixel_categories: ``Tensor[B·h·w, C]`` int64, 1 where a layer of the
+            category is labelled at the pixel.
+        scalars: ``Tensor[B, S]`` scalar labels, each once per image (0 = none).
+        scalar_categories: ``Tensor[B, C]`` bool, the image has a scalar label of the category.
+        annotated: ``Tensor[B, C]`` bool, the category is annotated in the image at all.
+        truth: ``Tensor[num_labels]`` int64 truth pixels ``|L_c|`` of the batch.
+        coverage: ``Tensor[num_labels, C]`` int64 pixels of each label per category.
+        size: Mask resolution ``(h, w)``.
+    """
+
+    pixels: torch.Tensor
+    pixel_categories: torch.Tensor
+    scalars: torch.Tensor
+    scalar_categories: torch.Tensor
+    annotated: torch.Tensor
+    truth: torch.Tensor
+    coverage: torch.Tensor
+    size: tuple[int, int]
+
+    @classmethod
+    def build(cls, space: LabelSpace, masks: torch.Tensor | None,
+              scalars: torch.Tensor | None, size: tuple[int, int],
+              batch_size: int, device: torch.device) -> BatchLabels:
+        """Compute the label side of a batch.
+
+        Args:
+            space: The label space.
+            masks: ``Tensor[B, L, h, w]`` int label maps, or ``None``.
+            scalars: ``Tensor[B, S]`` int image-level labels, or ``None``.
+            size: Mask resolution ``(h, w)`` (used when ``masks`` is ``None``).
+            batch_size: ``B``.
+            device: Where to compute.
+        """
+        n_labels, n_cats = space.num_labels, len(space.categories)
+        h, w = size
+        pixels_per_image = h * w
+        if masks is None:
+            masks = torch.zeros((batch_size, 0, h, w), dtype=torch.int64, device=device)
+        if scalars is None:
+            scalars = torch.zeros((batch_size, 0), dtype=torch.int64, device=device)
+        masks, scalars = masks.long(), scalars.long()
+        _check_layout(space, masks, scalars)
+        raw = masks.flatten(2).transpose(1, 2)  # [B, P, L]
+        layer_cat = torch.tensor(space.mask_categories, dtype=torch.int64, device=device)
+        slot_cat = torch.tensor(space.scalar_categories, dtype=torch.int64, device=device)
+        layer_onehot = F.one_hot(layer_cat, n_cats).float() if len(layer_cat) else \
+            torch.zeros((0, n_cats), device=device)
+        slot_onehot = F.one_hot(slot_cat, n_cats).float() if len(slot_cat) else \
+            torch.zeros((0, n_cats), device=device)
+
+        scalars_once = _dedupe_last(scalars)
+        in_scalars = torch.zeros_like(raw, dtype=torch.bool)
+        if scalars.shape[1]:
+            nonzero = scalars_once.masked_fill(scalars_once == 0, -1)
+            in_scalars = (raw[..., None] == nonzero[:, None, None, :]).any(-1)
+        pixels = _dedupe_last(raw.masked_fill(in_scalars, 0))
+
+        truth = torch.bincount(pixels.flatten(), minlength=n_labels)
+        truth += torch.bincount(scalars_once.flatten(), minlength=n_labels) * pixels_per_image
+        truth[0] = 0
+
+        labelled = raw != 0
+        cover_keys = _dedupe_last(torch.where(labelled, raw * n_cats + layer_cat, 0))
+        coverage = torch.bincount(cover_keys.flatten(), minlength=n_labels * n_cats)
+        slot_keys = _dedupe_last(torch.where(scalars != 0, scalars * n_cats + slot_cat, 0))
+        coverage += torch.bincount(slot_keys.flatten(),
+                                   minlength=n_labels * n_cats) * pixels_per_image
+        coverage = coverage.view(n_labels, n_cats)
+        coverage[0] = 0
+
+        pixel_categories = (labelled.float() @ layer_onehot > 0).long()  # [B, P, C]
+        scalar_cats = (scalars != 0).float() @ slot_onehot > 0
+        annotated = (labelled.any(1).float() @ layer_onehot > 0) | scalar_cats
+        return cls(pixels=pixels.reshape(-1, pixels.shape[-1]),
+                   pixel_categories=pixel_categories.reshape(-1, n_cats),
+                   scalars=scalars_once, scalar_categories=scalar_cats, annotated=annotated,
+                   truth=truth, coverage=coverage, size=(h, w))
+
+
+def _check_layout(space: LabelSpace, masks: torch.Tensor, scalars: torch.Tensor) -> None:
+    if masks.shape[1] != len(space.mask_categories):
+        raise ValueError(f"masks have {masks.shape[1]} layers, the data set declares "
+                         f"{len(space.mask_categories)} mask categories")
+    if scalars.shape[1] != len(space.scalar_categories):
+        raise ValueError(f"scalars have {scalars.shape[1]} slots, the data set declares "
+                         f"{len(space.scalar_categories)} scalar categories")
+    top = max(int(masks.max()) if masks.numel() else 0,
+              int(scalars.max()) if scalars.numel() else 0)
+    low = min(int(masks.min()) if masks.numel() else 0,
+              int(scalars.min()) if scalars.numel() else 0)
+    if top >= space.num_labels or low < 0:
+        bad = top if top >= space.num_labels else low
+        raise ValueError(f"label id {bad} is not in the concept table "
+                         f"(ids 1..{space.num_labels - 1})")
+
+
+class LayerTally:
+    """Intersection and activation counts of one layer (state on the device).
+
+    Attributes:
+        intersection: ``Tensor[K, num_labels]`` int64 ``Σ |M_k ∩ L_c|``.
+        active: ``Tensor[K]`` int64 ``Σ |M_k|`` over all images (``unconditioned``).
+        active_paper: ``Tensor[K, C]`` int64, over images where the category is annotated.
+        active_lite: ``Tensor[K, C]`` int64, over images where ``M_k`` touches the category.
+        upsampled: Number of unit maps that had to be upsampled (the rest were skipped).
+        maps: Number of unit maps seen.
+    """
+
+    def __init__(self, units: int, space: LabelSpace, device: torch.device) -> None:
+        n_cats = len(space.categories)
+        self.units, self.num_labels = units, space.num_labels
+        self.intersection = torch.zeros((units, space.num_labels), dtype=torch.int64,
+                                        device=device)
+        self.active = torch.zeros(units, dtype=torch.int64, device=device)
+        self.active_paper = torch.zeros((units, n_cats), dtype=torch.int64, device=device)
+        self.active_lite = torch.zeros((units, n_cats), dtype=torch.int64, device=device)
+        self.upsampled = 0
+        self.maps = 0
+
+    def update(self, act: torch.Tensor, thresholds: torch.Tensor,
+               labels: BatchLabels) -> None:
+        """Add one batch.
+
+        Args:
+            act: ``Tensor[B, K, h, w]`` raw activations.
+            thresholds: ``Tensor[K]`` per-unit thresholds.
+            labels: The batch's :class:`BatchLabels`.
+        """
+        batch, units = act.shape[:2]
+        self.maps += batch * units
+        peak = act.flatten(2).amax(2)  # [B, K]
+        image_idx, unit_idx = (peak > thresholds.to(peak.dtype)).nonzero(as_tuple=True)
+        if image_idx.numel() == 0:
+            return
+        self.upsampled += int(image_idx.numel())
+        h, w = labels.size
+        per_chunk = max(1, CHUNK_PIXELS // (h * w))
+        for start in range(0, image_idx.numel(), per_chunk):  # chunks of maps, not units
+            self._add(act, thresholds, labels, image_idx[start:start + per_chunk],
+                      unit_idx[start:start + per_chunk])
+
+    def _add(self, act: torch.Tensor, thresholds: torch.Tensor, labels: BatchLabels,
+             image_idx: torch.Tensor, unit_idx: torch.Tensor) -> None:
+        h, w = labels.size
+        maps = act[image_idx, unit_idx].float()  # [P, h0, w0]
+        up = F.interpolate(maps[:, None], size=(h, w), mode="bilinear",
+                           align_corners=False)[:, 0]
+        on = (up > thresholds.float()[unit_idx].view(-1, 1, 1)).flatten(1)  # [P, h·w]
+        counts = on.sum(1)  # [P]
+        pair, pixel = on.nonzero(as_tuple=True)
+        rows = image_idx[pair] * (h * w) + pixel
+        n_labels = self.num_labels
+        if labels.pixels.shape[1]:
+            found = labels.pixels[rows]  # [n, L]
+            keys = (unit_idx[pair].view(-1, 1) * n_labels + found)[found > 0]
+            self.intersection += torch.bincount(
+                keys, minlength=self.units * n_labels).view(self.units, n_labels)
+        if labels.scalars.shape[1]:
+            found = labels.scalars[image_idx]  # [P, S]
+            keys = unit_idx.view(-1, 1) * n_labels + found
+            weights = counts.view(-1, 1).expand_as(found)
+            keep = found > 0
+            self.intersection.view(-1).index_add_(0, keys[keep], weights[keep])
+        self.active.index_add_(0, unit_idx, counts)
+        annotated = labels.annotated[image_idx].long()
+        self.active_paper.index_add_(0, unit_idx, counts.view(-1, 1) * annotated)
+        touched = torch.zeros((len(image_idx), labels.annotated.shape[1]), dtype=torch.int64,
+                              device=act.device)
+        touched.index_add_(0, pair, labels.pixel_categories[rows])
+        hit = (touched > 0) | (labels.scalar_categories[image_idx] & (counts > 0).view(-1, 1))
+        self.active_lite.index_add_(0, unit_idx, counts.view(-1, 1) * hit.long())
+
+    def merge(self, other: LayerTally) -> None:
+        """Add another shard's counts."""
+        device = self.intersection.device
+        self.intersection += other.intersection.to(device)
+        self.active += other.active.to(device)
+        self.active_paper += other.active_paper.to(device)
+        self.active_lite += other.active_lite.to(device)
+        self.upsampled += other.upsampled
+        self.maps += other.maps
+
+    def activation_for(self, rule: str, primary: torch.Tensor) -> torch.Tensor:
+        """``Tensor[K, num_labels]`` activation counts of each label under ``rule``.
+
+        Args:
+            rule: One of :data:`RULES`.
+            primary: ``Tensor[num_labels]`` primary category index of each label.
+        """
+        if rule == "unconditioned":
+            return self.active.view(-1, 1).expand(-1, self.num_labels)
+        table = self.active_paper if rule == "paper" else self.active_lite
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
+        return table[:, primary.to(table.device)]
+
+
+def primary_categories(coverage: torch.Tensor, default: Sequence[int]) -> torch.Tensor:
+    """Primary category of each label: largest coverage; ties → concept-table category, then first.
+
+    Args:
+        coverage: ``Tensor[num_labels, C]`` pixels of each label per category.
+        default: Concept-table category per label (-1 = none).
+
+    Returns:
+        ``Tensor[num_labels]`` int64 category index (labels never seen keep
+        their concept-table category, or 0).
+    """
+    cov = coverage.cpu().long()
+    default_t = torch.tensor(default, dtype=torch.int64)
+    best = cov.max(1, keepdim=True).values
+    tied = cov == best
+    first = tied.long().argmax(1)
+    own = default_t.clamp(min=0)
+    own_tied = tied.gather(1, own.view(-1, 1)).squeeze(1) & (default_t >= 0)
+    out = torch.where(own_tied, own, first)
+    unseen = best.squeeze(1) == 0
+    return torch.where(unseen, own, out)

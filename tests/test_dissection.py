@@ -1,0 +1,220 @@
+"""``dissection`` end to end: planted detectors, merge == one pass, tables, figures."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import probe
+from probe import Batch, ProbeDataset
+from probe.plugins.analyses.dissection import (
+    TABLES,
+    Dissection,
+    DissectionAccumulator,
+    unpack_mask,
+)
+from probe.plugins.analyses.dissection_tally import LabelSpace
+
+CONCEPTS = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["car", "wheel", "red", "striped"],
+                         "category": ["object", "part", "color", "texture"]})
+
+
+class Planted(ProbeDataset):
+    """16×16 images whose channels ARE the concept masks (car, wheel, red)."""
+
+    name = "planted"
+    image_size = 16
+    mask_size = 16
+    mean = (0.0, 0.0, 0.0)
+    std = (1.0, 1.0, 1.0)
+    concepts = CONCEPTS
+    mask_categories = ("object", "part", "color")
+    scalar_categories = ("texture",)
+    part_parents = pd.DataFrame({"part_id": [2], "object_id": [1]})
+
+    def __init__(self, count: int = 24, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.masks = torch.zeros((count, 3, 16, 16), dtype=torch.int64)
+        for i in range(count):
+            for layer, (label, low, high) in enumerate(((1, 4, 7), (2, 1, 3), (3, 1, 5))):
+                top, left = torch.randint(0, 10, (2,), generator=gen).tolist()
+                h, w = torch.randint(low, high, (2,), generator=gen).tolist()
+                self.masks[i, layer, top:top + h, left:left + w] = label
+        self.scalars = (torch.arange(count) % 3 == 0).long().view(-1, 1) * 4
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": (self.masks[index] > 0).float(), "label": 0, "index": index,
+                "masks": self.masks[index], "scalars": self.scalars[index]}
+
+
+def planted_model() -> nn.Module:
+    """Channel k of the 1×1 conv outputs the mask of concept k+1 (the identity)."""
+    conv = nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        conv.bias.zero_()
+    return nn.Sequential(conv, nn.ReLU())
+
+
+@pytest.mark.parametrize("rule", ["paper", "lite", "unconditioned"])
+def test_planted_units_are_labelled_with_iou_one(tmp_path, rule):
+    data = Planted()
+    coverage = (data.masks > 0).float().mean().item()
+    run = probe.analyze(planted_model(), data, [("dissection", {"quantile": 0.3, "rule": rule})],
+                        out=tmp_path / rule, layers=["1"], batch_size=10)
+    assert coverage < 0.3  # so the threshold falls on the zeros: T = 0, M_k = mask
+    units = run.table("dissection", "units")
+    assert units["name"].tolist() == ["car", "wheel", "red"]
+    assert units["category"].tolist() == ["object", "part", "color"]
+    assert units["iou"].tolist() == [1.0, 1.0, 1.0]
+    assert units["threshold"].tolist() == [0.0, 0.0, 0.0]
+    assert units["is_detector"].all()
+    summary = run.table("dissection", "summary")
+    assert summary.set_index("category")["detectors"].to_dict() == {
+        "object": 1, "part": 1, "color": 1, "texture": 0}
+    exemplars = run.table("dissection", "exemplars")
+    for _, row in exemplars.iterrows():  # each stored mask is the concept mask of its image
+        unit = int(row["unit"])
+        truth = (data.masks[int(row["image"]), unit] > 0).numpy()
+        assert np.array_equal(unpack_mask(row), truth)
+
+
+def test_hierarchy_edge_from_planted_part_to_object(tmp_path):
+    """A second conv makes its unit 0 = car + wheel: wheel (part) feeds car (object)."""
+    first = planted_model()
+    second = nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        second.weight.zero_()
+        second.bias.zero_()
+        second.weight[0, 0] = 1.0  # car
+        second.weight[0, 1] = 1.0  # + wheel
+        second.weight[1, 1] = 1.0
+    model = nn.Sequential(*first, second, nn.ReLU())
+    run = probe.analyze(model, Planted(count=30, seed=1),
+                        [("dissection", {"quantile": 0.3, "ablation_images": 30})],
+                        out=tmp_path / "h", layers=["1", "3"], batch_size=16)
+    edges = run.table("dissection", "edges")
+    mine = edges[(edges["part_layer"] == "1") & (edges["object_layer"] == "3")
+                 & (edges["part_unit"] == 1) & (edges["object_unit"] == 0)]
+    units = run.table("dissection", "units").set_index(["layer", "unit"])
+    assert units.loc[("3", 0), "name"] == "car"
+    assert len(mine) == 1
+    row = mine.iloc[0]
+    assert (row["part_name"], row["object_name"]) == ("wheel", "car")
+    assert row["weight_path"] == pytest.approx(0.5)  # |W| path: car 1, wheel 1
+    car = torch.stack([Planted(count=30, seed=1)[i]["image"][:2] for i in range(30)])
+    expected = 1 - car[:, 0].mean() / car.sum(1).mean()  # mean(car) / mean(car + wheel)
+    assert row["ablation_drop"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def smooth_batches(seed: int = 0, count: int = 20, batch: int = 5):
+    gen = torch.Generator().manual_seed(seed)
+    acts = torch.nn.functional.avg_pool2d(torch.randn((count, 6, 12, 12), generator=gen),
+                                          3, 1, 1)[:, :, ::2, ::2].contiguous()
+    masks = torch.randint(0, 5, (count, 3, 12, 12), generator=gen)
+    masks[:, 2][masks[:, 2] == 1] = 0
+    scalars = torch.randint(0, 2, (count, 1), generator=gen) * 4
+    out = []
+    for start in range(0, count, batch):
+        sl = slice(start, start + batch)
+        out.append(dict(acts=acts[sl], masks=masks[sl], scalars=scalars[sl],
+                        indices=torch.arange(start, min(start + batch, count))))
+    return out
+
+
+def make_batch(part: dict, pass_index: int) -> Batch:
+    n = len(part["indices"])
+    images = torch.rand((n, 3, 12, 12))
+    return Batch(images=images, inputs=images, indices=part["indices"],
+                 labels=torch.zeros(n), outputs=torch.zeros(n), activations={"l": part["acts"]},
+                 masks=part["masks"], scalars=part["scalars"], pass_index=pass_index)
+
+
+def new_accumulator(**options) -> DissectionAccumulator:
+    space = LabelSpace.from_concepts(CONCEPTS, ["object", "part", "color"], ["texture"])
+    settings = Dissection(quantile=0.05, exemplars=3, **options).settings
+    return DissectionAccumulator(settings, space, ["l"], num_images=20)
+
+
+def one_pass(parts) -> dict[str, pd.DataFrame]:
+    acc = new_accumulator()
+    for pass_index in (0, 1):
+        for part in parts:
+            acc.update(make_batch(part, pass_index))
+        acc.end_pass(pass_index)
+    return acc.finalize()
+
+
+def sharded(parts) -> dict[str, pd.DataFrame]:
+    """Two shards as the runner drives them: merge after each pass, then end_pass."""
+    shards = [parts[0::2], parts[1::2]]
+    accs = [new_accumulator(), new_accumulator()]
+    for pass_index in (0, 1):
+        for acc, mine in zip(accs, shards, strict=True):
+            for part in mine:
+                acc.update(make_batch(part, pass_index))
+        copies = [copy.deepcopy(a) for a in accs]  # as all_gather_object hands them over
+        merged = copies[0]
+        merged.merge(copies[1])
+        merged.end_pass(pass_index)
+        accs = [copy.deepcopy(merged), copy.deepcopy(merged)]
+    return merged.finalize()
+
+
+def test_two_shards_merged_equal_one_pass():
+    parts = smooth_batches()
+    single, merged = one_pass(parts), sharded(parts)
+    assert set(single) == set(TABLES)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(single[name], merged[name], check_dtype=False)
+    assert single["units"]["iou"].max() > 0
+    assert (single["units"]["threshold_method"] == "exact").all()
+
+
+def test_thresholds_are_torch_quantile_of_all_raw_activations():
+    parts = smooth_batches()
+    tables = one_pass(parts)
+    acts = torch.cat([p["acts"] for p in parts])
+    expected = torch.quantile(acts.transpose(0, 1).reshape(6, -1), 1 - 0.05, dim=1)
+    assert np.array_equal(tables["units"]["threshold"].to_numpy(), expected.numpy())
+
+
+def test_tables_have_declared_columns_and_consistent_labels():
+    tables = one_pass(smooth_batches())
+    for name, columns in TABLES.items():
+        assert list(columns) == [c for c in tables[name].columns if c in columns]
+    units, labels = tables["units"], tables["labels"]
+    best = labels.sort_values(["unit", "iou"], ascending=[True, False]).groupby("unit").head(1)
+    assert np.allclose(best["iou"].to_numpy(), units["iou"].to_numpy())
+    recomputed = labels["intersection"] / (labels["activation"] + labels["truth"]
+                                           - labels["intersection"])
+    assert np.allclose(recomputed.fillna(0), labels["iou"])
+    assert len(tables["exemplars"]) == 6 * 3
+
+
+def test_figures_are_built_from_tables():
+    tables = one_pass(smooth_batches())
+    figures = Dissection.figures(tables)
+    assert len(figures) == 3
+    hierarchy = figures[0]
+    by_name = {trace.name: list(trace.y) for trace in hierarchy.data}
+    summary = tables["summary"]
+    for category, rows in summary.groupby("category"):
+        assert by_name[category] == rows["share_of_units"].tolist()
+
+
+def test_unknown_layer_option_is_a_clear_error(tmp_path):
+    run = probe.analyze(planted_model(), Planted(count=4),
+                        [("dissection", {"layers": ("nope",)})], out=tmp_path / "x",
+                        layers=["1"])
+    entry = run.manifest["analyses"]["dissection"]
+    assert entry["status"] == "failed"
+    assert "dissection.layers: layer 'nope' is not in the run" in entry["error"]

@@ -1,0 +1,97 @@
+"""Dissection thresholds: exact top quantile == torch.quantile; the sketch within its bound."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from probe.plugins.analyses.dissection_quantile import (
+    TopQuantile,
+    float_keys,
+    key_to_float,
+    needed_top,
+    quantile_from_top,
+)
+
+CPU = torch.device("cpu")
+
+
+def sample(units: int, count: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randn((units, count), generator=gen).relu() * 3  # many exact ties at 0
+    values[0, : count // 3] = 1.5  # a run of ties
+    return values
+
+
+@pytest.mark.parametrize("q", [0.005, 0.05, 0.37, 0.0001])
+@pytest.mark.parametrize("count", [777, 3001])
+def test_exact_threshold_equals_torch_quantile(q, count):
+    values = sample(4, count, seed=count)
+    state = TopQuantile(4, q, planned=count, cap=10_000, bits=7, device=CPU)
+    for chunk in values.split(256, dim=1):
+        state.update(chunk)
+    thresholds, bound = state.result()
+    assert state.method == "exact"
+    assert torch.equal(thresholds, torch.quantile(values, 1 - q, dim=1))
+    assert torch.equal(bound, torch.zeros(4))
+    assert state.top.shape[1] == needed_top(count, q)
+
+
+def test_quantile_from_top_matches_definition_by_hand():
+    # N = 11, q = 0.25: rank = 0.75·10 = 7.5 → halfway between sorted[7] and sorted[8]
+    values = torch.arange(11.0).view(1, -1)
+    top = values.flip(1)
+    assert float(quantile_from_top(top, 11, 0.25)) == pytest.approx(7.5)
+
+
+def test_two_shards_merge_to_the_single_pass_result():
+    values = sample(3, 2000, seed=1)
+    whole = TopQuantile(3, 0.01, 2000, 10_000, 7, CPU)
+    whole.update(values)
+    left, right = (TopQuantile(3, 0.01, 2000, 10_000, 7, CPU) for _ in range(2))
+    left.update(values[:, ::2])
+    right.update(values[:, 1::2])
+    left.merge(right)
+    assert torch.equal(left.result()[0], whole.result()[0])
+
+
+@pytest.mark.parametrize("bits", [4, 7])
+def test_sketch_within_stated_bound(bits):
+    values = sample(5, 20_000, seed=bits) + 0.01
+    state = TopQuantile(5, 0.005, planned=20_000, cap=8, bits=bits, device=CPU)
+    for chunk in values.split(3000, dim=1):
+        state.update(chunk)
+    assert state.method == "sketch"
+    estimate, bound = state.result()
+    exact = torch.quantile(values, 0.995, dim=1)
+    assert ((estimate - exact).abs() <= bound).all()
+    assert (bound <= 2.0**-bits * exact.abs() * 1.0001).all()
+    assert (bound > 0).all()
+
+
+def test_sketch_memory_does_not_grow_with_data():
+    small = TopQuantile(64, 0.005, planned=10**6, cap=1000, bits=7, device=CPU)
+    huge = TopQuantile(64, 0.005, planned=10**12, cap=1000, bits=7, device=CPU)
+    assert small.memory_bytes() == huge.memory_bytes() == 64 * 8 * 2**16
+    exact = TopQuantile(64, 0.005, planned=10**5, cap=1000, bits=7, device=CPU)
+    assert exact.memory_bytes() == 64 * 4 * needed_top(10**5, 0.005)
+
+
+def test_unknown_size_keeps_buffer_and_sketch_and_picks_exact_when_it_fits():
+    values = sample(2, 500, seed=9)
+    state = TopQuantile(2, 0.01, planned=None, cap=100, bits=7, device=CPU)
+    state.update(values)
+    assert state.method == "exact"
+    assert torch.equal(state.result()[0], torch.quantile(values, 0.99, dim=1))
+
+
+def test_float_keys_preserve_order_and_invert():
+    values = torch.tensor([-3.5, -1e-30, -0.0, 0.0, 1e-38, 2.0, 7.25])
+    keys = float_keys(values)
+    assert (keys[1:] >= keys[:-1]).all()
+    assert torch.equal(key_to_float(keys.long()), values)
+
+
+def test_bad_quantile_is_an_error():
+    with pytest.raises(ValueError, match="quantile must be in"):
+        TopQuantile(1, 1.5, 10, 10, 7, CPU)
