@@ -13,11 +13,30 @@ A TOML run file uses the same keys as the flags::
     out = "runs/lenet5"
     set = { "unit-stats.top_k" = 4 }
 
-A file without ``[[run]]`` tables describes a single run with top-level keys.
+A file without ``[[run]]`` or ``[[sweep]]`` tables describes a single run with
+top-level keys.
+
+A ``[[sweep]]`` table describes a grid: ``arch``, ``checkpoint``, ``dataset``
+and ``seed`` may be lists, and ``analysis`` may be a list of analysis lists
+(a plain list of names runs them all together in every run, sharing the
+forward passes); the runs are the product of the lists, in that order.
+``out`` (required) and ``checkpoint`` are templates over the placeholders
+``{arch}``, ``{dataset}``, ``{checkpoint}`` (the checkpoint file's stem),
+``{analysis}`` (names joined by ``+``), ``{seed}`` and ``{index}``; ``"none"`` in
+a checkpoint list means the initial weights::
+
+    [[sweep]]
+    arch = ["vgg11", "deformable_vgg11"]
+    checkpoint = "checkpoints/{arch}.safetensors"
+    dataset = ["parts"]
+    analysis = ["unit-stats", "dissection"]
+    out = "runs/{arch}-{dataset}-{checkpoint}"
 """
 
 from __future__ import annotations
 
+import itertools
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +66,7 @@ class RunRequest:
     seed: int = 0
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     overwrite: bool = False
+    label: str = ""
 
     def analyze_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`probe.api.analyze`."""
@@ -134,8 +154,73 @@ def request_from_mapping(entry: Mapping[str, Any], where: str,
         raise ProbeError(f"{where}: {exc}") from None
 
 
+#: Keys of a ``[[sweep]]`` table whose value may be a list (a grid axis), in product order.
+GRID_KEYS = ("arch", "checkpoint", "dataset", "analysis", "seed")
+#: Placeholders of the ``out`` and ``checkpoint`` templates.
+PLACEHOLDERS = ("arch", "dataset", "checkpoint", "analysis", "seed", "index")
+
+
+def _axis(key: str, value: Any) -> list[Any]:
+    """The values of one grid key (a scalar is an axis of one)."""
+    if key == "analysis":
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            return [list(v) for v in value]
+        return [value]
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"sweep key {key!r} is an empty list")
+        return list(value)
+    return [value]
+
+
+def _fill(template: str, fields: Mapping[str, Any], key: str, where: str) -> str:
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise ProbeError(f"{where}: {key} template {template!r} uses {{{unknown[0]}}}; "
+                         f"known placeholders: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+    return template.format(**fields)
+
+
+def expand_sweep(entry: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """The run tables of one ``[[sweep]]`` table: the product of its list-valued keys.
+
+    Returns:
+        One mapping per run with the same keys as a ``[[run]]`` table, ``out``
+        and ``checkpoint`` filled in.
+    """
+    if not entry.get("out"):
+        raise ProbeError(f"{where}: missing required key 'out' (a template such as "
+                         f"\"runs/{{arch}}-{{dataset}}-{{checkpoint}}\")")
+    try:
+        axes = [_axis(key, entry.get(key)) for key in GRID_KEYS]
+    except ValueError as exc:
+        raise ProbeError(f"{where}: {exc}") from None
+    runs = []
+    for index, values in enumerate(itertools.product(*axes)):
+        run = dict(entry)
+        run.update({k: v for k, v in zip(GRID_KEYS, values, strict=True) if v is not None})
+        fields: dict[str, Any] = {
+            "arch": run.get("arch", ""), "dataset": run.get("dataset") or "none",
+            "analysis": "+".join(_as_list(run.get("analysis"))),
+            "seed": run.get("seed", 0), "index": index, "checkpoint": "none"}
+        if str(run.get("checkpoint", "")).lower() in ("", "none"):
+            run.pop("checkpoint", None)  # "none" in a checkpoint list: initial weights
+        else:
+            run["checkpoint"] = _fill(str(run["checkpoint"]), fields, "checkpoint", where)
+            fields["checkpoint"] = Path(run["checkpoint"]).stem
+        run["out"] = _fill(str(run["out"]), fields, "out", where)
+        runs.append(run)
+    return runs
+
+
 def load_runfile(path: str | Path) -> list[RunRequest]:
-    """Every run a TOML run file describes (paths resolved relative to the file)."""
+    """Every run a TOML run file describes (paths resolved relative to the file).
+
+    ``[[run]]`` tables come first, then the expanded ``[[sweep]]`` grids, in
+    file order; ``[defaults]`` applies to both. Two runs writing the same
+    folder are an error.
+    """
     source = Path(path)
     if not source.is_file():
         raise ProbeError(f"run file not found: {source}")
@@ -145,12 +230,28 @@ def load_runfile(path: str | Path) -> list[RunRequest]:
         raise ProbeError(f"{source} is not valid TOML: {exc}") from None
     defaults = data.pop("defaults", {})
     runs = data.pop("run", None)
-    if runs is None:
-        entries = [{**defaults, **data}]
+    sweeps = data.pop("sweep", None)
+    entries: list[tuple[str, dict[str, Any]]] = []
+    if runs is None and sweeps is None:
+        entries = [(f"{source}", {**defaults, **data})]
     else:
         if data:
-            raise ProbeError(f"{source}: top-level keys {sorted(data)} beside [[run]] tables; "
-                             f"put shared keys under [defaults]")
-        entries = [{**defaults, **run} for run in runs]
-    return [request_from_mapping(e, f"{source} run {i + 1}", source.parent)
-            for i, e in enumerate(entries)]
+            raise ProbeError(f"{source}: top-level keys {sorted(data)} beside [[run]]/[[sweep]] "
+                             f"tables; put shared keys under [defaults]")
+        for i, run in enumerate(runs or []):
+            entries.append((f"{source} run {i + 1}", {**defaults, **run}))
+        for i, sweep in enumerate(sweeps or []):
+            where = f"{source} sweep {i + 1}"
+            for j, run in enumerate(expand_sweep({**defaults, **sweep}, where)):
+                entries.append((f"{where} run {j + 1}", run))
+    requests = [request_from_mapping(e, where, source.parent) for where, e in entries]
+    seen: dict[Path, str] = {}
+    for (where, _), request in zip(entries, requests, strict=True):
+        request.label = where
+        key = request.out.resolve()
+        if key in seen:
+            raise ProbeError(f"{where} writes {request.out}, as {seen[key]} does; give each run "
+                             f"its own out (e.g. a template with {{arch}}, {{dataset}}, "
+                             f"{{checkpoint}})")
+        seen[key] = where
+    return requests

@@ -52,37 +52,33 @@ def _request_from_flags(args: argparse.Namespace) -> RunRequest:
 
 
 def execute_request(request: RunRequest, progress: bool) -> str:
-    """Run one request; return its status (``complete`` or ``partial``)."""
-    from probe.api import analyze
+    """Run one request; return its status (``complete``, ``partial`` or ``skipped``)."""
+    from probe.sweep import run_one
 
-    run = analyze(**request.analyze_kwargs(), progress=progress)
-    for name in run.analyses:
-        entry = run.manifest["analyses"][name]
-        if entry.get("status") != "complete":
-            print(f"probe: analysis {name} failed: {entry.get('error')}", file=sys.stderr)
-    return run.status
+    outcome = run_one(request, progress)
+    if outcome.status == "partial":
+        for line in outcome.detail.split("; "):
+            print(f"probe: analysis {line}", file=sys.stderr)
+    return outcome.status
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handle ``probe run``."""
+    """Handle ``probe run``: one run, or every run and sweep grid of a TOML file."""
+    from probe.sweep import run_sweep
+
     if args.file is not None:
         if args.arch or args.analysis or args.out:
             raise ProbeError("give either a run FILE.toml or --arch/--analysis/--out, not both")
         requests = load_runfile(args.file)
     else:
         requests = [_request_from_flags(args)]
-    failures: list[str] = []
-    for request in requests:
-        try:
-            status = execute_request(request, progress=not args.quiet)
-        except ProbeError as exc:
-            if len(requests) == 1:
-                raise
-            failures.append(f"{request.out}: {exc}")
-            continue
-        print(f"{request.out}: {status}")
-        if status != "complete":
-            failures.append(f"{request.out}: some analyses failed (see its manifest.json)")
-    for line in failures:
-        print(f"probe: failed: {line}", file=sys.stderr)
-    return 1 if failures else 0
+    if len(requests) == 1:
+        status = execute_request(requests[0], progress=not args.quiet)
+        print(f"{requests[0].out}: {'skipped (complete)' if status == 'skipped' else status}")
+        return 0 if status in ("complete", "skipped") else 1
+    result = run_sweep(requests, progress=not args.quiet)
+    print(result.summary())
+    for outcome in result.failed:
+        print(f"probe: failed: {outcome.request.out} ({outcome.request.label}): "
+              f"{outcome.detail}", file=sys.stderr)
+    return 1 if result.failed else 0
