@@ -64,7 +64,12 @@ def _page_layout(spec: PageSpec):
 
 
 def register_plugin_pages() -> None:
-    """Register every plugin page with Dash (call after the app is created)."""
+    """Register every plugin page with Dash (call after the app is created).
+
+    Pages of plugins from an earlier app in this process are dropped first.
+    """
+    for key in [k for k in dash.page_registry if k.startswith("probe_plugin_")]:
+        del dash.page_registry[key]
     for spec in plugin_specs("page"):
         dash.register_page(f"probe_plugin_{spec.name}", path=f"/plugin/{spec.name}",
                            name=spec.title, title=spec.title, layout=_page_layout(spec),

@@ -26,6 +26,12 @@ def serve_artifact(run: str, analysis: str, relative: str) -> flask.Response:
     return response
 
 
+def bad_file_url(rest: str) -> flask.Response:
+    """Any other URL under the prefix is a 404 rather than the app's page."""
+    return flask.Response(f"file URLs look like {PREFIX}/<run>/<analysis>/<file>, got "
+                          f"{PREFIX}/{rest}", status=404, mimetype="text/plain")
+
+
 def artifact_url(run: str, analysis: str, relative: str) -> str:
     """The URL of an artifact (names are checked when it is requested)."""
     return f"{PREFIX}/{run}/{analysis}/{relative}"
@@ -35,3 +41,5 @@ def add_routes(server: flask.Flask) -> None:
     """Attach the artifact route to the app's Flask server."""
     server.add_url_rule(f"{PREFIX}/<run>/<analysis>/<path:relative>", "probe_artifact",
                         serve_artifact)
+    server.add_url_rule(f"{PREFIX}/<path:rest>", "probe_bad_file", bad_file_url)
+    server.add_url_rule(f"{PREFIX}/", "probe_bad_file_root", bad_file_url, defaults={"rest": ""})

@@ -1,0 +1,281 @@
+"""Page layouts and callbacks, called as plain functions on real and hand-made runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from dash import html
+
+from probe import Analysis, hookimpl
+from probe.dashboard_api import PageSpec
+from probe.dashboards.data import clear_caches, get_source
+from probe.dashboards.sample import make_sample_runs, synthetic_tables, write_tables_run
+from probe.host import get_host, reset_host
+
+DIGITS = {"name": "digits", "options": {"size": 16}, "size": 16}
+
+
+def _ids(component: object) -> list[str]:
+    return re.findall(r"id='([A-Za-z0-9_\-]+)'", str(component))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real unit-stats-only run pair plus a hand-made run with every analysis."""
+    root = tmp_path_factory.mktemp("dash-pages")
+    make_sample_runs(root, size=32)
+    write_tables_run(root / "full", synthetic_tables({"c1": 4, "c2": 2}, images=16),
+                     ["c1", "c2"], dataset=DIGITS, failed={"broken": "RuntimeError: boom"})
+    return root
+
+
+@pytest.fixture
+def app(runs: Path):
+    from probe.dashboards import create_app
+
+    clear_caches()
+    return create_app(runs)
+
+
+def _tables(runs: Path, analysis: str, table: str) -> pd.DataFrame:
+    return pd.read_parquet(runs / "full" / analysis / f"{table}.parquet")
+
+
+def test_runs_page_lists_every_run(app, runs: Path) -> None:
+    from probe.dashboards.pages import runs as page
+
+    table = page.layout().children[2]
+    rows = {r["run"]: r for r in table.data}
+    assert sorted(rows) == ["full", "lenet5-a", "lenet5-b"]
+    assert rows["lenet5-a"]["architecture"] == "lenet5"
+    assert rows["lenet5-a"]["dataset"] == "digits (32 images)"
+    assert rows["full"]["analyses"].endswith("broken [failed]")
+    assert rows["full"]["status"] == "partial"
+
+
+def test_units_callback_filters_sorts_and_pages_on_the_server(app, runs: Path) -> None:
+    from probe.dashboards.pages import units
+
+    assert units.layer_choices("full", None) == (["c1", "c2"], "c1")
+    assert units.layer_choices("full", "c2") == (["c1", "c2"], "c2")
+    data, columns, pages, _ = units.units_page("full", "c1", 0, 2,
+                                               [{"column_id": "iou", "direction": "desc"}],
+                                               "{iou} s> 0.01")
+    truth = _tables(runs, "dissection", "units").query("layer == 'c1' and iou > 0.01")
+    truth = truth.sort_values("iou", ascending=False)
+    assert pages == -(-len(truth) // 2)
+    assert [r["unit"] for r in data] == list(truth["unit"].iloc[:2])
+    assert [r["label"] for r in data] == list(truth["name"].iloc[:2])
+    ids = [c["id"] for c in columns]
+    for column in ("unit", "open", "label", "category", "iou", "is_detector", "max", "gabor_r2"):
+        assert column in ids
+    assert data[0]["open"] == f"[unit {data[0]['unit']}](/unit/full/c1/{data[0]['unit']})"
+    _, _, _, notice = units.units_page("full", "c9", 0, 25, [], "")
+    assert "has no layer 'c9'" in str(notice)
+    _, _, _, notice = units.units_page("full", "c1", 0, 25, [], "{nope} = 1")
+    assert "unknown column 'nope'" in str(notice)
+    data, _, _, notice = units.units_page("lenet5-a", "c3", 0, 25, [], "")
+    assert len(data) == 16 and "missing-dissection" in _ids(notice)
+
+
+def test_unit_page_shows_every_section(app, runs: Path) -> None:
+    from probe.dashboards.pages import unit
+
+    page = unit.layout(run="full", layer="c1", unit="1")
+    ids = _ids(page)
+    for section in ("unit-title", "unit-stats", "unit-best-label", "unit-concepts",
+                    "unit-masks", "unit-exemplars", "unit-filter", "unit-links",
+                    "unit-equivariance", "unit-partners"):
+        assert section in ids, section
+    assert sum(i.startswith("unit-mask-") for i in ids) == 4  # top_k masks
+    assert sum(i.startswith("unit-exemplar-") for i in ids) == 4
+    best = _tables(runs, "dissection", "units").query("layer == 'c1' and unit == 1").iloc[0]
+    assert f"best: {best['name']} ({best['category']}), IoU {best['iou']:.3f}" in str(page)
+    assert "[c2/0](/unit/full/c2/0)" in str(page)  # part → object link of the edge table
+    unpaged = unit.layout(run="lenet5-a", layer="c1", unit="0")
+    assert {"missing-dissection", "missing-filters", "missing-equivariance"} <= set(_ids(
+        unpaged))
+    for bad, message in ((("full", "c1", "4"), "has 4 units"), (("full", "c1", "-1"),
+                                                                "non-negative integer"),
+                         (("full", "../c1", "0"), "has no layer"),
+                         (("../full", "c1", "0"), "name must be")):
+        assert message in str(unit.layout(run=bad[0], layer=bad[1], unit=bad[2]))
+
+
+def test_unit_exemplars_of_a_real_run_use_its_images(app) -> None:
+    from probe.dashboards.pages import unit
+
+    page = unit.layout(run="lenet5-a", layer="c3", unit="5")
+    images = [c for c in re.findall(r"src='(data:image/png;base64,[^']+)'", str(page))]
+    assert len(images) == 8
+    assert len(set(images)) > 1  # different digits, not one placeholder
+    assert str(page).count("class ") >= 8
+
+
+def test_layers_and_compare_callbacks(app, runs: Path) -> None:
+    from probe.dashboards.pages import compare, layers
+
+    content = layers.layers_content("full")
+    ids = _ids(content)
+    for section in ("layers-summary", "layers-hierarchy", "layers-equivariance",
+                    "layers-filters", "layers-activation"):
+        assert section in ids
+    summary = {r["layer"]: r for r in content[1].data}
+    dissection = _tables(runs, "dissection", "units")
+    c1 = dissection[dissection.layer == "c1"]
+    assert summary["c1"]["detectors"] == int(c1.is_detector.sum())
+    assert summary["c1"]["unique_concepts"] == c1[c1.is_detector]["label"].nunique()
+    assert summary["c2"]["equivariance_error"] == pytest.approx((0.2 + 0.4) / 2)
+    assert "missing-dissection" in _ids(layers.layers_content("lenet5-a"))
+
+    out = compare.compare_content("full", "lenet5-a", "units")
+    table = {r["layer"]: r for r in out[0].data}
+    assert table["c1"]["units [full]"] == 4 and table["c1"]["units [lenet5-a]"] == 6
+    assert table["c3"]["units [lenet5-a]"] == 16
+    figure = out[1].figure
+    assert [t.name for t in figure.data] == ["full", "lenet5-a"]
+    same = compare.compare_content("lenet5-a", "lenet5-a", "units")
+    assert "units [lenet5-a (A)]" in same[0].data[0]
+
+
+class ToyCount(Analysis):
+    """A third-party analysis the dashboard has never heard of."""
+
+    name = "toy-count"
+    tables = {"counts": ("layer", "unit", "n")}
+
+    def accumulator(self, context):  # pragma: no cover - never run here
+        raise NotImplementedError
+
+    @classmethod
+    def figures(cls, tables):
+        frame = tables["counts"]
+        return [go.Figure(go.Bar(x=frame["unit"], y=frame["n"], name="toy"))]
+
+
+def _toy_view(run, layer=None, unit=None):
+    frame = run.table("toy-count", "counts")
+    if unit is not None:
+        frame = frame[frame.unit == unit]
+    return html.Pre(f"toy n={int(frame['n'].sum())}", id="toy-text")
+
+
+def _broken_view(run, **_):
+    raise RuntimeError("plugin bug")
+
+
+class ToyPlugin:
+    @hookimpl
+    def probe_register_analyses(self, register):
+        register(ToyCount)
+
+    @hookimpl
+    def probe_register_dashboard_pages(self, register):
+        register(PageSpec("toy", "Toy counts", _toy_view, analyses=("toy-count",)))
+        register(PageSpec("toy-unit", "Toy unit panel", _toy_view, placement="unit",
+                          analyses=("toy-count",)))
+        register(PageSpec("broken", "Broken panel", _broken_view, placement="layer"))
+
+
+@pytest.fixture
+def toy(tmp_path: Path):
+    host = get_host()
+    host.add_plugin(ToyPlugin(), "toy-plugin")
+    frame = pd.DataFrame({"layer": "c1", "unit": [0, 1, 2], "n": [5, 7, 11]})
+    write_tables_run(tmp_path / "toy-run", {"toy-count": {"counts": frame},
+                                            "unknown-plugin": {"stuff": frame}}, ["c1"])
+    clear_caches()
+    yield tmp_path
+    reset_host()
+
+
+def test_third_party_analysis_and_plugin_pages_appear(toy: Path) -> None:
+    import dash
+
+    from probe.dashboards import create_app
+
+    app = create_app(toy)
+    from probe.dashboards.pages import analysis, layers, unit
+
+    assert analysis.analysis_choices("toy-run", None) == (["toy-count", "unknown-plugin"],
+                                                          "toy-count")
+    view = analysis.analysis_content("toy-run", "toy-count")
+    assert list(view[1].figure.data[0].y) == [5, 7, 11]  # the plugin's own figure
+    assert "analysis-table-counts" in _ids(view)
+    other = analysis.analysis_content("toy-run", "unknown-plugin")
+    assert "is not installed here" in str(other) and "analysis-table-stuff" in _ids(other)
+
+    page = dash.page_registry["probe_plugin_toy"]
+    assert page["path"] == "/plugin/toy" and page["nav"]
+    with app.server.test_request_context():
+        assert "toy n=23" in str(page["layout"](run="toy-run"))
+    source = get_source()
+    assert "toy n=7" in str(unit.unit_sections(source, source.run("toy-run"), "c1", 1))
+    content = layers.layers_content("toy-run")
+    assert "Broken panel failed: RuntimeError: plugin bug" in str(content)
+
+
+def test_page_spec_is_validated() -> None:
+    with pytest.raises(ValueError, match="page name must be"):
+        PageSpec("Bad Name", "t", _toy_view)
+    with pytest.raises(ValueError, match="placement must be one of"):
+        PageSpec("ok", "t", _toy_view, placement="sidebar")
+    with pytest.raises(TypeError, match="render must be callable"):
+        PageSpec("ok", "t", "not callable")  # type: ignore[arg-type]
+
+    class Wrong:
+        @hookimpl
+        def probe_register_dashboard_pages(self, register):
+            register({"name": "dict-page"})
+
+    from probe.errors import PluginError
+
+    host = get_host()
+    with pytest.raises(PluginError, match=r"plugin wrong: bad dashboard page: expected a "
+                                          r"probe\.dashboard_api\.PageSpec"):
+        host.add_plugin(Wrong(), "wrong")
+
+
+def test_callbacks_answer_over_http(app) -> None:
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    layout = client.get("/_dash-layout").get_json()
+    assert "app-nav" in json.dumps(layout)
+    body = {"output": "..units-table.data...units-table.columns...units-table.page_count..."
+                      "units-notice.children..",
+            "outputs": [{"id": "units-table", "property": p} for p in
+                        ("data", "columns", "page_count")] +
+            [{"id": "units-notice", "property": "children"}],
+            "inputs": [{"id": "units-run", "property": "value", "value": "full"},
+                       {"id": "units-layer", "property": "value", "value": "c1"},
+                       {"id": "units-table", "property": "page_current", "value": 0},
+                       {"id": "units-table", "property": "page_size", "value": 25},
+                       {"id": "units-table", "property": "sort_by", "value": []},
+                       {"id": "units-table", "property": "filter_query", "value": ""}],
+            "changedPropIds": ["units-layer.value"], "state": []}
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    data = response.get_json()["response"]["units-table"]["data"]
+    assert [r["unit"] for r in data] == [0, 1, 2, 3]
+
+
+def test_dash_command(monkeypatch: pytest.MonkeyPatch, runs: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dash import Dash
+
+    from probe.cli import main
+
+    served = {}
+    monkeypatch.setattr(Dash, "run", lambda self, **kw: served.update(kw))
+    assert main(["dash", str(runs), "--port", "8123"]) == 0
+    assert served == {"host": "127.0.0.1", "port": 8123, "debug": False}
+    assert "http://127.0.0.1:8123/" in capsys.readouterr().out
+    assert main(["dash", str(runs / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["dash", str(runs), "--port", "0"]) == 2
+    assert "port must be between 1 and 65535, got 0" in capsys.readouterr().err
