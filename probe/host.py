@@ -42,6 +42,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.architectures.deconvnet",
     "probe.plugins.datasets.digits",
     "probe.plugins.datasets.parts",
+    "probe.plugins.datasets.broden",
+    "probe.plugins.datasets.folder",
     "probe.plugins.analyses.unit_stats",
     "probe.plugins.analyses.dissection",
 )

@@ -1,0 +1,274 @@
+"""The ``broden`` data set: a loader for Broden-format directories (see :mod:`broden_format`).
+
+Broden gives each image a variable number of label maps per category; probe's
+sample layout is fixed, so the loader scans the whole ``index.csv`` once (every
+split gets the same layout) and gives each category as many mask layers as its
+most-annotated image has (``part, part``
+for two part layers), in index column order, padding with zero (unlabelled)
+layers; integer entries become image-level ``scalars`` the same way. Layer
+order is the index's column order: ``color, object, part…, material, texture``.
+
+Each label's category in the concept table is its *primary* category: the one
+with the largest count in ``label.csv``'s ``category`` cell (ties: the order of
+``category.csv``, else Broden's column order). Broden has no part→object
+relation, so ``part_parents`` is ``None``.
+
+Images load lazily (``images/`` under the directory) at their own size, or
+resized bilinearly to ``image_size``; masks stay at the segmentation size
+``sh × sw`` (or are resized nearest-neighbour to ``mask_size``). Bad data raises
+:class:`probe.errors.DataError` naming the file and the ``index.csv`` row.
+Samples have no class label (``label`` = -1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from probe import DatasetSpec, Option, ProbeDataset, hookimpl
+from probe.errors import DataError
+from probe.plugins.datasets.broden_format import (
+    CATEGORIES,
+    INDEX_COLUMNS,
+    LABEL_COLUMNS,
+    decode_ids,
+    parse_category_cell,
+    primary_category,
+    split_cell,
+)
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def read_labels(root: Path) -> pd.DataFrame:
+    """The concept table from ``label.csv``: ``id, name, category`` (primary category).
+
+    Raises:
+        DataError: missing file or columns, a bad category cell, duplicate ids.
+    """
+    path = root / "label.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (a Broden directory needs label.csv)")
+    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; label.csv needs "
+                        f"{list(LABEL_COLUMNS)}")
+    order = CATEGORIES
+    category_file = root / "category.csv"
+    if category_file.is_file():
+        names = pd.read_csv(category_file, dtype=str, keep_default_na=False)
+        if "name" not in names.columns:
+            raise DataError(f"{category_file}: missing column(s) ['name']")
+        order = tuple(names["name"])
+    rows = []
+    for i, rec in enumerate(labels.itertuples(index=False)):
+        row = i + 2
+        if not _is_int(rec.number):
+            raise DataError(f"{path}, row {row}: number must be an integer, got {rec.number!r}")
+        number = int(rec.number)
+        if number == 0:  # 0 = unlabelled, never a concept
+            continue
+        try:
+            entries = parse_category_cell(rec.category)
+        except ValueError as exc:
+            raise DataError(f"{path}, row {row}: {exc}") from None
+        if not entries:
+            raise DataError(f"{path}, row {row}: label {number} has no category")
+        rows.append((number, rec.name, primary_category(entries, order)))
+    table = pd.DataFrame(rows, columns=["id", "name", "category"])
+    dupes = table["id"][table["id"].duplicated()]
+    if len(dupes):
+        raise DataError(f"{path}: label number {int(dupes.iloc[0])} appears twice")
+    return table.sort_values("id", ignore_index=True)
+
+
+class BrodenDataset(ProbeDataset):
+    """A Broden-format directory (see the module docstring)."""
+
+    name = "broden"
+    channels = 3
+    mean = (0.485, 0.456, 0.406)
+    std = (0.229, 0.224, 0.225)
+
+    def __init__(self, path: str = "", split: str = "all", size: int = 0, image_size: int = 0,
+                 mask_size: int = 0, seed: int = 0) -> None:
+        if not path:
+            raise DataError("dataset broden needs a directory: --set dataset.path=DIR")
+        self.root = Path(path).expanduser()
+        self.index_file = self.root / "index.csv"
+        if not self.index_file.is_file():
+            raise DataError(f"{self.index_file}: no such file (a Broden directory holds "
+                            f"index.csv, label.csv and images/)")
+        index = pd.read_csv(self.index_file, dtype=str, keep_default_na=False)
+        missing = [c for c in (*INDEX_COLUMNS, *CATEGORIES) if c not in index.columns]
+        if missing:
+            raise DataError(f"{self.index_file}: missing column(s) {missing}; a Broden index "
+                            f"has columns {','.join((*INDEX_COLUMNS, *CATEGORIES))}")
+        self.concepts = read_labels(self.root)
+        self._valid = np.zeros(int(self.concepts["id"].max()) + 1 if len(self.concepts) else 1,
+                               dtype=bool)
+        self._valid[self.concepts["id"].to_numpy()] = True
+        self._valid[0] = True
+        self.seed = seed
+
+        # the layout comes from the whole index, so every split has the same one
+        self.rows = index.assign(_row=np.arange(len(index)) + 2)
+        self._parse_numbers()
+        self._layout()
+        keep = np.arange(len(index))
+        if split != "all":
+            keep = keep[(index["split"] == split).to_numpy()]
+            if not len(keep):
+                known = sorted(set(index["split"]))
+                raise DataError(f"{self.index_file}: no row has split {split!r}; splits: {known}")
+        if size:
+            keep = keep[:size]
+        self.rows = self.rows.iloc[keep].reset_index(drop=True)
+        self._maps = [self._maps[i] for i in keep]
+        self.scalars = self.scalars[torch.from_numpy(keep)]
+        self.image_size = image_size or self._uniform("ih", "iw", "image_size")
+        self.mask_size = mask_size or self._uniform("sh", "sw", "mask_size")
+
+    # -- index parsing ---------------------------------------------------------
+    def _where(self, i: int) -> str:
+        return f"{self.index_file}, row {int(self.rows['_row'][i])}"
+
+    def _parse_numbers(self) -> None:
+        for col in ("ih", "iw", "sh", "sw"):
+            for i, value in enumerate(self.rows[col]):
+                if not value.strip().isdigit() or int(value) <= 0:
+                    raise DataError(f"{self._where(i)}: column {col} must be a positive "
+                                    f"integer, got {value!r}")
+            self.rows[col] = self.rows[col].astype(int)
+
+    def _layout(self) -> None:
+        """Fixed mask-layer and scalar-slot layout; parses every category cell once."""
+        self._maps: list[dict[str, list[str]]] = []
+        scalars: list[dict[str, list[int]]] = []
+        layers = dict.fromkeys(CATEGORIES, 0)
+        slots = dict.fromkeys(CATEGORIES, 0)
+        for i in range(len(self.rows)):
+            maps_i: dict[str, list[str]] = {}
+            scalars_i: dict[str, list[int]] = {}
+            for cat in CATEGORIES:
+                entries = split_cell(self.rows[cat][i])
+                numbers = [int(e) for e in entries if _is_int(e)]
+                files = [e for e in entries if not _is_int(e)]
+                for n in numbers:
+                    if n < 0 or n >= len(self._valid) or not self._valid[n]:
+                        raise DataError(f"{self._where(i)}: {cat} label {n} is not in "
+                                        f"{self.root / 'label.csv'}")
+                maps_i[cat], scalars_i[cat] = files, numbers
+                layers[cat] = max(layers[cat], len(files))
+                slots[cat] = max(slots[cat], len(numbers))
+            self._maps.append(maps_i)
+            scalars.append(scalars_i)
+        self.mask_categories = tuple(c for c in CATEGORIES for _ in range(layers[c]))
+        self.scalar_categories = tuple(c for c in CATEGORIES for _ in range(slots[c]))
+        self._offsets = {c: self.mask_categories.index(c) for c in CATEGORIES if layers[c]}
+        table = torch.zeros((len(self.rows), len(self.scalar_categories)), dtype=torch.int64)
+        for i, per_cat in enumerate(scalars):
+            for cat, numbers in per_cat.items():
+                if numbers:
+                    start = self.scalar_categories.index(cat)
+                    table[i, start:start + len(numbers)] = torch.tensor(numbers)
+        self.scalars = table
+
+    def _uniform(self, height: str, width: str, option: str) -> int:
+        sides = set(self.rows[height]) | set(self.rows[width])
+        if len(sides) > 1:
+            raise DataError(f"{self.index_file}: {height}/{width} are not one square size "
+                            f"(sides {sorted(sides)[:4]}); set dataset.{option} to resize")
+        return int(next(iter(sides))) if sides else 0
+
+    # -- samples ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _open(self, name: str, i: int) -> Image.Image:
+        path = self.root / "images" / name
+        try:
+            img = Image.open(path)
+            img.load()
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path} ({self._where(i)}): cannot read image: {exc}") from None
+        return img
+
+    def _image(self, i: int) -> torch.Tensor:
+        name = self.rows["image"][i]
+        img = self._open(name, i).convert("RGB")
+        ih, iw = int(self.rows["ih"][i]), int(self.rows["iw"][i])
+        if img.size != (iw, ih):
+            raise DataError(f"{self.root / 'images' / name} ({self._where(i)}): image is "
+                            f"{img.size[0]}×{img.size[1]}, index.csv says {iw}×{ih}")
+        pixels = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0
+        if (ih, iw) != (self.image_size, self.image_size):
+            pixels = F.interpolate(pixels[None], size=(self.image_size, self.image_size),
+                                   mode="bilinear", align_corners=False, antialias=True)[0]
+            pixels = pixels.clamp(0.0, 1.0)
+        return pixels
+
+    def _label_map(self, name: str, i: int) -> np.ndarray:
+        img = self._open(name, i)
+        path = self.root / "images" / name
+        if img.mode not in ("RGB", "RGBA"):
+            raise DataError(f"{path} ({self._where(i)}): label maps must be RGB PNGs "
+                            f"(id = R + 256·G), got mode {img.mode}")
+        sh, sw = int(self.rows["sh"][i]), int(self.rows["sw"][i])
+        if img.size != (sw, sh):
+            raise DataError(f"{path} ({self._where(i)}): label map is {img.size[0]}×"
+                            f"{img.size[1]}, index.csv says sw×sh = {sw}×{sh}")
+        ids = decode_ids(np.asarray(img))
+        bad = ids >= len(self._valid)
+        bad[~bad] = ~self._valid[ids[~bad]]
+        if bad.any():
+            unknown = sorted(set(ids[bad].tolist()))[:5]
+            raise DataError(f"{path} ({self._where(i)}): label id(s) {unknown} are not in "
+                            f"{self.root / 'label.csv'}")
+        return ids
+
+    def _masks(self, i: int) -> torch.Tensor:
+        sh, sw = int(self.rows["sh"][i]), int(self.rows["sw"][i])
+        masks = torch.zeros((len(self.mask_categories), sh, sw), dtype=torch.int64)
+        for cat, files in self._maps[i].items():
+            for j, name in enumerate(files):
+                masks[self._offsets[cat] + j] = torch.from_numpy(self._label_map(name, i))
+        if (sh, sw) != (self.mask_size, self.mask_size):
+            masks = F.interpolate(masks[None].float(), size=(self.mask_size, self.mask_size),
+                                  mode="nearest")[0].long()
+        return masks
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self._image(index), "label": torch.tensor(-1), "index": index,
+                "masks": self._masks(index), "scalars": self.scalars[index]}
+
+
+@hookimpl
+def probe_register_datasets(register):
+    register(DatasetSpec(
+        name="broden",
+        load=BrodenDataset,
+        options=(
+            Option("path", str, "", "Broden directory (index.csv, label.csv, images/)"),
+            Option("split", str, "all", "rows whose split column equals this ('all' = every row)"),
+            Option("size", int, 0, "number of images, first rows of the split (0 = all)",
+                   minimum=0),
+            Option("image_size", int, 0, "resize images to this side (0 = as in index.csv)",
+                   minimum=0, maximum=1024),
+            Option("mask_size", int, 0, "resize label maps to this side (0 = sh×sw of index.csv)",
+                   minimum=0, maximum=1024),
+            Option("seed", int, 0, "unused: rows keep index.csv order (common option)"),
+        ),
+        description="Broden-format directory: index.csv, R+256·G PNG label maps, label tables",
+        has_masks=True,
+        tasks=(),
+    ))
