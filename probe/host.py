@@ -31,11 +31,13 @@ from probe.dashboard_api import PageSpec, validate_page
 from probe.dataset import DatasetSpec
 from probe.errors import PluginError
 from probe.registry import Registry
+from probe.transforms import Transform, validate_transform
 
 ENTRY_POINT_GROUP = "probe"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.architectures.lenet",
+    "probe.plugins.architectures.reference",
     "probe.plugins.architectures.alexnet",
     "probe.plugins.architectures.vgg",
     "probe.plugins.architectures.deformable",
@@ -45,6 +47,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.datasets.broden",
     "probe.plugins.datasets.folder",
     "probe.plugins.analyses.unit_stats",
+    "probe.plugins.analyses.equivariance",
+    "probe.plugins.analyses.equivariance.default_transforms",
     "probe.plugins.analyses.dissection",
 )
 
@@ -103,7 +107,7 @@ class Host:
         self.datasets: Registry[DatasetSpec] = Registry(
             "dataset", _check_instance(DatasetSpec, "probe.DatasetSpec"))
         self.analyses: Registry[type[Analysis]] = Registry("analysis", validate_analysis_class)
-        self.transforms: Registry[Any] = Registry("transform", _has_name)
+        self.transforms: Registry[Transform] = Registry("transform", validate_transform)
         self.pages: Registry[PageSpec] = Registry("dashboard page", validate_page)
 
     # -- loading -----------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""Figures of the ``equivariance`` tables (pure functions of the DataFrames)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+
+def _label(rows: pd.DataFrame, layer: str) -> str:
+    stride = rows["stride"].iloc[0]
+    return f"{layer} (stride {stride:g})" if isinstance(stride, float) and \
+        math.isfinite(stride) else str(layer)
+
+
+def error_vs_shift_figure(errors: pd.DataFrame, transform: str) -> Any:
+    """Relative error vs input shift in pixels, one line per layer.
+
+    Filled markers: shifts that are whole cells of the layer's grid (the action
+    is exact there), so the period of the cumulative stride shows as dips.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    rows = errors[errors["transform"] == transform]
+    for layer in dict.fromkeys(rows["layer"]):
+        part = rows[rows["layer"] == layer].sort_values("pixels")
+        symbols = ["circle" if e else "circle-open" for e in part["exact_action"]]
+        fig.add_trace(go.Scatter(x=part["pixels"], y=part["relative_error"],
+                                 mode="lines+markers", name=_label(part, layer),
+                                 marker={"symbol": symbols, "size": 8}))
+    fig.update_layout(title=f"equivariance: {transform} — error vs shift (filled: whole cells)",
+                      xaxis_title="input shift (pixels)", yaxis_title="relative error",
+                      height=400)
+    return fig
+
+
+def error_vs_magnitude_figure(errors: pd.DataFrame, transform: str) -> Any:
+    """Relative error vs magnitude (rotations, scalings, user transforms), one line per layer."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    rows = errors[errors["transform"] == transform]
+    unit = rows["unit"].iloc[0] if len(rows) else ""
+    for layer in dict.fromkeys(rows["layer"]):
+        part = rows[rows["layer"] == layer].sort_values("magnitude")
+        fig.add_trace(go.Scatter(x=part["magnitude"], y=part["relative_error"],
+                                 mode="lines+markers", name=str(layer)))
+    fig.update_layout(title=f"equivariance: {transform} — error vs magnitude",
+                      xaxis_title=f"magnitude ({unit})", yaxis_title="relative error",
+                      height=400)
+    return fig
+
+
+def discrete_error_figure(errors: pd.DataFrame, transforms: list[str]) -> Any:
+    """Grouped bars: error per layer for each discrete transformation element."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name in transforms:
+        rows = errors[(errors["transform"] == name) & (errors["magnitude"] != 0)]
+        for magnitude in sorted(set(rows["magnitude"])):
+            part = rows[rows["magnitude"] == magnitude]
+            fig.add_trace(go.Bar(x=part["layer"], y=part["relative_error"],
+                                 name=f"{name} {magnitude:g}"))
+    fig.update_layout(title="equivariance: flips and quarter turns — error per layer",
+                      barmode="group", yaxis_title="relative error", height=400)
+    return fig
+
+
+def learned_map_figure(maps: pd.DataFrame) -> Any:
+    """1 − R² of the learned map next to the spatial-only and identity baselines."""
+    import plotly.express as px
+
+    long = maps.melt(id_vars=["layer", "transform", "magnitude"],
+                     value_vars=["one_minus_r2", "spatial_one_minus_r2",
+                                 "identity_one_minus_r2"], var_name="map", value_name="value")
+    long["map"] = long["map"].map({"one_minus_r2": "learned (spatial + 1×1 mixing)",
+                                   "spatial_one_minus_r2": "spatial only",
+                                   "identity_one_minus_r2": "identity (invariance)"})
+    long["element"] = long["transform"] + " " + long["magnitude"].map(lambda m: f"{m:g}")
+    fig = px.bar(long, x="layer", y="value", color="map", barmode="group",
+                 facet_col="element", facet_col_wrap=3,
+                 title="learned equivariance maps (Lenc & Vedaldi): held-out 1 − R²")
+    fig.update_layout(height=420)
+    return fig
+
+
+def lie_figure(lie: pd.DataFrame, attribution: pd.DataFrame) -> Any:
+    """Relative Lie derivative per layer, and each layer's share of the output's."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "representation: ‖Lφ‖ / ‖φ‖", "share of the output Lie derivative (sums to 1)"))
+    for name in dict.fromkeys(lie["transform"]):
+        part = lie[(lie["transform"] == name) & lie["relative"].notna()]
+        fig.add_trace(go.Scatter(x=part["layer"], y=part["relative"], mode="lines+markers",
+                                 name=f"{name} (per {part['per'].iloc[0] if len(part) else ''})"),
+                      row=1, col=1)
+        share = attribution[attribution["transform"] == name]
+        fig.add_trace(go.Bar(x=share["layer"], y=share["share"], name=f"{name} share"),
+                      row=1, col=2)
+    fig.update_layout(title="Lie derivative (Gruver et al.) and chain-rule attribution",
+                      barmode="group", height=420)
+    return fig
+
+
+def consistency_figure(summary: pd.DataFrame, curve: pd.DataFrame) -> Any:
+    """Accuracy, consistency and neighbouring-shift stability of the outputs."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    task = summary["task"].iloc[0] if len(summary) else ""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"{task}: accuracy and consistency", "neighbouring 1-px diagonal shifts"))
+    if len(summary):
+        row = summary.iloc[0]
+        fig.add_trace(go.Bar(x=["accuracy", "consistency", "P(top-1 change)"],
+                             y=[row["accuracy"], row["consistency"], row["top1_change"]],
+                             name="summary"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=curve["to_pixels"], y=curve["top1_change"],
+                             mode="lines+markers", name="P(top-1 change)"), row=1, col=2)
+    fig.add_trace(go.Scatter(x=curve["to_pixels"], y=curve["mean_abs_change"],
+                             mode="lines+markers", name="mean |Δp|"), row=1, col=2)
+    fig.update_layout(title="output stability (Zhang 2019; Azulay & Weiss 2019)", height=400)
+    return fig
+
+
+def equivariance_figures(tables: Mapping[str, pd.DataFrame]) -> list[Any]:
+    """Every figure the tables support, in reading order."""
+    figures: list[Any] = []
+    errors = tables.get("errors")
+    if errors is not None and len(errors):
+        discrete = []
+        for name in dict.fromkeys(errors["transform"]):
+            rows = errors[errors["transform"] == name]
+            if rows["pixels"].notna().any():
+                figures.append(error_vs_shift_figure(errors, name))
+            elif set(rows["magnitude"]) <= {0.0, 1.0, 2.0, 3.0}:
+                discrete.append(name)
+            else:
+                figures.append(error_vs_magnitude_figure(errors, name))
+        if discrete:
+            figures.append(discrete_error_figure(errors, discrete))
+    maps = tables.get("learned_maps")
+    if maps is not None and len(maps):
+        figures.append(learned_map_figure(maps))
+    lie, attribution = tables.get("lie"), tables.get("lie_attribution")
+    if lie is not None and attribution is not None and len(lie):
+        figures.append(lie_figure(lie, attribution))
+    summary, curve = tables.get("consistency"), tables.get("shift_curve")
+    if summary is not None and curve is not None and len(summary):
+        figures.append(consistency_figure(summary, curve))
+    return figures

@@ -1,0 +1,428 @@
+"""Input transformations that know their action on feature grids of any resolution.
+
+A :class:`Transform` is a one-parameter family of geometric maps of the image
+plane, written once as a coordinate map in **normalised image coordinates**
+(``p ∈ [-1, 1]²``, pixel centres at ``(2i + 1)/H − 1``, the ``align_corners=False``
+convention). Translations are given as a fraction of the image side, so an
+input shift ``t`` is ``t·H`` input pixels and ``t·H / s`` cells of a stride-``s``
+feature grid: the same object acts on the input and on every layer, through a
+:class:`Grid` that says where the layer's cells sit in the input.
+
+Every action is bilinear resampling at the mapped coordinates; where the mapped
+coordinates fall on grid points (integer shifts that are multiples of the
+stride, flips and quarter turns of a centred grid) the weights are exactly 0/1,
+so the action is an exact permutation. Samples that fall outside the grid are
+zero and marked invalid in the returned mask (circular transforms wrap instead).
+
+Plugins register their own transforms::
+
+    from probe import hookimpl
+    from probe.transforms import Transform
+
+    class Shear(Transform):
+        name = "shear"
+        def source(self, py, px, magnitude):
+            return py, px - magnitude * py
+
+    @hookimpl
+    def probe_register_transforms(register):
+        register(Shear())
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+Magnitude = float | torch.Tensor
+
+#: Mapped coordinates closer than this (in grid cells) to a grid point are snapped to it.
+_SNAP = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the cells of a feature map sit in the input image.
+
+    Cell ``(i, j)`` is centred on input pixel coordinates
+    ``(start[0] + stride[0]·i, start[1] + stride[1]·j)`` (0 = the centre of the
+    first input pixel).
+
+    Attributes:
+        size: ``(h, w)`` of the feature map.
+        input_size: ``(H, W)`` of the input image.
+        stride: Cumulative stride in input pixels per cell.
+        start: Input pixel coordinate of cell 0's centre.
+    """
+
+    size: tuple[int, int]
+    input_size: tuple[int, int]
+    stride: tuple[float, float] = (1.0, 1.0)
+    start: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def image(cls, height: int, width: int) -> Grid:
+        """The grid of the input image itself."""
+        return cls((height, width), (height, width))
+
+    @classmethod
+    def centred(cls, size: tuple[int, int], input_size: tuple[int, int]) -> Grid:
+        """A grid spread evenly over the input (used when the geometry is unknown)."""
+        stride = (input_size[0] / size[0], input_size[1] / size[1])
+        start = tuple((s - 1) / 2 for s in stride)
+        return cls(tuple(size), tuple(input_size), stride, start)  # type: ignore[arg-type]
+
+    @property
+    def is_centred(self) -> bool:
+        """Whether the grid's centre is the image centre (flips and quarter turns are exact)."""
+        return all(abs(self.start[a] + self.stride[a] * (self.size[a] - 1) / 2
+                       - (self.input_size[a] - 1) / 2) < 1e-9 for a in (0, 1))
+
+    def normalised(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised input coordinates of every cell: two ``Tensor[h, w]`` (y, x), float64."""
+        axes = []
+        for a in (0, 1):
+            cells = torch.arange(self.size[a], dtype=torch.float64, device=device)
+            pixels = self.start[a] + self.stride[a] * cells
+            axes.append((2 * pixels + 1) / self.input_size[a] - 1)
+        py, px = torch.meshgrid(axes[0], axes[1], indexing="ij")
+        return py, px
+
+    def cells(self, py: torch.Tensor, px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fractional cell indices of normalised coordinates (inverse of :meth:`normalised`)."""
+        out = []
+        for a, p in ((0, py), (1, px)):
+            pixels = (p + 1) * self.input_size[a] / 2 - 0.5
+            out.append((pixels - self.start[a]) / self.stride[a])
+        return out[0], out[1]
+
+
+def resample(features: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, *, wrap: bool,
+             floor_y: torch.Tensor | None = None,
+             floor_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear sampling of ``features`` at fractional cell indices.
+
+    Args:
+        features: ``Tensor[B, K, h, w]``.
+        cy, cx: ``Tensor[h', w']`` fractional row/column indices (may carry gradients).
+        wrap: Wrap indices around (circular); otherwise samples outside read zero.
+        floor_y, floor_x: Integer base cells to interpolate from (default: the
+            floor of ``cy``/``cx`` after snapping to grid points). Passing the
+            floor of a slightly perturbed coordinate picks the side of a one-sided
+            derivative.
+
+    Returns:
+        ``(Tensor[B, K, h', w'], mask Tensor[h', w'] bool)``; the mask is true where
+        every neighbour with non-zero weight lies inside the grid (always true
+        when ``wrap``).
+    """
+    h, w = features.shape[-2:]
+    snapped_y = _snap(cy.detach())
+    snapped_x = _snap(cx.detach())
+    fy = torch.floor(snapped_y) if floor_y is None else floor_y
+    fx = torch.floor(snapped_x) if floor_x is None else floor_x
+    # Values from the snapped coordinates (exact 0/1 weights on grid points),
+    # gradients from the unsnapped ones.
+    ay = (cy - cy.detach()) + (snapped_y - fy)
+    ax = (cx - cx.detach()) + (snapped_x - fx)
+    # The four neighbours, stacked: one gather instead of four.
+    iy = fy.long()[None] + torch.tensor([0, 0, 1, 1], device=fy.device).view(4, 1, 1)
+    ix = fx.long()[None] + torch.tensor([0, 1, 0, 1], device=fx.device).view(4, 1, 1)
+    wy = torch.stack([1 - ay, 1 - ay, ay, ay])
+    wx = torch.stack([1 - ax, ax, 1 - ax, ax])
+    weight = wy * wx
+    if wrap:
+        index = (iy % h) * w + ix % w
+        mask = torch.ones(cy.shape, dtype=torch.bool, device=features.device)
+    else:
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        index = iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)
+        mask = (inside | (weight.detach() == 0)).all(0)
+        weight = weight * inside
+    flat = features.flatten(2)
+    gathered = flat[:, :, index.flatten()].view(*flat.shape[:2], 4, *cy.shape)
+    return (gathered * weight.to(features.dtype)).sum(2), mask
+
+
+def _snap(c: torch.Tensor) -> torch.Tensor:
+    nearest = torch.round(c)
+    return torch.where((c - nearest).abs() < _SNAP, nearest, c)
+
+
+class Transform(abc.ABC):
+    """A one-parameter family of image transformations ``g_m``.
+
+    Subclasses implement :meth:`source`, the inverse map ``p ↦ g_m⁻¹(p)`` in
+    normalised coordinates; the base class derives the action on images and on
+    feature grids from it.
+
+    Attributes:
+        name: Registry name.
+        description: One line for listings.
+        unit: What the magnitude measures (``"fraction of side"``, ``"degrees"``, ...).
+        identity: The magnitude that leaves images unchanged.
+        continuous: Whether the family is a continuous group near ``identity``
+            (it then has a Lie derivative).
+        circular: Wrap around the edges instead of filling with zero.
+        disk: Compare only inside the central disk (interpolated rotations and
+            scalings, whose corners have no counterpart).
+        lie_step: Small positive magnitude step that picks the side of the
+            one-sided bilinear derivative at ``identity``.
+    """
+
+    name: str = ""
+    description: str = ""
+    unit: str = ""
+    identity: float = 0.0
+    continuous: bool = True
+    circular: bool = False
+    disk: bool = False
+    lie_step: float = 1e-4
+
+    @abc.abstractmethod
+    def source(self, py: torch.Tensor, px: torch.Tensor,
+               magnitude: Magnitude) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the transformed image reads from: ``g⁻¹(p)`` for ``Tensor[h, w]`` coordinates."""
+
+    def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
+        """The sweep used when the user names no magnitudes (identity first)."""
+        return (self.identity,)
+
+    def pixels(self, magnitude: float, input_size: int) -> float:
+        """The magnitude in input pixels, where that means something (NaN otherwise)."""
+        return math.nan
+
+    def check_grid(self, grid: Grid) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Raise ``ValueError`` when this transform cannot act on ``grid``."""
+
+    def act(self, features: torch.Tensor, magnitude: Magnitude,
+            grid: Grid | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply ``g_m`` to a map living on ``grid`` (default: the map is the image).
+
+        Args:
+            features: ``Tensor[B, K, h, w]``; ``Tensor[B, K]`` (no grid) is
+                returned unchanged, as the trivial action of an invariant output.
+            magnitude: A number, or a 0-d tensor that may require gradients; a
+                tensor that requires gradients is differentiated one-sidedly
+                (from the side of ``magnitude + lie_step``).
+            grid: Where the cells sit in the input.
+
+        Returns:
+            ``(transformed Tensor[B, K, h, w], valid mask Tensor[h, w] bool)``.
+        """
+        if features.dim() < 4:
+            return features, torch.ones((), dtype=torch.bool, device=features.device)
+        if features.dim() != 4:
+            raise ValueError(f"features must be Tensor[B, K, h, w], got shape "
+                             f"{tuple(features.shape)}")
+        h, w = features.shape[-2:]
+        if grid is None:
+            grid = Grid.image(h, w)
+        if grid.size != (h, w):
+            raise ValueError(f"grid size {grid.size} does not match the features' {(h, w)}")
+        self.check_grid(grid)
+        py, px = grid.normalised(features.device)
+        cy, cx = grid.cells(*self.source(py, px, _as_float64(magnitude, features.device)))
+        floor_y = floor_x = None
+        if isinstance(magnitude, torch.Tensor) and magnitude.requires_grad:
+            with torch.no_grad():
+                ahead = _as_float64(magnitude.detach() + self.lie_step, features.device)
+                ry, rx = grid.cells(*self.source(py, px, ahead))
+                floor_y, floor_x = torch.floor(_snap(ry)), torch.floor(_snap(rx))
+        out, mask = resample(features, cy, cx, wrap=self.circular, floor_y=floor_y,
+                             floor_x=floor_x)
+        if self.disk:
+            mask = mask & (py ** 2 + px ** 2 <= 1.0)
+        return out, mask
+
+    def is_exact(self, magnitude: float, grid: Grid) -> bool:
+        """Whether the action on ``grid`` maps cells onto cells (no interpolation)."""
+        py, px = grid.normalised(torch.device("cpu"))
+        cy, cx = grid.cells(*self.source(py, px, float(magnitude)))
+        return bool(((cy - torch.round(cy)).abs() < _SNAP).all()
+                    and ((cx - torch.round(cx)).abs() < _SNAP).all())
+
+    def apply(self, images: torch.Tensor, magnitude: Magnitude) -> torch.Tensor:
+        """Transform ``Tensor[B, C, H, W]`` images (regions with no source read zero)."""
+        return self.act(images, magnitude)[0]
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready description for listings."""
+        return {"name": self.name, "description": self.description, "unit": self.unit,
+                "identity": self.identity, "continuous": self.continuous,
+                "circular": self.circular, "disk": self.disk}
+
+
+def _as_float64(magnitude: Magnitude, device: torch.device) -> Magnitude:
+    if isinstance(magnitude, torch.Tensor):
+        return magnitude.to(device=device, dtype=torch.float64)
+    return float(magnitude)
+
+
+class Translation(Transform):
+    """Translation by ``magnitude`` × the image side along one axis (right/down positive).
+
+    Args:
+        name: Registry name.
+        axis: ``"x"`` (horizontal) or ``"y"`` (vertical).
+        circular: Wrap around (a roll) instead of filling with zero.
+        max_pixels: Default sweep: every integer input shift 0..max_pixels.
+    """
+
+    unit = "fraction of side"
+
+    def __init__(self, name: str, axis: str, circular: bool, max_pixels: int = 8) -> None:
+        if axis not in ("x", "y"):
+            raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+        self.name = name
+        self.axis = axis
+        self.circular = circular
+        self.max_pixels = max_pixels
+        edge = "circular (wrap-around)" if circular else "zero fill, compared where defined"
+        self.description = f"translation along {axis}, {edge}"
+
+    def source(self, py, px, magnitude):
+        if self.axis == "x":
+            return py + 0 * magnitude, px - 2 * magnitude
+        return py - 2 * magnitude, px + 0 * magnitude
+
+    def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
+        return tuple(p / input_size for p in range(self.max_pixels + 1))
+
+    def pixels(self, magnitude: float, input_size: int) -> float:
+        return magnitude * input_size
+
+
+class Flip(Transform):
+    """Mirror about the vertical (``hflip``) or horizontal (``vflip``) axis; magnitude 0 or 1."""
+
+    unit = "0 = identity, 1 = flipped"
+    continuous = False
+
+    def __init__(self, name: str, axis: str) -> None:
+        if axis not in ("x", "y"):
+            raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+        self.name = name
+        self.axis = axis
+        self.description = f"mirror image ({'left-right' if axis == 'x' else 'up-down'})"
+
+    def source(self, py, px, magnitude):
+        sign = 1 - 2 * (round(float(magnitude)) % 2)
+        return (py, sign * px) if self.axis == "x" else (sign * py, px)
+
+    def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
+        return (0.0, 1.0)
+
+
+class QuarterTurn(Transform):
+    """Rotation by ``magnitude`` × 90° counter-clockwise (as displayed, rows pointing down)."""
+
+    name = "rot90"
+    description = "rotation by multiples of 90° (exact on a centred square grid)"
+    unit = "quarter turns"
+    continuous = False
+
+    def source(self, py, px, magnitude):
+        k = round(float(magnitude)) % 4
+        # As torch.rot90(x, k, dims=(-2, -1)): out[i, j] = in[j, W - 1 - i] per turn.
+        for _ in range(k):
+            py, px = px, -py
+        return py, px
+
+    def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
+        return (0.0, 1.0, 2.0, 3.0)
+
+    def check_grid(self, grid: Grid) -> None:
+        if grid.input_size[0] != grid.input_size[1]:
+            raise ValueError(f"rot90 needs square inputs, got {grid.input_size}")
+
+
+class Rotation(Transform):
+    """Rotation by ``magnitude`` degrees counter-clockwise about the centre, compared in a disk."""
+
+    name = "rotate"
+    description = "rotation by an arbitrary angle (bilinear), compared inside the central disk"
+    unit = "degrees"
+    disk = True
+    lie_step = 1e-2
+
+    def source(self, py, px, magnitude):
+        theta = _radians(magnitude)
+        c, s = _cos(theta), _sin(theta)
+        # Counter-clockwise on screen (y down) by θ: read from R(θ)·p in (x, y-down) terms.
+        return c * py + s * px, c * px - s * py
+
+    def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
+        return (0.0, 5.0, 10.0, 15.0, 30.0, 45.0)
+
+    def check_grid(self, grid: Grid) -> None:
+        if grid.input_size[0] != grid.input_size[1]:
+            raise ValueError(f"rotate needs square inputs, got {grid.input_size}")
+
+
+class Scaling(Transform):
+    """Zoom by a factor ``magnitude`` about the centre (bilinear), compared in a disk."""
+
+    name = "scale"
+    description = "isotropic scaling about the centre (bilinear), compared inside the central disk"
+    unit = "factor"
+    identity = 1.0
+    disk = True
+
+    def source(self, py, px, magnitude):
+        return py / magnitude, px / magnitude
+
+    def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
+        return (1.0, 0.8, 0.9, 1.1, 1.25)
+
+
+def _radians(magnitude: Magnitude) -> Magnitude:
+    return magnitude * (math.pi / 180.0)
+
+
+def _cos(x: Magnitude) -> Magnitude:
+    return torch.cos(x) if isinstance(x, torch.Tensor) else math.cos(x)
+
+
+def _sin(x: Magnitude) -> Magnitude:
+    return torch.sin(x) if isinstance(x, torch.Tensor) else math.sin(x)
+
+
+def builtin_transforms() -> list[Transform]:
+    """The transformations probe ships (registered by a built-in plugin)."""
+    return [
+        Translation("shift-x", "x", circular=True),
+        Translation("shift-y", "y", circular=True),
+        Translation("translate-x", "x", circular=False),
+        Translation("translate-y", "y", circular=False),
+        Flip("hflip", "x"),
+        Flip("vflip", "y"),
+        QuarterTurn(),
+        Rotation(),
+        Scaling(),
+    ]
+
+
+def validate_transform(item: object) -> None:
+    """Registry check: ``item`` must be a :class:`Transform` instance with a name."""
+    if not isinstance(item, Transform):
+        raise TypeError(f"transforms must be probe.transforms.Transform instances, "
+                        f"got {type(item).__name__}")
+    if not item.name:
+        raise ValueError(f"transform {type(item).__qualname__} has no name")
+
+
+def get_transforms(names: Sequence[str]) -> list[Transform]:
+    """Look registered transforms up by name (unknown names list the known ones)."""
+    from probe.host import get_host
+
+    registry = get_host().transforms
+    return [registry.get(name) for name in names]
+
+
+__all__ = ["Flip", "Grid", "QuarterTurn", "Rotation", "Scaling", "Transform", "Translation",
+           "builtin_transforms", "get_transforms", "resample", "validate_transform"]
