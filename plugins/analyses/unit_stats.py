@@ -31,7 +31,8 @@ class UnitStatsAccumulator(Accumulator):
         self.map_size = map_size
         self.moments: dict[str, RunningMoments] = {}
         self.top: dict[str, TopK] = {}
-        self.labels: dict[int, int] = {}
+        # Class label of every image seen, by data-set index (-1 = not seen); grown on demand.
+        self.labels = torch.full((0,), -1, dtype=torch.int64)
 
     def _maps(self, activation: torch.Tensor) -> torch.Tensor:
         maps = as_maps(activation)
@@ -54,8 +55,17 @@ class UnitStatsAccumulator(Accumulator):
             self.moments[layer].update(samples)
             peak = as_maps(act).flatten(2).amax(dim=2).T  # [K, B]
             self.top[layer].update(peak, batch.indices, maps.transpose(0, 1))
-        for index, label in zip(batch.indices.tolist(), batch.labels.tolist(), strict=True):
-            self.labels[index] = label
+        self._record_labels(batch.indices, batch.labels)
+
+    def _record_labels(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.labels.device != indices.device:
+            self.labels = self.labels.to(indices.device)
+        needed = int(indices.max()) + 1 if indices.numel() else 0
+        if needed > self.labels.numel():
+            grown = torch.full((needed,), -1, dtype=torch.int64, device=indices.device)
+            grown[: self.labels.numel()] = self.labels
+            self.labels = grown
+        self.labels[indices] = labels.to(torch.int64)
 
     def merge(self, other: Accumulator) -> None:
         assert isinstance(other, UnitStatsAccumulator)
@@ -67,7 +77,15 @@ class UnitStatsAccumulator(Accumulator):
                 continue
             self.moments[layer].merge(other.moments[layer])
             self.top[layer].merge(other.top[layer])
-        self.labels.update(other.labels)
+        seen = other.labels >= 0
+        self._record_labels(torch.nonzero(seen).flatten().to(self.labels.device),
+                            other.labels[seen].to(self.labels.device))
+
+    def _labels_of(self, indices: np.ndarray) -> np.ndarray:
+        table = self.labels.cpu().numpy()
+        inside = (indices >= 0) & (indices < len(table))
+        return np.where(inside, table[np.clip(indices, 0, max(len(table) - 1, 0))], -1) \
+            if len(table) else np.full(len(indices), -1)
 
     def finalize(self) -> dict[str, pd.DataFrame]:
         unit_rows, top_rows = [], []
@@ -91,7 +109,7 @@ class UnitStatsAccumulator(Accumulator):
             top_rows.append(pd.DataFrame({
                 "layer": layer, "unit": unit_idx.ravel(), "rank": rank.ravel(),
                 "image": indices.ravel(), "value": values.ravel(),
-                "label": [self.labels.get(int(i), -1) for i in indices.ravel()],
+                "label": self._labels_of(indices.ravel()),
                 "map_height": h, "map_width": w,
                 "map": list(payload.reshape(units * kept, -1).astype(np.float32))
                 if payload is not None else None,
