@@ -18,7 +18,9 @@ import functools
 import json
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,53 @@ def _load_run(path: str, stamp: int) -> Run:
     return load_run(path)
 
 
+_ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_ARROW_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+_ARROW_GUARD = threading.Lock()
+_ARROW_MAX = 32
+_PREFETCHING: list[threading.Thread] = []
+
+
+def _read_arrow(path: str, stamp: int, analysis: str, table: str,
+                columns: tuple[str, ...] | None) -> Any:
+    # The whole file is read once (a parquet file written in one row group
+    # cannot be read in parts) and kept in Arrow form: slicing a layer or a
+    # unit out of it later costs milliseconds, and only those rows ever
+    # become pandas objects. A per-key lock lets a background prefetch and a
+    # request share one read instead of decoding the file twice.
+    import pyarrow.parquet as pq
+
+    key = (path, stamp, analysis, table, columns)
+    with _ARROW_GUARD:
+        lock = _ARROW_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _ARROW_GUARD:
+            if key in _ARROW:
+                _ARROW.move_to_end(key)
+                return _ARROW[key]
+        data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
+                             columns=list(columns) if columns else None)
+        with _ARROW_GUARD:
+            _ARROW[key] = data
+            while len(_ARROW) > _ARROW_MAX:
+                _ARROW.popitem(last=False)
+        return data
+
+
 @functools.lru_cache(maxsize=256)
 def _read_table(path: str, stamp: int, analysis: str, table: str,
                 columns: tuple[str, ...] | None, layer: str | None) -> pd.DataFrame:
-    file = Path(path) / analysis / f"{table}.parquet"
-    filters = [("layer", "==", layer)] if layer is not None else None
-    frame = pd.read_parquet(file, columns=list(columns) if columns else None, filters=filters)
-    return frame.reset_index(drop=True)
+    wanted = columns
+    if columns is not None and layer is not None and "layer" not in columns:
+        wanted = (*columns, "layer")
+    data = _read_arrow(path, stamp, analysis, table, wanted)
+    if layer is not None:
+        import pyarrow.compute as pc
+
+        data = data.filter(pc.equal(data["layer"], layer))
+    if columns is not None:
+        data = data.select(list(columns))
+    return data.to_pandas().reset_index(drop=True)
 
 
 @functools.lru_cache(maxsize=16)
@@ -86,6 +128,8 @@ class RunSource:
         if not path.is_dir():
             raise ProbeError(f"runs directory {str(root)!r} does not exist or is not a folder")
         self.root = path.resolve()
+        self._memo: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RunSource({str(self.root)!r})"
@@ -141,6 +185,24 @@ class RunSource:
             return name
         return names[0] if names else None
 
+    def memo(self, run: Run, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()`` cached per run until its manifest changes (64 entries, LRU).
+
+        For derived views (layer summaries, whole page contents) that are pure
+        functions of the run's tables and ``key``.
+        """
+        full = (str(run.path), _stamp(run.path), *key)
+        with self._memo_lock:
+            if full in self._memo:
+                self._memo.move_to_end(full)
+                return self._memo[full]
+        value = compute()
+        with self._memo_lock:
+            self._memo[full] = value
+            while len(self._memo) > 64:
+                self._memo.popitem(last=False)
+        return value
+
     # -- layers and tables -------------------------------------------------------
     def layers(self, run: Run) -> list[str]:
         """The run's layers, in network order."""
@@ -183,6 +245,60 @@ class RunSource:
             columns = tuple(c for c in columns if c in available)
         return _read_table(str(run.path), _stamp(run.path), analysis, table,
                            tuple(columns) if columns is not None else None, layer)
+
+    def unit_rows(self, run: Run, analysis: str, table: str, layer: str, unit: int,
+                  unit_column: str = "unit") -> pd.DataFrame:
+        """The rows of one unit of one layer (only they are converted to pandas).
+
+        Raises:
+            NotFound: when the run has no such completed table.
+        """
+        import pyarrow.compute as pc
+
+        if not run.has_table(analysis, table):
+            raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
+        data = _read_arrow(str(run.path), _stamp(run.path), analysis, table, None)
+        mask = pc.and_(pc.equal(data["layer"], layer), pc.equal(data[unit_column], unit))
+        return data.filter(mask).to_pandas().reset_index(drop=True)
+
+    def prefetch(self, run: Run, tables: Sequence[tuple[str, str]]) -> None:
+        """Read tables into the cache in a background thread (the next page is then warm)."""
+        wanted = [(a, t) for a, t in tables if run.has_table(a, t)]
+        if not wanted:
+            return
+        path, stamp = str(run.path), _stamp(run.path)
+
+        def load() -> None:
+            for analysis, table in wanted:
+                _read_arrow(path, stamp, analysis, table, None)
+
+        thread = threading.Thread(target=load, name="probe-dash-prefetch", daemon=True)
+        thread.start()
+        _PREFETCHING.append(thread)
+
+    def head(self, run: Run, analysis: str, table: str, rows: int) -> tuple[pd.DataFrame, int]:
+        """The first ``rows`` rows of a table's scalar columns, and its total row count.
+
+        Array and binary columns (stored maps, masks) are not read at all.
+
+        Raises:
+            NotFound: when the run has no such completed table.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not run.has_table(analysis, table):
+            raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
+        file = pq.ParquetFile(run.path / analysis / f"{table}.parquet")
+        schema = file.schema_arrow
+        scalar = [f.name for f in schema if not (pa.types.is_nested(f.type) or
+                                                 pa.types.is_binary(f.type) or
+                                                 pa.types.is_large_binary(f.type))]
+        total = file.metadata.num_rows
+        if total == 0 or not scalar:
+            return pd.DataFrame(columns=scalar), total
+        batch = next(file.iter_batches(batch_size=max(1, rows), columns=scalar))
+        return batch.to_pandas(), total
 
     def optional(self, run: Run, analysis: str, table: str,
                  columns: Sequence[str] | None = None, layer: str | None = None
@@ -255,6 +371,18 @@ def clear_caches() -> None:
     """Forget every cached run, table and data set (tests and benchmarks)."""
     for cached in (_load_run, _read_table, _load_dataset, _schema):
         cached.cache_clear()
+    with _ARROW_GUARD:
+        _ARROW.clear()
+        _ARROW_LOCKS.clear()
+    if _ACTIVE is not None:
+        with _ACTIVE._memo_lock:
+            _ACTIVE._memo.clear()
+
+
+def wait_for_prefetch(timeout: float | None = None) -> None:
+    """Wait until background prefetches have finished (benchmarks and tests)."""
+    while _PREFETCHING:
+        _PREFETCHING.pop().join(timeout)
 
 
 _ACTIVE: RunSource | None = None

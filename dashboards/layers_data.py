@@ -54,7 +54,10 @@ def run_tables(source: RunSource, run: Any) -> dict[str, pd.DataFrame | None]:
 
 
 def layer_summary(source: RunSource, run: Any) -> pd.DataFrame:
-    """:func:`make_layer_summary` of a run, in the run's layer order."""
-    tables = run_tables(source, run)
-    return make_layer_summary(tables["units"], tables["dissection"], tables["equivariance"],
-                              tables["filters"], layers=source.layers(run))
+    """:func:`make_layer_summary` of a run, in the run's layer order (cached per run)."""
+    def compute() -> pd.DataFrame:
+        tables = run_tables(source, run)
+        return make_layer_summary(tables["units"], tables["dissection"],
+                                  tables["equivariance"], tables["filters"],
+                                  layers=source.layers(run))
+    return source.memo(run, ("layer-summary",), compute).copy()

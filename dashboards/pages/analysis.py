@@ -6,9 +6,11 @@ is installed, its ``figures(tables)`` classmethod, so any analysis appears here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dash
+import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
 from probe.dashboards.components import graph, notice, run_dropdown, table
@@ -37,6 +39,8 @@ def analysis_figures(name: str, tables: dict[str, Any]) -> tuple[list[Any], str 
 def analysis_view(source: RunSource, run_name: str, analysis: str) -> list[Any]:
     """Status, figures and table previews of one analysis of one run."""
     run = source.run(run_name)
+    # a unit page is likely next: decode its exemplar tables in the background
+    source.prefetch(run, [("unit-stats", "top_images"), ("dissection", "exemplars")])
     if analysis not in run.analyses:
         return [notice(f"run {run_name} has no analysis {analysis!r}")]
     entry = run.manifest["analyses"][analysis]
@@ -45,16 +49,35 @@ def analysis_view(source: RunSource, run_name: str, analysis: str) -> list[Any]:
                              id="analysis-status")]
     if status != "complete":
         return [*out, notice(f"{analysis} did not complete: {entry.get('error')}")]
-    tables = {t: source.table(run, analysis, t) for _, t in run.tables(analysis)}
-    figures, problem = analysis_figures(analysis, tables)
+    names = [t for _, t in run.tables(analysis)]
+    figures, problem = analysis_figures(analysis, LazyTables(source, run, analysis, names))
     if problem:
         out.append(notice(problem))
     out += [graph(fig, f"analysis-figure-{i}") for i, fig in enumerate(figures)]
-    for name, frame in tables.items():
-        cut = f" (first {PREVIEW_ROWS} of {len(frame)} rows)" if len(frame) > PREVIEW_ROWS else ""
+    for name in names:
+        frame, total = source.head(run, analysis, name, PREVIEW_ROWS)
+        cut = f" (first {PREVIEW_ROWS} of {total} rows)" if total > PREVIEW_ROWS else ""
         out += [html.H4(f"{analysis}/{name}{cut}"),
-                table(frame.head(PREVIEW_ROWS), f"analysis-table-{name}", page_size=15)]
+                table(frame, f"analysis-table-{name}", page_size=15)]
     return out
+
+
+class LazyTables(Mapping[str, pd.DataFrame]):
+    """An analysis's tables as a mapping that reads a table only when ``figures`` asks."""
+
+    def __init__(self, source: RunSource, run: Any, analysis: str, names: list[str]) -> None:
+        self._source, self._run, self._analysis, self._names = source, run, analysis, names
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._source.table(self._run, self._analysis, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def layout(run: str | None = None, analysis: str | None = None, **_: Any) -> html.Div:

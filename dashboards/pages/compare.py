@@ -8,7 +8,7 @@ import dash
 from dash import Input, Output, callback, dcc, html
 
 from probe.dashboards.components import graph, notice, run_dropdown, table
-from probe.dashboards.data import get_source
+from probe.dashboards.data import RunSource, get_source
 from probe.dashboards.figures import make_compare_figure, make_compare_table, make_hierarchy_figure
 from probe.dashboards.layers_data import layer_summary, run_tables
 from probe.errors import ProbeError
@@ -52,6 +52,13 @@ def compare_content(a: str | None, b: str | None, metric: str | None) -> Any:
         run_a, run_b = source.run(a), source.run(b)
     except ProbeError as exc:
         return notice(str(exc))
+    key = ("compare", str(run_b.path), run_b.manifest.get("updated"), metric)
+    return source.memo(run_a, key, lambda: compare_view(source, run_a, run_b, metric))
+
+
+def compare_view(source: RunSource, run_a: Any, run_b: Any, metric: str | None) -> list[Any]:
+    """The side-by-side table, the metric chart and both hierarchy charts."""
+    a, b = run_a.name, run_b.name
     sum_a, sum_b = layer_summary(source, run_a), layer_summary(source, run_b)
     name_a, name_b = (a, b) if a != b else (f"{a} (A)", f"{b} (B)")
     chosen = metric or METRICS[0]

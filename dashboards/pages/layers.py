@@ -9,7 +9,7 @@ import dash
 from dash import Input, Output, callback, html
 
 from probe.dashboards.components import graph, missing, notice, run_dropdown, table
-from probe.dashboards.data import get_source
+from probe.dashboards.data import RunSource, get_source
 from probe.dashboards.figures import (
     make_activation_figure,
     make_equivariance_figure,
@@ -45,6 +45,14 @@ def layers_content(run: str | None) -> Any:
         run_obj = source.run(run)
     except ProbeError as exc:
         return notice(str(exc))
+    # a unit page is likely next: decode its exemplar tables in the background
+    source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars")])
+    return source.memo(run_obj, ("layers-page",), lambda: layers_view(source, run_obj))
+
+
+def layers_view(source: RunSource, run_obj: Any) -> list[Any]:
+    """Summary table, hierarchy chart, equivariance, filters, activations and plugin panels."""
+    run = run_obj.name
     tables = run_tables(source, run_obj)
     layers = source.layers(run_obj)
     summary = layer_summary(source, run_obj)

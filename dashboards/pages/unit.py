@@ -50,6 +50,13 @@ def _rows(frame: pd.DataFrame | None, unit: int, column: str = "unit") -> pd.Dat
     return frame[frame[column] == unit]
 
 
+def _unit_rows(source: RunSource, run: Any, analysis: str, table: str, layer: str,
+               unit: int) -> pd.DataFrame:
+    if not run.has_table(analysis, table):
+        return pd.DataFrame()
+    return source.unit_rows(run, analysis, table, layer, unit)
+
+
 def _class_name(dataset: Any, label: int) -> str | None:
     if label < 0:
         return None
@@ -121,6 +128,8 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
 
 def unit_sections(source: RunSource, run: Any, layer: str, unit: int) -> list[Any]:
     """Every section of the unit page."""
+    # decode the two big exemplar tables side by side (pyarrow releases the GIL)
+    source.prefetch(run, [("dissection", "exemplars")])
     units = source.optional(run, "unit-stats", "units", layer=layer)
     dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
     known = [f for f in (units, dissection) if f is not None and not f.empty]
@@ -176,15 +185,15 @@ def exemplar_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
         out.append(notice("The run's data set cannot be loaded here, so only the activation "
                           "values are shown."))
     if run.has_table("dissection", "exemplars"):
-        rows = source.table(run, "dissection", "exemplars", layer=layer)
+        rows = source.unit_rows(run, "dissection", "exemplars", layer, unit)
         out += [html.P("Unit mask (activation above the unit's threshold T_k, upsampled "
                        "bilinearly); outside dimmed:"),
-                html.Div(make_exemplars(_rows(rows, unit).sort_values("rank"), dataset,
+                html.Div(make_exemplars(rows.sort_values("rank"), dataset,
                                         "unit-mask"), className="exemplars", id="unit-masks")]
     if run.has_table("unit-stats", "top_images"):
-        rows = source.table(run, "unit-stats", "top_images", layer=layer)
+        rows = source.unit_rows(run, "unit-stats", "top_images", layer, unit)
         out += [html.P("Activation map (red = strong, scaled to the best exemplar):"),
-                html.Div(make_exemplars(_rows(rows, unit).sort_values("rank"), dataset),
+                html.Div(make_exemplars(rows.sort_values("rank"), dataset),
                          className="exemplars", id="unit-exemplars")]
     if not (run.has_table("dissection", "exemplars") or run.has_table("unit-stats",
                                                                       "top_images")):
@@ -198,7 +207,7 @@ def concept_section(source: RunSource, run: Any, layer: str, unit: int,
     if best.empty:
         return missing("dissection", run.name, "no concept labels")
     b = best.iloc[0]
-    ranking = _rows(source.optional(run, "dissection", "labels", layer=layer), unit)
+    ranking = _unit_rows(source, run, "dissection", "labels", layer, unit)
     if ranking.empty:
         ranking = best
     threshold = None
@@ -216,7 +225,7 @@ def filter_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
     """The unit's filter (spatial map after the colour SVD) and its Gabor fit."""
     if "filters" not in source.completed(run):
         return missing("filters", run.name, "no filter fit")
-    rows = _rows(source.optional(run, "filters", "units", layer=layer), unit)
+    rows = _unit_rows(source, run, "filters", "units", layer, unit)
     if rows.empty:
         return notice(f"The filters analysis has no filter for layer {layer} (it looks at "
                       f"convolutions only).")
@@ -267,8 +276,7 @@ def equivariance_section(source: RunSource, run: Any, layer: str, unit: int) -> 
         return missing("equivariance", run.name)
     errors = source.optional(run, "equivariance", "errors", layer=layer)
     out: list[Any] = [graph(make_layer_equivariance_figure(errors, layer), "unit-equivariance")]
-    partners = _rows(source.optional(run, "equivariance", "learned_map_units", layer=layer),
-                     unit)
+    partners = _unit_rows(source, run, "equivariance", "learned_map_units", layer, unit)
     if not partners.empty:
         shown = partners[["transform", "magnitude", "partner", "weight", "share"]].copy()
         shown["partner"] = [f"[unit {int(p)}]({unit_href(run.name, layer, p)})"

@@ -87,6 +87,9 @@ def units_page(run: str | None, layer: str | None, page: int | None, page_size: 
         return [], [], 1, notice(str(exc))
     messages = []
     run_obj = source.run(run)
+    # the next click is likely a unit page: read its exemplar tables meanwhile
+    source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars"),
+                              ("dissection", "labels"), ("filters", "units")])
     if not run_obj.has_table("dissection", "units"):
         messages.append(missing("dissection", run, "no concept labels, categories or IoU"))
     try:
