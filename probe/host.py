@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.analyses.equivariance",
     "probe.plugins.analyses.equivariance.default_transforms",
     "probe.plugins.analyses.dissection",
+    "probe.plugins.analyses.filters",
 )
 
 #: registration hook name → registry attribute of :class:`Host`
