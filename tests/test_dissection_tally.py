@@ -17,6 +17,7 @@ from probe.plugins.analyses.dissection_tally import (
     iou,
     primary_categories,
 )
+from probe.plugins.analyses.dissection_upsample import upsample
 
 CONCEPTS = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["car", "wheel", "window", "striped"],
                          "category": ["object", "part", "part", "texture"]})
@@ -142,10 +143,8 @@ def test_unknown_label_id_is_a_clear_error():
                           torch.device("cpu"))
 
 
-def torch_upsample(feature: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    tensor = torch.from_numpy(feature)[None, None]
-    return torch.nn.functional.interpolate(tensor, size=size, mode="bilinear",
-                                           align_corners=False)[0, 0].numpy()
+def dense_upsample(feature: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return upsample(torch.from_numpy(feature)[None], size)[0].numpy()
 
 
 def test_device_tally_equals_reference_loop_on_random_data():
@@ -165,7 +164,7 @@ def test_device_tally_equals_reference_loop_on_random_data():
         tally.update(acts[part:part + 4], thresholds, sub)
     ref = ReferenceTally.zeros(5, SPACE)
     ref.add(acts.numpy(), thresholds.numpy(), masks.numpy(), scalars.numpy(), SPACE,
-            upsample=torch_upsample)
+            upsample=dense_upsample)
     assert np.array_equal(tally.intersection.numpy(), ref.intersection)
     assert np.array_equal(tally.active.numpy(), ref.active)
     assert np.array_equal(tally.active_paper.numpy(), ref.active_paper)

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from probe import Accumulator, Analysis, Batch, Option, RunContext, hookimpl
 from probe.errors import OptionError
@@ -33,6 +32,7 @@ from probe.plugins.analyses.dissection_tally import (
     iou,
     primary_categories,
 )
+from probe.plugins.analyses.dissection_upsample import upsample
 from probe.stats import TopK
 
 QUANTILE_DEFINITION = ("torch.quantile(all raw activations of the unit, 1 - quantile, "
@@ -330,9 +330,9 @@ class DissectionAccumulator(Accumulator):
         values, indices = top.values.cpu(), top.indices.cpu()
         units, kept = values.shape
         h, w = self.mask_size
-        maps = top.payload.flatten(0, 1)[:, None].float()  # [units·kept, 1, h0, w0]
-        thresholds = self.thresholds[layer].to(maps.device).float()
-        up = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        maps = top.payload.flatten(0, 1).float()  # [units·kept, h0, w0]
+        thresholds = self.thresholds[layer].to(maps.device).double()
+        up = upsample(maps, (h, w))  # the tallies' formula, so masks match the counts
         on = (up > thresholds.repeat_interleave(kept).view(-1, 1, 1)).cpu().numpy()
         packed = np.packbits(on.reshape(len(on), -1), axis=1)
         filled = indices.flatten().numpy() >= 0

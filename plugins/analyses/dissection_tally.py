@@ -32,10 +32,9 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-RULES = ("paper", "lite", "unconditioned")
+from probe.plugins.analyses.dissection_upsample import active_pixels
 
-#: Largest number of upsampled pixels processed at once (bounds transient memory: 64 MiB).
-CHUNK_PIXELS = 2**24
+RULES = ("paper", "lite", "unconditioned")
 
 
 def iou(intersection: torch.Tensor, activation: torch.Tensor,
@@ -102,13 +101,17 @@ class LabelSpace:
 
 
 def _dedupe_last(values: torch.Tensor) -> torch.Tensor:
-    """Sort ``values`` along the last dim and zero repeated entries (so each counts once)."""
+    """Zero every entry equal to an earlier one along the last dim (so each counts once).
+
+    The last dim is a handful of mask layers or scalar slots: pairwise
+    comparisons over it beat a sort.
+    """
     if values.shape[-1] <= 1:
         return values
-    out = values.sort(dim=-1).values
-    repeat = torch.zeros_like(out, dtype=torch.bool)
-    repeat[..., 1:] = out[..., 1:] == out[..., :-1]
-    return out.masked_fill(repeat, 0)
+    repeat = torch.zeros_like(values, dtype=torch.bool)
+    for col in range(1, values.shape[-1]):  # over layers, not units or images
+        repeat[..., col] = (values[..., col:col + 1] == values[..., :col]).any(-1)
+    return values.masked_fill(repeat, 0)
 
 
 @dataclass
@@ -222,7 +225,9 @@ class LayerTally:
         active: ``Tensor[K]`` int64 ``Σ |M_k|`` over all images (``unconditioned``).
         active_paper: ``Tensor[K, C]`` int64, over images where the category is annotated.
         active_lite: ``Tensor[K, C]`` int64, over images where ``M_k`` touches the category.
-        upsampled: Number of unit maps that had to be upsampled (the rest were skipped).
+        upsampled: Number of unit maps with a raw value above the threshold (the
+            others are skipped; of these only the owners next to such a value
+            are expanded, see ``dissection_upsample``).
         maps: Number of unit maps seen.
     """
 
@@ -247,48 +252,32 @@ class LayerTally:
             labels: The batch's :class:`BatchLabels`.
         """
         batch, units = act.shape[:2]
+        n_labels, n_cats = self.num_labels, labels.annotated.shape[1]
         self.maps += batch * units
         peak = act.flatten(2).amax(2)  # [B, K]
-        image_idx, unit_idx = (peak > thresholds.to(peak.dtype)).nonzero(as_tuple=True)
-        if image_idx.numel() == 0:
-            return
-        self.upsampled += int(image_idx.numel())
-        h, w = labels.size
-        per_chunk = max(1, CHUNK_PIXELS // (h * w))
-        for start in range(0, image_idx.numel(), per_chunk):  # chunks of maps, not units
-            self._add(act, thresholds, labels, image_idx[start:start + per_chunk],
-                      unit_idx[start:start + per_chunk])
-
-    def _add(self, act: torch.Tensor, thresholds: torch.Tensor, labels: BatchLabels,
-             image_idx: torch.Tensor, unit_idx: torch.Tensor) -> None:
-        h, w = labels.size
-        maps = act[image_idx, unit_idx].float()  # [P, h0, w0]
-        up = F.interpolate(maps[:, None], size=(h, w), mode="bilinear",
-                           align_corners=False)[:, 0]
-        on = (up > thresholds.float()[unit_idx].view(-1, 1, 1)).flatten(1)  # [P, h·w]
-        counts = on.sum(1)  # [P]
-        pair, pixel = on.nonzero(as_tuple=True)
-        rows = image_idx[pair] * (h * w) + pixel
-        n_labels = self.num_labels
+        self.upsampled += int((peak > thresholds.to(peak.dtype).view(1, -1)).sum())
+        image, unit, pixel = active_pixels(act, thresholds, labels.size, peak)
+        pair = image * units + unit
+        counts = torch.bincount(pair, minlength=batch * units)  # |M_k| per image and unit
+        per_image = counts.view(batch, units)
+        self.active += per_image.sum(0)
+        self.active_paper += (per_image.T.double() @ labels.annotated.double()).round().long()
+        rows = image * (labels.size[0] * labels.size[1]) + pixel
         if labels.pixels.shape[1]:
-            found = labels.pixels[rows]  # [n, L]
-            keys = (unit_idx[pair].view(-1, 1) * n_labels + found)[found > 0]
+            keys = unit.view(-1, 1) * n_labels + labels.pixels[rows]  # label 0 lands in column 0
             self.intersection += torch.bincount(
-                keys, minlength=self.units * n_labels).view(self.units, n_labels)
+                keys.flatten(), minlength=units * n_labels).view(units, n_labels)
         if labels.scalars.shape[1]:
-            found = labels.scalars[image_idx]  # [P, S]
-            keys = unit_idx.view(-1, 1) * n_labels + found
+            found = labels.scalars.repeat_interleave(units, dim=0)  # [B·K, S]
+            keys = torch.arange(units, device=act.device).repeat(batch).view(-1, 1) * n_labels
             weights = counts.view(-1, 1).expand_as(found)
-            keep = found > 0
-            self.intersection.view(-1).index_add_(0, keys[keep], weights[keep])
-        self.active.index_add_(0, unit_idx, counts)
-        annotated = labels.annotated[image_idx].long()
-        self.active_paper.index_add_(0, unit_idx, counts.view(-1, 1) * annotated)
-        touched = torch.zeros((len(image_idx), labels.annotated.shape[1]), dtype=torch.int64,
-                              device=act.device)
+            self.intersection.view(-1).index_add_(0, (keys + found).flatten(), weights.flatten())
+        self.intersection[:, 0] = 0
+        touched = torch.zeros((batch * units, n_cats), dtype=torch.int64, device=act.device)
         touched.index_add_(0, pair, labels.pixel_categories[rows])
-        hit = (touched > 0) | (labels.scalar_categories[image_idx] & (counts > 0).view(-1, 1))
-        self.active_lite.index_add_(0, unit_idx, counts.view(-1, 1) * hit.long())
+        hit = (touched > 0).view(batch, units, n_cats) | (
+            labels.scalar_categories.view(batch, 1, n_cats) & (per_image > 0).unsqueeze(2))
+        self.active_lite += (per_image.unsqueeze(2) * hit.long()).sum(0)
 
     def merge(self, other: LayerTally) -> None:
         """Add another shard's counts."""
