@@ -52,3 +52,25 @@ def test_bad_arguments_raise():
         sample_patches(0, 10)
     with pytest.raises(ValueError, match="count"):
         sample_patches(5, 0)
+
+
+def test_natural_dataset_tiles_the_images():
+    from probe.plugins.analyses.filters.natural import natural_tiles
+    from probe.plugins.analyses.filters.natural_dataset import NATURAL_SPEC
+
+    tiles, source = natural_tiles(64)
+    images = natural_images(color=True)
+    astronaut = images[0][1]
+    # Astronaut is 512×512: 8×8 tiles, the second tile is columns 64..127 of the first rows.
+    assert (source == 0).sum() == 64
+    np.testing.assert_allclose(tiles[1], astronaut[:, :64, 64:128], atol=1e-7)
+    whole = NATURAL_SPEC.instantiate({})
+    assert len(whole) == len(tiles) and whole.channels == 3
+    sample = whole[5]
+    assert sample["label"] == -1 and sample["image"].shape == (3, 64, 64)
+    part = NATURAL_SPEC.instantiate({"size": 7, "seed": 1, "color": False, "image_size": 32})
+    again = NATURAL_SPEC.instantiate({"size": 7, "seed": 1, "color": False, "image_size": 32})
+    assert len(part) == 7 and part[0]["image"].shape == (1, 32, 32)
+    assert all(np.array_equal(part[i]["image"], again[i]["image"]) for i in range(7))
+    with pytest.raises(Exception, match="asked for size"):
+        NATURAL_SPEC.instantiate({"size": 10**6})

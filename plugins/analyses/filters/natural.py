@@ -89,3 +89,27 @@ def sample_patches(size: int | tuple[int, int], count: int, seed: int = 0,
         cols = xs[:, None] + np.arange(w)[None, :]  # [n, w]
         patches.append(image[:, rows[:, :, None], cols[:, None, :]].transpose(1, 0, 2, 3))
     return np.concatenate(patches, axis=0)
+
+
+def natural_tiles(image_size: int, color: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Every non-overlapping ``image_size`` tile of the bundled images, in a fixed order.
+
+    Returns:
+        ``(tiles, source)``: ``Array[N, C, S, S]`` float32 in [0, 1] (image by image,
+        row-major within an image) and ``Array[N]`` the index of the source image in
+        :data:`NATURAL_IMAGES`.
+    """
+    if image_size < 8 or image_size > 512:
+        raise ValueError(f"image_size must be between 8 and 512, got {image_size}")
+    tiles, source = [], []
+    for i, (_, image) in enumerate(natural_images(color)):
+        _, height, width = image.shape
+        rows, cols = height // image_size, width // image_size
+        if rows == 0 or cols == 0:
+            continue
+        cut = image[:, :rows * image_size, :cols * image_size]
+        cut = cut.reshape(cut.shape[0], rows, image_size, cols, image_size)
+        tiles.append(cut.transpose(1, 3, 0, 2, 4).reshape(rows * cols, cut.shape[0],
+                                                          image_size, image_size))
+        source.append(np.full(rows * cols, i))
+    return np.concatenate(tiles).astype(np.float32), np.concatenate(source)
