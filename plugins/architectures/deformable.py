@@ -8,11 +8,11 @@ convolution. Both predictors are initialised to zero, as in both papers: at
 initialisation every offset is 0 (the layer is the plain convolution) and, with
 ``modulated=true``, every mask value is ``sigmoid(0) = 0.5``.
 
-The chosen 3×3 convolutions of a VGG (default: every conv of the last two
-blocks; Dai et al. deform the last three 3×3 convs of ResNet's conv5) are
+The chosen 3×3 convolutions of a VGG (default: every conv of the last block,
+conv5, where Dai et al. deform the last three 3×3 convs of ResNet-101) are
 replaced; everything else is :mod:`vgg` unchanged. Offsets and masks are layers
-of their own, ``conv4_1.offset`` (``Tensor[B, 2·3·3, H, W]``, (Δy, Δx) pairs in
-torchvision's order) and ``conv4_1.mask`` (``Tensor[B, 3·3, H, W]``, after the
+of their own, ``conv5_1.offset`` (``Tensor[B, 2·3·3, H, W]``, (Δy, Δx) pairs in
+torchvision's order) and ``conv5_1.mask`` (``Tensor[B, 3·3, H, W]``, after the
 sigmoid), so an analysis can study where the network samples. Departure: the
 paper's offsets come from one convolution with ``3·k²`` outputs in v2; two
 separate convolutions are the same function with the outputs split.
@@ -82,7 +82,7 @@ class DeformableConv2d(nn.Module):
 
 #: Registry name → (VGG configuration, conv layers made deformable by default).
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "deform_vgg11": ("A", ("conv4_1", "conv4_2", "conv5_1", "conv5_2")),
+    "deform_vgg11": ("A", ("conv5_1", "conv5_2")),
     "deform_vgg16": ("D", ("conv5_1", "conv5_2", "conv5_3")),
 }
 
