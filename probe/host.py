@@ -176,8 +176,7 @@ class Host:
                     info.registered[attr] = [n for r, n in added if r is registry]
         except Exception as exc:
             for registry, item_name in added:
-                registry._items.pop(item_name, None)
-                registry._owners.pop(item_name, None)
+                registry.remove(item_name)
             self.pm.unregister(name=name)
             if isinstance(exc, PluginError):
                 raise
@@ -186,6 +185,17 @@ class Host:
         info.registered = {k: v for k, v in info.registered.items() if v}
         self.plugins[name] = info
         return info
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin and every item it registered (notebooks, tests)."""
+        if name not in self.plugins:
+            raise PluginError(f"no plugin named {name!r} is loaded")
+        info = self.plugins.pop(name)
+        for attr, names in info.registered.items():
+            registry: Registry[Any] = getattr(self, attr)
+            for item_name in names:
+                registry.remove(item_name)
+        self._forget(name)
 
     def _forget(self, name: str) -> None:
         if self.pm.has_plugin(name):

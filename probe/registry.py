@@ -45,6 +45,11 @@ class Registry(Generic[T]):
         self._owners[name] = plugin
         return name
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (used when a plugin is unloaded)."""
+        self.get(name)
+        del self._items[name], self._owners[name]
+
     def get(self, name: str) -> T:
         """The item called ``name``; raises listing the known names when unknown."""
         try:

@@ -143,7 +143,5 @@ def test_a_runtime_architecture_is_usable_by_name(tmp_path):
         assert (units["fraction_positive"] <= 1).all() and (units["max"] >= 0).all()  # post-ReLU
         assert run.manifest["arch"]["options"] == {"num_classes": 10, "in_channels": 1}
     finally:
-        host.pm.unregister(name="test-tiny-arch")
-        host.plugins.pop("test-tiny-arch")
-        host.architectures._items.pop("test-tiny")
-        host.architectures._owners.pop("test-tiny")
+        host.remove_plugin("test-tiny-arch")
+    assert "test-tiny" not in host.architectures and not host.pm.has_plugin("test-tiny-arch")

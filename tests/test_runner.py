@@ -161,7 +161,6 @@ def test_event_hooks_reach_a_tracker_plugin(tmp_path):
         probe.analyze("lenet5", "digits", ["test-counter", "test-failing"], out=tmp_path / "r",
                       dataset_options={"size": 40}, batch_size=16)
     finally:
-        host.pm.unregister(name="test-tracker")
-        del host.plugins["test-tracker"]
+        host.remove_plugin("test-tracker")
     assert tracker.events == [("started", "running"), ("analysis", "test-counter", ["count"]),
                               ("failed", "test-failing"), ("finished", "partial")]
