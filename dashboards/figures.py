@@ -431,13 +431,19 @@ def make_compare_figure(summary_a: pd.DataFrame, summary_b: pd.DataFrame, name_a
 
 def make_layer_equivariance_figure(errors: pd.DataFrame | None, layer: str,
                                    title: str | None = None) -> go.Figure:
-    """One layer's equivariance error against the transform's magnitude, a line per transform.
+    """One layer's equivariance error against each transform's magnitude.
+
+    One small panel per transform, because magnitudes come in different units
+    (pixels, fractions of the image, degrees).
 
     Args:
         errors: ``equivariance/errors`` rows (``layer, transform, magnitude,
-            relative_error``); other layers' rows are ignored.
+            relative_error``, optionally the magnitude's ``unit``); other
+            layers' rows are ignored.
         layer: The layer to show.
     """
+    from plotly.subplots import make_subplots
+
     title = title or f"equivariance error of layer {layer}"
     if errors is None or errors.empty:
         return _empty_figure("no equivariance in this run", title)
@@ -445,11 +451,15 @@ def make_layer_equivariance_figure(errors: pd.DataFrame | None, layer: str,
     if rows.empty:
         return _empty_figure(f"no equivariance rows for layer {layer}", title)
     column = error_column(rows)
-    fig = go.Figure()
-    for name, group in rows.groupby("transform", sort=False):
-        group = group.sort_values("magnitude")
+    transforms = list(dict.fromkeys(rows["transform"].astype(str)))
+    fig = make_subplots(rows=1, cols=len(transforms), subplot_titles=transforms,
+                        shared_yaxes=True)
+    for i, name in enumerate(transforms, start=1):
+        group = rows[rows["transform"].astype(str) == name].sort_values("magnitude")
         fig.add_trace(go.Scatter(x=group["magnitude"], y=group[column], mode="lines+markers",
-                                 name=str(name)))
-    fig.update_layout(title=title, xaxis_title="magnitude", yaxis_title="relative error",
-                      height=320)
+                                 name=name, showlegend=False), row=1, col=i)
+        unit = str(group["unit"].iloc[0]) if "unit" in group and len(group) else ""
+        fig.update_xaxes(title_text=unit or "magnitude", row=1, col=i)
+    fig.update_yaxes(title_text="relative error", row=1, col=1)
+    fig.update_layout(title=title, height=320)
     return fig

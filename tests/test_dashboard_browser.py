@@ -75,3 +75,47 @@ def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
         assert layer in table
     dash_duo.wait_for_element("#compare-figure")
     assert dash_duo.get_logs() == []
+
+
+@pytest.fixture(scope="module")
+def dissected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run with concept labels: a small CNN on 16 images of the parts world."""
+    import probe
+
+    root = tmp_path_factory.mktemp("dash-dissected")
+    probe.analyze("ref-strided", "parts", ["unit-stats", "dissection"], out=root / "ref",
+                  dataset_options={"size": 16}, arch_options={"input_size": 64},
+                  batch_size=16)
+    return root
+
+
+def test_unit_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -> None:
+    """Pick a layer, filter the grid by category, open a unit: its concept and masks show."""
+    import probe
+    from probe.dashboards import create_app
+
+    units = probe.load_run(dissected / "ref").table("dissection", "units")
+    conv1 = units[units.layer == "conv1"].sort_values("unit")
+    labelled = conv1[conv1["name"] != ""].iloc[0]
+    dash_duo.start_server(create_app(dissected))
+    dash_duo.driver.get(dash_duo.server_url + "/units?run=ref&layer=conv1")
+    dash_duo.wait_for_contains_text("#units-count", f"{len(conv1)} units in conv1", timeout=20)
+    category = labelled["category"]
+    filter_cell = dash_duo.find_element("#units-table th.dash-filter[data-dash-column='category'] "
+                                        "input")
+    filter_cell.send_keys(category + "\n")
+    want = conv1[conv1["category"].str.contains(category)]
+    dash_duo.wait_for_text_to_equal("#units-table tbody tr:last-child td[data-dash-column="
+                                    "'unit']", str(int(want["unit"].iloc[min(len(want), 25) - 1])),
+                                    timeout=20)
+    cells = [e.text for e in dash_duo.find_elements("#units-table td[data-dash-column="
+                                                    "'category']")]
+    assert cells and all(c == category for c in cells)
+
+    dash_duo.driver.get(dash_duo.server_url + f"/unit/ref/conv1/{int(labelled['unit'])}")
+    dash_duo.wait_for_contains_text("#unit-best-label", f"best: {labelled['name']} ({category})",
+                                    timeout=20)
+    assert len(dash_duo.find_elements("#unit-masks img")) >= 1
+    assert len(dash_duo.find_elements("#unit-exemplars img")) == 8
+    dash_duo.wait_for_element("#unit-concepts .main-svg")
+    assert dash_duo.get_logs() == []

@@ -147,3 +147,6 @@ def test_concept_ranking_and_equivariance_figures() -> None:
     fig = F.make_layer_equivariance_figure(errors, "a")
     shift = next(t for t in fig.data if t.name == "shift")
     assert list(shift.x) == [1, 2] and list(shift.y) == [0.2, 0.4]
+    assert [t.name for t in fig.data] == ["shift", "flip"]  # one panel each, layer b left out
+    assert F.make_layer_equivariance_figure(errors, "c").layout.annotations[0].text == \
+        "no equivariance rows for layer c"

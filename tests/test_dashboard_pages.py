@@ -279,3 +279,51 @@ def test_dash_command(monkeypatch: pytest.MonkeyPatch, runs: Path,
     assert "does not exist" in capsys.readouterr().err
     assert main(["dash", str(runs), "--port", "0"]) == 2
     assert "port must be between 1 and 65535, got 0" in capsys.readouterr().err
+
+
+#: Cheap settings of the analyses for a real run with all of them (seconds on a CPU).
+QUICK = {"filters": {"patches": 2000, "iterations": 10, "random_filters": 32},
+         "equivariance": {"transforms": ["shift-x", "hflip"], "lie": False,
+                          "consistency": False}}
+
+
+@pytest.mark.slow
+def test_every_view_reads_a_real_run_of_every_analysis(tmp_path: Path) -> None:
+    """The tables the analyses really write fill every section (no "missing" notice)."""
+    import probe
+    from probe.dashboards import create_app
+    from probe.dashboards.figures import make_layer_summary
+
+    run = probe.analyze("ref-strided", "parts", ["unit-stats", "dissection", "filters",
+                                                 "equivariance"],
+                        out=tmp_path / "ref", dataset_options={"size": 16},
+                        arch_options={"input_size": 64}, batch_size=16,
+                        analysis_options=QUICK)
+    assert run.status == "complete"
+    create_app(tmp_path)
+    from probe.dashboards.pages import layers, unit, units
+
+    content = layers.layers_content("ref")
+    ids = _ids(content)
+    assert {"layers-hierarchy", "layers-equivariance", "layers-filters"} <= set(ids)
+    assert not [i for i in ids if i.startswith("missing-")]
+    summary = {r["layer"]: r for r in content[1].data}
+    dissection = run.table("dissection", "units")
+    for layer, rows in dissection.groupby("layer"):
+        assert summary[layer]["detectors"] == int(rows["is_detector"].sum())
+    expected = make_layer_summary(run.table("unit-stats", "units"), dissection)
+    assert [summary[x]["units"] for x in expected["layer"]] == list(expected["units"])
+
+    data, columns, _, _ = units.units_page("ref", "conv1", 0, 100, [], "")
+    names = dissection[dissection.layer == "conv1"].sort_values("unit")["name"]
+    assert [r["label"] for r in data] == list(names)
+    assert "gabor_r2" in [c["id"] for c in columns]
+
+    page = unit.layout(run="ref", layer="conv1", unit="0")
+    ids = _ids(page)
+    assert not [i for i in ids if i.startswith("missing-") or i == "unit-error"]
+    for section in ("unit-masks", "unit-exemplars", "unit-concepts", "unit-filter",
+                    "unit-equivariance"):
+        assert section in ids
+    assert sum(i.startswith("unit-mask-") for i in ids) == len(
+        run.table("dissection", "exemplars").query("layer == 'conv1' and unit == 0"))

@@ -57,7 +57,7 @@ def layers_view(source: RunSource, run_obj: Any) -> list[Any]:
     layers = source.layers(run_obj)
     summary = layer_summary(source, run_obj)
     summary.insert(1, "open", [f"[units](/units?run={quote(run)}&layer={quote(layer)})"
-                               for layer in summary["layer"]])
+                               if layer in layers else "" for layer in summary["layer"]])
     out: list[Any] = [html.H3("Summary per layer"),
                       table(summary, "layers-summary", page_size=50, markdown=("open",))]
     out.append(html.H3("Hierarchy of parts"))
