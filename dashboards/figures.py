@@ -152,8 +152,8 @@ def make_layer_summary(units: pd.DataFrame | None, dissection: pd.DataFrame | No
     statistics from unit-stats; ``detectors``, ``detector_share`` and
     ``unique_concepts`` from dissection (unique concepts = distinct best
     labels among detectors); ``equivariance_error`` (mean error over every
-    transform and magnitude) from equivariance; ``filter_r2`` (median fit)
-    from filters.
+    transform and magnitude) from equivariance; ``filter_r2`` (median Gabor
+    R²) and ``filter_separability`` (median colour separability) from filters.
     """
     order = layer_order(units, dissection, equivariance, filters, layers=layers)
     out = pd.DataFrame({"layer": order})
@@ -181,6 +181,9 @@ def make_layer_summary(units: pd.DataFrame | None, dissection: pd.DataFrame | No
     if filters is not None and not filters.empty and fit:
         f = filters.assign(layer=filters["layer"].astype(str))
         out["filter_r2"] = out["layer"].map(f.groupby("layer")[fit].median())
+        if "separability" in f:
+            out["filter_separability"] = out["layer"].map(
+                f.groupby("layer")["separability"].median())
     return out.round(4)
 
 

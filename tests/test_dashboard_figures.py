@@ -52,7 +52,7 @@ def test_layer_summary_combines_the_analyses() -> None:
                            "magnitude": [1, 2, 1, 2],
                            "relative_error": [0.1, 0.3, 0.2, math.inf]})
     filters = pd.DataFrame({"layer": ["a", "a", "a"], "unit": [0, 1, 2],
-                            "gabor_r2": [0.9, 0.1, 0.5]})
+                            "gabor_r2": [0.9, 0.1, 0.5], "separability": [0.2, 0.4, 0.9]})
     summary = F.make_layer_summary(units, _dissection(), errors, filters,
                                    layers=["a", "b"]).set_index("layer")
     assert summary.loc["a", "units"] == 4 and summary.loc["b", "units"] == 2
@@ -63,6 +63,7 @@ def test_layer_summary_combines_the_analyses() -> None:
     assert summary.loc["a", "equivariance_error"] == pytest.approx(0.2)
     assert summary.loc["b", "equivariance_error"] == pytest.approx(0.2)  # inf left out
     assert summary.loc["a", "filter_r2"] == pytest.approx(0.5)  # median
+    assert summary.loc["a", "filter_separability"] == pytest.approx(0.4)
     assert math.isnan(summary.loc["b", "filter_r2"])
 
 

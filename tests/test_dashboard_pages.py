@@ -327,3 +327,17 @@ def test_every_view_reads_a_real_run_of_every_analysis(tmp_path: Path) -> None:
         assert section in ids
     assert sum(i.startswith("unit-mask-") for i in ids) == len(
         run.table("dissection", "exemplars").query("layer == 'conv1' and unit == 0"))
+
+
+def test_navigation_carries_the_current_run(app) -> None:
+    from probe.dashboards.app import carry_run, nav_pages, run_from_location
+
+    assert [p["path"] for p in nav_pages()] == ["/", "/layers", "/units", "/compare",
+                                                "/analysis"]
+    assert run_from_location("/layers", "?run=lenet5-a&layer=c1") == "lenet5-a"
+    assert run_from_location("/unit/full/c1/3", "") == "full"
+    assert run_from_location("/compare", "") is None
+    assert carry_run("/unit/full/c1/3", "") == ["/?run=full", "/layers?run=full",
+                                                "/units?run=full", "/compare?run=full",
+                                                "/analysis?run=full"]
+    assert carry_run("/", "")[1] == "/layers"
