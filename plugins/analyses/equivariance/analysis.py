@@ -150,7 +150,11 @@ class EquivarianceAccumulator(Accumulator):
             for transform in self.transforms:
                 if transform.continuous:
                     self._lie(transform, images)
-        if self.settings["consistency"] and batch.outputs.dim() in (2, 4):
+        outputs = batch.outputs
+        # per-pixel comparison needs outputs at the input's resolution
+        comparable = outputs.dim() == 2 or (outputs.dim() == 4
+                                            and outputs.shape[-2:] == images.shape[-2:])
+        if self.settings["consistency"] and comparable:
             self._consistency(batch, images)
 
     def _direct(self, transform: Transform, magnitude: float, images: torch.Tensor,
