@@ -16,14 +16,13 @@ BASIS_STYLE = {"pca": "#1f77b4", "pca_windowed": "#17becf", "derivative": "#d627
                "layer_svd": "#7f7f7f"}
 
 
-def _tile(values: np.ndarray, h: int, w: int) -> np.ndarray:
+def _tile(values: np.ndarray, h: int, w: int, peak: float) -> np.ndarray:
     tile = np.asarray(values, dtype=np.float64).reshape(h, w)
-    peak = np.abs(tile).max()
     return tile / peak if peak > 0 else tile
 
 
 def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any:
-    """Each filter's spatial map beside its fitted Gabor (tiles scaled to ±1).
+    """Each filter's spatial map beside its fitted Gabor (both divided by the map's max |value|).
 
     Args:
         units: The ``units`` table.
@@ -46,14 +45,17 @@ def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any
     for i, (_, row) in enumerate(rows.iterrows()):
         r, c = divmod(i, columns)
         top, left = r * (h + gap), c * (2 * w + 3 * gap)
-        canvas[top:top + h, left:left + w] = _tile(row["map"], h, w)
+        peak = float(np.abs(np.asarray(row["map"], dtype=np.float64)).max())
+        canvas[top:top + h, left:left + w] = _tile(row["map"], h, w, peak)
         r2 = row["gabor_r2"]
         text = f"unit {row['unit']} R²={r2:.2f}" if np.isfinite(r2) else \
             f"unit {row['unit']} ({row['gabor_status']})"
         labels[top:top + h, left:left + 2 * w + gap] = text
         if row["gabor_status"] == "ok":
-            canvas[top:top + h, left + w + gap:left + 2 * w + gap] = _tile(row["fit"], h, w)
+            canvas[top:top + h, left + w + gap:left + 2 * w + gap] = _tile(row["fit"], h, w,
+                                                                           peak)
     median = rows["gabor_r2"].median()
+    scale = 1000 / width
     fig = go.Figure(go.Heatmap(z=canvas, text=labels, hoverinfo="text", zmin=-1, zmax=1,
                                zmid=0, colorscale="RdBu_r", showscale=False))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
@@ -61,7 +63,8 @@ def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any
     status = rows["gabor_status"].iloc[0]
     note = f"median R² {median:.2f}" if np.isfinite(median) else f"Gabor fit: {status}"
     fig.update_layout(title=f"filters: {layer} — each filter (left) beside its Gabor fit "
-                            f"(right); {note}", height=max(250, 26 * grid_rows + 120),
+                            f"(right); {note}", width=1040,
+                      height=int(min(1400, max(220, 70 + height * scale))),
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 
@@ -140,12 +143,26 @@ def summary_figure(layers: pd.DataFrame) -> Any:
     return fig
 
 
+def _distinct(frame: pd.DataFrame | None, layers: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Drop rows of layer names that repeat another layer's filters (conv → ReLU → pool)."""
+    if frame is None or layers is None or "same_filters_as" not in layers:
+        return frame
+    repeats = layers.loc[layers["same_filters_as"].notna()
+                         & (layers["same_filters_as"] != layers["layer"]), "layer"]
+    return frame[~frame["layer"].isin(set(repeats))]
+
+
 def make_figures(tables: Mapping[str, pd.DataFrame]) -> list[Any]:
-    """Every figure of the analysis, from its tables (dashboard and report)."""
+    """Every figure of the analysis, from its tables (dashboard and report).
+
+    Layer names that only repeat another layer's filters (a ReLU or pool after a
+    convolution; ``layers.same_filters_as``) are shown once.
+    """
     figures = []
-    units, layers = tables.get("units"), tables.get("layers")
+    layers = tables.get("layers")
+    units = _distinct(tables.get("units"), layers)
     if layers is not None and len(layers):
-        figures.append(summary_figure(layers))
+        figures.append(summary_figure(_distinct(layers, layers)))
     if units is not None and len(units):
         fitted = [layer for layer in dict.fromkeys(units["layer"])
                   if (units.loc[units["layer"] == layer, "gabor_status"] == "ok").any()]
@@ -153,7 +170,7 @@ def make_figures(tables: Mapping[str, pd.DataFrame]) -> list[Any]:
             figures.append(filter_grid_figure(units, layer))
         if fitted:
             figures.append(orientation_frequency_figure(units))
-    energy = tables.get("energy")
+    energy = _distinct(tables.get("energy"), layers)
     if energy is not None and len(energy):
         figures.append(energy_curve_figure(energy))
     return figures
