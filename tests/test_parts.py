@@ -90,3 +90,39 @@ def test_half_resolution_masks_sample_the_same_geometry():
     # most half-resolution label pixels agree with the full-resolution pixel nearby
     agree = (half["masks"] == full["masks"][:, :, ::2, ::2]).float().mean()
     assert float(agree) > 0.8
+
+
+def test_cache_is_keyed_by_options_and_written_atomically(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBE_CACHE_DIR", str(tmp_path))
+    a = _small(size=8, cache=True)
+    files = list((tmp_path / "parts").glob("*.pt"))
+    assert len(files) == 1 and not list((tmp_path / "parts").glob(".*tmp"))
+    again = _small(size=8, cache=True)  # read back from the file
+    assert torch.equal(a.images, again.images) and torch.equal(a.masks, again.masks)
+    _small(size=8, seed=5, cache=True)
+    assert len(list((tmp_path / "parts").glob("*.pt"))) == 2
+    files[0].write_bytes(b"damaged")  # a broken cache file is regenerated
+    assert torch.equal(_small(size=8, cache=True).images, a.images)
+
+
+def test_listed_with_options_and_runs_with_lenet(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "probe", "datasets", "--json"],
+                             capture_output=True, text=True, check=True)
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
+    assert {"parts", "broden", "folder", "digits"} <= set(rows)
+    options = {o["name"] for o in rows["parts"]["options"]}
+    assert {"size", "image_size", "seed", "split", "mask_size", "clutter"} <= options
+    assert rows["parts"]["has_masks"] and "segmentation" in rows["parts"]["tasks"]
+    assert {o["name"] for o in rows["broden"]["options"]} >= {"path", "split", "size"}
+
+    from probe import analyze, load_dataset, load_model
+
+    data = load_dataset("parts", image_size=32, size=16, seed=2)
+    model = load_model("lenet5", dataset=data)
+    run = analyze(model, data, ["unit-stats"], out=tmp_path / "run", progress=False)
+    units = run.table("unit-stats", "units")
+    assert len(units) > 0 and set(units["layer"]) >= {"c1"}
