@@ -177,3 +177,15 @@ def test_runs_weight_only_through_the_public_api(tmp_path):
     with pytest.raises(probe.ProbeError):
         probe.analyze(_planted_model(), None, [("filters", {"rotations": 6})],
                       out=tmp_path / "bad", device="cpu")
+
+
+def test_large_layers_compare_reduced_maps_for_redundancy(monkeypatch):
+    from probe.plugins.analyses.filters import analysis as module
+
+    monkeypatch.setattr(module, "REDUNDANCY_BUDGET", 0)
+    model = _planted_model()
+    out = Filters(patches=500, random_filters=8, iterations=10).accumulator(
+        _context(model, {"conv1": "0"})).finalize()
+    assert out["layers"]["redundancy_on"].tolist() == ["maps"]
+    units = out["units"].set_index("unit")
+    assert units.loc[[0, 1, 4, 5], "redundancy_partner"].tolist() == [4, 5, 0, 1]

@@ -32,6 +32,8 @@ from probe.plugins.analyses.filters.metrics import hungarian_match, reduce_chann
 
 #: Largest number of seeded random filters used for the Gabor-fit chance level.
 RANDOM_FIT_LIMIT = 32
+#: Largest n²·transforms·C·k² for which redundancy compares whole filters.
+REDUNDANCY_BUDGET = 2e10
 
 
 def layer_filters(conv: nn.Module) -> tuple[torch.Tensor, str]:
@@ -236,8 +238,16 @@ class FiltersAccumulator(Accumulator):
         pairs, bank = quadrature_bank(size, s["bank_orientations"], device=self.device)
         bank_cos, bank_idx = bank_match(maps, pairs)
         rand_bank_cos, _ = bank_match(rand_maps, pairs)
-        red_cos, red_partner, red_transform = redundancy(filters, s["rotations"])
-        rand_red, _, _ = redundancy(rand[: max(n, 2)], s["rotations"]) if n > 1 else \
+        # Redundancy compares whole filters (channels rotate together); for very large
+        # layers (n²·transforms·C·k² beyond REDUNDANCY_BUDGET) the SVD-reduced maps stand in.
+        red_input = filters
+        transforms_count = 8 * max(1, s["rotations"] // 4)
+        redundancy_on = "filters"
+        if n * n * transforms_count * c * dim > REDUNDANCY_BUDGET:
+            red_input, redundancy_on = maps[:, None], "maps"
+        red_cos, red_partner, red_transform = redundancy(red_input, s["rotations"])
+        rand_in = rand if redundancy_on == "filters" else rand_maps[:, None]
+        rand_red, _, _ = redundancy(rand_in[: max(n, 2)], s["rotations"]) if n > 1 else \
             (torch.tensor([float("nan")]), None, None)
 
         bases = self._bases(size)
@@ -350,7 +360,7 @@ class FiltersAccumulator(Accumulator):
             "bank_cos_random": rand_bank_cos.mean().item(),
             "redundancy_mean": red_cos.nanmean().item() if n > 1 else float("nan"),
             "redundancy_random": rand_red.nanmean().item(),
-            "separability_mean": sep.nanmean().item(),
+            "separability_mean": sep.nanmean().item(), "redundancy_on": redundancy_on,
             "pca_source": s["pca_source"], "random_filters": count, "same_filters_as": layer,
         }])
         return {"units": units, "energy": pd.DataFrame(curve_rows),

@@ -110,24 +110,27 @@ def redundancy(filters: torch.Tensor, rotations: int = 4
     """
     n = filters.shape[0]
     x = filters.to(torch.float64)
-    flat = x.reshape(n, -1)
-    unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    names, scores = [], []
-    for name, angle in transforms(tuple(filters.shape[-2:]), rotations):
-        moved = _apply(x, name, angle).reshape(n, -1)
-        moved = moved / moved.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        scores.append((unit @ moved.T).abs())
-        names.append(name)
-    score = torch.stack(scores)  # [G, N, N]
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    score = score.masked_fill(eye, -1.0)
     if n < 2:
         return (torch.full((n,), float("nan"), dtype=x.dtype), torch.full((n,), -1),
                 [""] * n)
-    best_g, arg_g = score.max(dim=0)  # [N, N]
-    cos, partner = best_g.max(dim=1)
-    which = arg_g.gather(1, partner[:, None]).squeeze(1)
-    return cos, partner, [names[i] for i in which.tolist()]
+    flat = x.reshape(n, -1)
+    unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    best = torch.full((n, n), -1.0, dtype=x.dtype, device=x.device)
+    which = torch.zeros((n, n), dtype=torch.long, device=x.device)
+    names = []
+    # A running maximum over transforms keeps memory at O(n²), not O(transforms·n²).
+    for g, (name, angle) in enumerate(transforms(tuple(filters.shape[-2:]), rotations)):
+        moved = _apply(x, name, angle).reshape(n, -1)
+        moved = moved / moved.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        score = (unit @ moved.T).abs().masked_fill(eye, -1.0)
+        better = score > best
+        best = torch.where(better, score, best)
+        which = torch.where(better, torch.full_like(which, g), which)
+        names.append(name)
+    cos, partner = best.max(dim=1)
+    chosen = which.gather(1, partner[:, None]).squeeze(1)
+    return cos, partner, [names[i] for i in chosen.tolist()]
 
 
 def hungarian_match(filters: torch.Tensor, basis: torch.Tensor
