@@ -169,10 +169,12 @@ def make_layer_summary(units: pd.DataFrame | None, dissection: pd.DataFrame | No
         det = d[d["is_detector"].astype(bool)]
         if "units" not in out:
             out["units"] = out["layer"].map(d.groupby("layer").size())
-        out["detectors"] = out["layer"].map(det.groupby("layer").size()).fillna(0).astype(int)
+        dissected = out["layer"].isin(set(d["layer"]))  # other layers stay blank, not 0
+        out["detectors"] = out["layer"].map(det.groupby("layer").size()).fillna(0).where(
+            dissected).astype("Int64")
         out["detector_share"] = out["detectors"] / out["units"].where(out["units"] > 0)
         out["unique_concepts"] = out["layer"].map(
-            det.groupby("layer")["label"].nunique()).fillna(0).astype(int)
+            det.groupby("layer")["label"].nunique()).fillna(0).where(dissected).astype("Int64")
     if equivariance is not None and not equivariance.empty:
         e = _finite(equivariance.assign(layer=equivariance["layer"].astype(str)))
         out["equivariance_error"] = out["layer"].map(
@@ -210,8 +212,15 @@ def make_equivariance_figure(equivariance: pd.DataFrame | None,
 def make_filter_figure(filters: pd.DataFrame | None, layers: Sequence[str] | None = None,
                        column: str | None = None,
                        title: str = "filter fit (Gabor R²) per layer") -> go.Figure:
-    """Box plot of a per-unit filter statistic per layer (default: the Gabor R²)."""
+    """Box plot of a per-unit filter statistic per layer.
+
+    By default the Gabor R²; when no filter could be fitted (3×3 kernels are too
+    small for a 9-parameter Gabor), the colour separability instead.
+    """
     column = column or r2_column(filters)
+    if (filters is not None and column in (filters.columns if column else ())
+            and filters[column].notna().sum() == 0 and "separability" in filters):
+        column, title = "separability", "filter colour separability (σ₁²/Σσ²) per layer"
     if filters is None or filters.empty or not column or column not in filters:
         return _empty_figure("no filter analysis in this run", title)
     fig = go.Figure()

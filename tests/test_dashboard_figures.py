@@ -151,3 +151,13 @@ def test_concept_ranking_and_equivariance_figures() -> None:
     assert [t.name for t in fig.data] == ["shift", "flip"]  # one panel each, layer b left out
     assert F.make_layer_equivariance_figure(errors, "c").layout.annotations[0].text == \
         "no equivariance rows for layer c"
+
+
+def test_filter_figure_falls_back_to_separability() -> None:
+    filters = pd.DataFrame({"layer": ["a", "a", "b"], "unit": [0, 1, 0],
+                            "gabor_r2": [float("nan")] * 3, "separability": [0.2, 0.4, 0.9]})
+    fig = F.make_filter_figure(filters, ["a", "b"])
+    assert fig.layout.yaxis.title.text == "separability"
+    assert [list(t.y) for t in fig.data] == [[0.2, 0.4], [0.9]]
+    fitted = filters.assign(gabor_r2=[0.5, 0.7, 0.9])
+    assert F.make_filter_figure(fitted).layout.yaxis.title.text == "gabor_r2"
