@@ -37,7 +37,7 @@ def _noise(n: int, size: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
 
 
 def _net(**kwargs) -> ReferenceNet:
-    return ReferenceNet(**{"width": 6, "seed": 1, **kwargs}).double().eval()
+    return ReferenceNet(**{"channels": 6, "seed": 1, **kwargs}).double().eval()
 
 
 def _tables(model: nn.Module, images: torch.Tensor, layers=None, **options):
@@ -254,13 +254,13 @@ def test_consistency_and_accuracy_through_probe_analyze(tmp_path):
     options = {"transforms": ("translate-x",), "magnitudes": ("translate-x=0;2px",),
                "consistency_shift": 0.1, "consistency_steps": 3, "lie": False}
     run = probe.analyze("ref-circular", data, [("equivariance", options)],
-                        out=tmp_path / "run", arch_options={"width": 4}, batch_size=4)
+                        out=tmp_path / "run", arch_options={"width": 0.5}, batch_size=4)
     assert run.manifest["analyses"]["equivariance"]["status"] == "complete"
     summary = run.table("equivariance", "consistency").iloc[0]
     assert summary["task"] == "classification" and summary["pairs"] == 6
     assert summary["consistency"] == 1.0 and summary["top1_change"] == 0.0
     assert summary["mean_abs_change"] < 1e-5
-    model = probe.load_model("ref-circular", width=4, num_classes=10)
+    model = probe.load_model("ref-circular", width=0.5, num_classes=10)
     with torch.no_grad():
         predicted = model((data.images - 0.5) / 0.25).argmax(1)
     expected = (predicted == torch.arange(6) % 3).double().mean().item()

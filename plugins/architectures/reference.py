@@ -76,11 +76,12 @@ class ReferenceNet(nn.Module):
     Input ``Tensor[B, in_channels, H, W]``; output ``Tensor[B, num_classes]``.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 8,
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, channels: int = 8,
                  stages: int = 0, downsample: str = "stride", padding: str = "circular",
                  seed: int = 0) -> None:
         super().__init__()
         mode = "circular" if padding == "circular" else "zeros"
+        width = channels
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, padding_mode=mode)
         self.relu1 = nn.ReLU()
         self.stages = stages
@@ -121,7 +122,8 @@ def _options(stages: int, downsample: str) -> tuple[Option, ...]:
         Option("num_classes", int, 10, "number of output classes", minimum=2),
         Option("in_channels", int, 3, "input channels", minimum=1),
         Option("input_size", int, 32, "input side in pixels (any size works)", minimum=4),
-        Option("width", int, 8, "channels of every convolution", minimum=1),
+        Option("width", float, 1.0, "channel multiplier: round(8 × width) channels, at least 1",
+               minimum=0.01, maximum=64.0),
         Option("stages", int, stages, "stride-2 stages after the first convolution",
                minimum=0, maximum=6),
         Option("downsample", str, downsample, "downsampling step",
@@ -132,10 +134,11 @@ def _options(stages: int, downsample: str) -> tuple[Option, ...]:
     )
 
 
-def build_reference(num_classes: int, in_channels: int, input_size: int, width: int,
+def build_reference(num_classes: int, in_channels: int, input_size: int, width: float,
                     stages: int, downsample: str, padding: str, seed: int) -> ReferenceNet:
     """Build a :class:`ReferenceNet` (``input_size`` is recorded only; any size runs)."""
-    return ReferenceNet(in_channels, num_classes, width, stages, downsample, padding, seed)
+    channels = max(1, round(8 * width))
+    return ReferenceNet(in_channels, num_classes, channels, stages, downsample, padding, seed)
 
 
 @hookimpl
