@@ -89,6 +89,7 @@ def dissected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_unit_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -> None:
     """Pick a layer, filter the grid by category, open a unit: its concept and masks show."""
     import probe
