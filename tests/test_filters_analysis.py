@@ -189,3 +189,13 @@ def test_large_layers_compare_reduced_maps_for_redundancy(monkeypatch):
     assert out["layers"]["redundancy_on"].tolist() == ["maps"]
     units = out["units"].set_index("unit")
     assert units.loc[[0, 1, 4, 5], "redundancy_partner"].tolist() == [4, 5, 0, 1]
+
+
+def test_a_model_without_convolutions_gives_empty_declared_tables():
+    from probe.analysis import check_tables
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    out = Filters().accumulator(_context(model, {"fc": "1"})).finalize()
+    check_tables(Filters(), out)
+    assert len(out["units"]) == 0
+    assert out["layers"]["status"].tolist() == ["no_convolution"]

@@ -215,6 +215,9 @@ class FiltersAccumulator(Accumulator):
             parts = [f for f in frames[name] if len(f)]
             out[name] = pd.concat(parts, ignore_index=True) if parts else \
                 pd.DataFrame(columns=list(columns))
+        # Layers without filters still carry every declared column (NaN there).
+        extra = [c for c in out["layers"].columns if c not in Filters.tables["layers"]]
+        out["layers"] = out["layers"].reindex(columns=[*Filters.tables["layers"], *extra])
         return out
 
     def _layer(self, layer: str, path: str, conv: nn.Module,
@@ -435,7 +438,12 @@ class Filters(Analysis):
                   "gabor_ny", "bank_cos", "bank_theta", "bank_frequency", "redundancy_cos",
                   "redundancy_partner", "redundancy_transform", "pca_match", "pca_match_cos",
                   "map", "fit"),
-        "layers": ("layer", "module", "kind", "units", "status"),
+        "layers": ("layer", "module", "kind", "units", "channels", "kernel_h", "kernel_w",
+                   "rank", "status", "gabor_r2_median", "gabor_r2_random_median",
+                   "gabor_fraction_above", "gabor_fraction_above_random", "r2_threshold",
+                   "bank_cos_mean", "bank_cos_random", "redundancy_mean", "redundancy_random",
+                   "redundancy_on", "separability_mean", "pca_source", "random_filters",
+                   "same_filters_as"),
         "energy": ("layer", "basis", "dim", "order", "energy_mean", "energy_median", "chance",
                    "random_mean"),
         "unit_energy": ("layer", "unit", "basis", "dim", "energy", "chance", "random"),

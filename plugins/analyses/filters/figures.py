@@ -31,7 +31,8 @@ def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any
     """
     import plotly.graph_objects as go
 
-    rows = units[units["layer"] == layer].sort_values("unit").head(GRID_UNITS)
+    everything = units[units["layer"] == layer]
+    rows = everything.sort_values("unit").head(GRID_UNITS)
     if rows.empty:
         return go.Figure().update_layout(title=f"filters: no units in {layer}")
     h, w = int(rows["kernel_h"].iloc[0]), int(rows["kernel_w"].iloc[0])
@@ -54,14 +55,15 @@ def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any
         if row["gabor_status"] == "ok":
             canvas[top:top + h, left + w + gap:left + 2 * w + gap] = _tile(row["fit"], h, w,
                                                                            peak)
-    median = rows["gabor_r2"].median()
+    median = everything["gabor_r2"].median()
     scale = 1000 / width
     fig = go.Figure(go.Heatmap(z=canvas, text=labels, hoverinfo="text", zmin=-1, zmax=1,
                                zmid=0, colorscale="RdBu_r", showscale=False))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)
     status = rows["gabor_status"].iloc[0]
-    note = f"median R² {median:.2f}" if np.isfinite(median) else f"Gabor fit: {status}"
+    note = f"median R² {median:.2f} over {len(everything)} units" if np.isfinite(median) \
+        else f"Gabor fit: {status}"
     fig.update_layout(title=f"filters: {layer} — each filter (left) beside its Gabor fit "
                             f"(right); {note}", width=1040,
                       height=int(min(1400, max(220, 70 + height * scale))),
