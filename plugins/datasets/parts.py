@@ -106,7 +106,9 @@ def _load_or_generate(key: dict[str, Any], use_cache: bool) -> dict[str, torch.T
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(data, tmp)
+        # at full-size masks the target is the object layer: not stored twice
+        same = key["mask_size"] == key["image_size"]
+        torch.save({k: v for k, v in data.items() if not (same and k == "target")}, tmp)
         os.replace(tmp, path)
     return data
 
@@ -137,7 +139,8 @@ class PartsDataset(ProbeDataset):
         self.images = data["image"]
         self.masks = data["masks"]
         self.scalars = data["scalars"]
-        self.targets = data["target"]
+        # full-size masks: the target is a view of the object layer (no second copy)
+        self.targets = self.masks[:, 0] if self.mask_size == image_size else data["target"]
         self.labels = data["label"]
 
     def __len__(self) -> int:
