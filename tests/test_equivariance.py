@@ -316,3 +316,27 @@ def test_lenet_layers_get_their_grids_and_all_tables(tmp_path):
                                      for n in Equivariance.tables})) == 6
     parts = run.table("equivariance", "lie_attribution")
     assert parts["closure"].max() < 1e-4  # float32 run
+
+
+def test_command_line_sweeps_and_one_line_mistakes(capsys, tmp_path):
+    from probe.cli import main
+
+    base = ["run", "--arch", "ref-strided", "--dataset", "digits", "--analysis", "equivariance",
+            "--set", "dataset.size=4", "--set", "arch.width=0.25", "--quiet",
+            "--set", "equivariance.transforms=shift-x,hflip", "--set", "equivariance.lie=false",
+            "--set", "equivariance.consistency=false"]
+    assert main([*base, "--set", "equivariance.magnitudes=shift-x=0:8:4px",
+                 "--out", str(tmp_path / "ok")]) == 0
+    errors = probe.load_run(tmp_path / "ok").table("equivariance", "errors")
+    shifted = errors[errors["transform"] == "shift-x"]
+    assert sorted(set(shifted["pixels"])) == [0.0, 4.0, 8.0]
+    assert shifted["relative_error"].max() < 1e-5  # multiples of the total stride 4
+    capsys.readouterr()
+    for setting, message in (
+            ("equivariance.transforms=shear", "unknown transform 'shear'; known transforms: "),
+            ("equivariance.magnitudes=rotate=0;5", "names transform 'rotate', which is not in"),
+            ("equivariance.magnitudes=shift-x", "entries look like NAME=a;b;c")):
+        assert main([*base, "--set", setting, "--out", str(tmp_path / "bad")]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+        assert not (tmp_path / "bad").exists()
