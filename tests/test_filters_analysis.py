@@ -199,3 +199,22 @@ def test_a_model_without_convolutions_gives_empty_declared_tables():
     check_tables(Filters(), out)
     assert len(out["units"]) == 0
     assert out["layers"]["status"].tolist() == ["no_convolution"]
+
+
+def test_colour_layers_get_a_colour_pca_basis():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 5))
+    out = Filters(patches=600, random_filters=64, iterations=5).accumulator(
+        _context(model, {"conv": "0"})).finalize()
+    energy = out["energy"]
+    colour = energy[energy["basis"] == "pca_color"]
+    assert colour["dim"].max() == 75
+    np.testing.assert_allclose(colour["chance"], colour["dim"] / 75)
+    np.testing.assert_allclose(colour["random_mean"], colour["chance"], atol=0.05)
+    assert colour[colour["dim"] == 75]["energy_mean"].item() == pytest.approx(1.0, abs=1e-9)
+    comps = out["components"]
+    first = comps[comps["basis"] == "pca_color"].iloc[0]
+    assert first["channels"] == 3 and len(first["values"]) == 75
+    # The first RGB component is (nearly) achromatic: equal sign in the three channels.
+    values = np.asarray(first["values"]).reshape(3, 25)
+    assert (np.sign(values) == np.sign(values[0])).all()

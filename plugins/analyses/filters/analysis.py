@@ -93,11 +93,11 @@ def _filters_module(model: nn.Module, path: str) -> nn.Module | None:
 
 
 @lru_cache(maxsize=16)
-def _natural_moments(size: tuple[int, int], count: int, seed: int
+def _natural_moments(size: tuple[int, int], count: int, seed: int, color: bool = False
                      ) -> tuple[np.ndarray, np.ndarray, int]:
     from probe.plugins.analyses.filters.natural import sample_patches
 
-    flat = sample_patches(size, count, seed).reshape(count, -1)
+    flat = sample_patches(size, count, seed, color=color).reshape(count, -1)
     return flat.sum(axis=0), flat.T @ flat, count
 
 
@@ -188,6 +188,14 @@ class FiltersAccumulator(Accumulator):
         nan = torch.full((deriv.shape[0],), float("nan"), dtype=torch.float64)
         return {"derivative": (deriv, nan), "pca": (pca, var), "pca_windowed": (pca_w, var_w)}
 
+    def _color_pca(self, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """PCA of RGB natural patches: ``(Tensor[3·h·w, 3, h, w], Tensor[3·h·w])``."""
+        total, outer, n = _natural_moments(size, self.settings["patches"], self.seed, True)
+        moments = _Moments(torch.from_numpy(total).to(self.device),
+                           torch.from_numpy(outer).to(self.device), float(n))
+        comps, var = pca_from_covariance(moments.covariance(), (3 * size[0], size[1]))
+        return comps.reshape(-1, 3, *size), var
+
     def finalize(self) -> dict[str, pd.DataFrame]:
         frames: dict[str, list[pd.DataFrame]] = {name: [] for name in Filters.tables}
         done: dict[int, tuple[str, dict[str, pd.DataFrame]]] = {}
@@ -260,7 +268,17 @@ class FiltersAccumulator(Accumulator):
         rank = int((sv > 1e-10 * sv.max().clamp_min(1e-300)).sum())
         curve_rows, unit_energy, sub_rows, comp_rows = [], [], [], []
         functions = {name: f for name, (f, _) in bases.items()} | {"layer_svd": None}
+        if c == 3 and s["pca_source"] == "natural":
+            # Colour filters against the PCA of RGB patches (colour-opponent blobs etc.).
+            bases["pca_color"] = self._color_pca(size)
+            functions["pca_color"] = bases["pca_color"][0]
+        whole = filters.reshape(n, 1, c * dim)
+        _, whole_sv, whole_vh = torch.linalg.svd(whole[:, 0], full_matrices=False)
+        whole_rank = int((whole_sv > 1e-10 * whole_sv.max().clamp_min(1e-300)).sum())
         for basis, funcs in functions.items():
+            colour = basis == "pca_color"
+            space = c * dim if colour else dim
+            own, own_rank = (whole_vh, whole_rank) if colour else (layer_vh, rank)
             # Nested orthonormal spans: PCA components and the layer's singular directions
             # are orthonormal already (one product gives every size); the derivative spans
             # (orders ≤ n) are orthonormalised one by one, which also handles rank loss.
@@ -273,13 +291,14 @@ class FiltersAccumulator(Accumulator):
                 ortho = layer_vh[:rank] if funcs is None else funcs.reshape(funcs.shape[0], -1)
                 cuts = list(range(1, ortho.shape[0] + 1))
                 spans = [ortho[:m] for m in cuts]
-                energies = cumulative_energy(filters, ortho)
-                chance_energy = cumulative_energy(rand, ortho)
+                energies = cumulative_energy(whole if colour else filters, ortho)
+                chance_energy = cumulative_energy(
+                    rand.reshape(rand.shape[0], 1, -1) if colour else rand, ortho)
             random_means = chance_energy.nanmean(dim=0).cpu().numpy()
             means = energies.nanmean(dim=0).cpu().numpy()
             medians = energies.nanmedian(dim=0).values.cpu().numpy()
             for j, (m, span) in enumerate(zip(cuts, spans, strict=True)):
-                chance = span.shape[0] / dim
+                chance = span.shape[0] / space
                 random = float(random_means[j])
                 order = DIMS_BY_ORDER.index(m) if basis == "derivative" else -1
                 curve_rows.append({
@@ -287,13 +306,13 @@ class FiltersAccumulator(Accumulator):
                     "order": order, "energy_mean": float(means[j]),
                     "energy_median": float(medians[j]), "chance": chance,
                     "random_mean": random})
-                summary = basis == "derivative" or m in DIMS_BY_ORDER or m == dim
+                summary = basis == "derivative" or m in DIMS_BY_ORDER or m == space
                 if summary and funcs is not None:
                     unit_energy.append(pd.DataFrame({
                         "layer": layer, "unit": np.arange(n), "basis": basis, "dim": m,
                         "energy": energies[:, j].cpu().numpy(), "chance": chance,
                         "random": random}))
-                    top = layer_vh[: min(m, rank)]
+                    top = own[: min(m, own_rank)]
                     angles = subspace_angles(top, span) if len(top) and len(span) else \
                         np.array([])
                     sub_rows.append({
@@ -302,7 +321,7 @@ class FiltersAccumulator(Accumulator):
                         "angles": angles.tolist(),
                         "mean_cos2": float(np.mean(np.cos(angles) ** 2)) if len(angles)
                         else float("nan"),
-                        "chance_cos2": max(top.shape[0], span.shape[0]) / dim,
+                        "chance_cos2": max(top.shape[0], span.shape[0]) / space,
                         "max_angle": float(angles.max()) if len(angles) else float("nan"),
                         "min_angle": float(angles.min()) if len(angles) else float("nan"),
                         "energy_mean": float(means[j]), "energy_chance": chance,
@@ -315,7 +334,8 @@ class FiltersAccumulator(Accumulator):
                     comp_rows.append({
                         "layer": layer, "basis": basis, "index": i, "name": names[i],
                         "order": DERIVATIVE_ORDER[i] if basis == "derivative" else -1,
-                        "kernel_h": h, "kernel_w": w, "variance": float(variance[i]),
+                        "kernel_h": h, "kernel_w": w, "channels": 3 if colour else 1,
+                        "variance": float(variance[i]),
                         "values": funcs[i].reshape(-1).cpu().numpy().astype(np.float32)})
 
         params = fit.params.cpu().numpy()

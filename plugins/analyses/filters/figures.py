@@ -79,7 +79,9 @@ def energy_curve_figure(energy: pd.DataFrame) -> Any:
     layers = list(dict.fromkeys(energy["layer"]))[:CURVE_LAYERS]
     fig = make_subplots(rows=1, cols=max(len(layers), 1), subplot_titles=layers or ["none"])
     for col, layer in enumerate(layers, start=1):
-        rows = energy[energy["layer"] == layer]
+        # pca_color lives in the C·k² space of whole colour filters: its own chance line
+        # (dim / 3k²) differs, so the spatial curves are shown here and it is left out.
+        rows = energy[(energy["layer"] == layer) & (energy["basis"] != "pca_color")]
         for basis, part in rows.groupby("basis", sort=False):
             part = part.sort_values("dim")
             fig.add_trace(go.Scatter(
