@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from probe.errors import DataError
-from probe.plugins.datasets.broden import BrodenDataset
+from probe.plugins.datasets.broden import BrodenDataset, derive_part_parents
 from probe.plugins.datasets.broden_export import export_broden
 from probe.plugins.datasets.broden_format import decode_ids, encode_ids, parse_category_cell
 from probe.plugins.datasets.parts import PartsDataset
@@ -157,3 +157,21 @@ def test_parts_round_trip_is_bit_for_bit(tmp_path):
     cat_table = (out / "category.csv").read_text().splitlines()
     assert cat_table[0] == "name,first,last,count,frequency"
     assert (out / "c_part.csv").exists() and (out / "c_scene.csv").exists()
+
+
+def test_part_parents_derived_by_containment(tmp_path):
+    root = _fixture(tmp_path / "b")
+    plain = BrodenDataset(str(root))
+    assert plain.part_parents is None  # Broden has no parent field
+    ds = BrodenDataset(str(root), derive_parents=True)
+    pairs = {(int(p), int(o)) for p, o in ds.part_parents[["part_id", "object_id"]].itertuples(
+        index=False)}
+    assert pairs == {(3, 2), (4, 2), (7, 2)}  # wheel, window, hub: all inside the car
+    assert bool(ds.part_parents["derived"].all())
+    # on the parts world the derived relation is contained in the true one
+    parts = PartsDataset(split="val", image_size=32, size=40, seed=1)
+    derived = derive_part_parents(parts)
+    truth = {(int(p), int(o)) for p, o in parts.part_parents.itertuples(index=False)}
+    found = {(int(p), int(o)) for p, o in derived[["part_id", "object_id"]].itertuples(
+        index=False)}
+    assert found and found <= truth

@@ -11,7 +11,9 @@ order is the index's column order: ``color, object, part…, material, texture``
 Each label's category in the concept table is its *primary* category: the one
 with the largest count in ``label.csv``'s ``category`` cell (ties: the order of
 ``category.csv``, else Broden's column order). Broden has no part→object
-relation, so ``part_parents`` is ``None``.
+relation, so ``part_parents`` is ``None`` unless ``derive_parents`` is set: then
+it is derived by pixel containment (:func:`derive_part_parents`, a ``derived``
+column says so).
 
 Images load lazily (``images/`` under the directory) at their own size, or
 resized bilinearly to ``image_size``; masks stay at the segmentation size
@@ -91,6 +93,44 @@ def read_labels(root: Path) -> pd.DataFrame:
     return table.sort_values("id", ignore_index=True)
 
 
+def derive_part_parents(dataset: ProbeDataset, min_share: float = 0.1) -> pd.DataFrame:
+    """Derive the part→object relation by pixel containment (Broden has none).
+
+    For every pair (part label p, object label o), counts the pixels labelled p
+    in any part layer and o in an object layer at the same place; p's parents
+    are the objects holding at least ``min_share`` of p's object-covered pixels
+    (a part shared by several objects gets several parents), and always the
+    object holding most of them. One pass over the data set; a bincount per
+    image, no loop over labels.
+
+    Returns:
+        ``part_id, object_id, share, derived`` rows (``derived`` is always
+        ``True``, marking the relation as inferred rather than annotated).
+    """
+    part_layers = [k for k, c in enumerate(dataset.mask_categories) if c == "part"]
+    object_layers = [k for k, c in enumerate(dataset.mask_categories) if c == "object"]
+    columns = ["part_id", "object_id", "share", "derived"]
+    if not part_layers or not object_layers or dataset.concepts is None:
+        return pd.DataFrame(columns=columns)
+    size = int(dataset.concepts["id"].max()) + 1
+    counts = torch.zeros(size * size, dtype=torch.int64)
+    for i in range(len(dataset)):
+        masks = dataset[i]["masks"]
+        obj = masks[object_layers].amax(0).flatten()
+        for layer in part_layers:
+            part = masks[layer].flatten()
+            on = (part > 0) & (obj > 0)
+            counts += torch.bincount(part[on] * size + obj[on], minlength=size * size)
+    table = counts.view(size, size).double()
+    totals = table.sum(1, keepdim=True)
+    share = torch.where(totals > 0, table / totals.clamp(min=1), torch.zeros_like(table))
+    keep = (share >= min_share) | ((share == share.amax(1, keepdim=True)) & (share > 0))
+    parts, objects = keep.nonzero(as_tuple=True)
+    return pd.DataFrame({"part_id": parts.numpy(), "object_id": objects.numpy(),
+                         "share": share[parts, objects].numpy(),
+                         "derived": True}, columns=columns)
+
+
 class BrodenDataset(ProbeDataset):
     """A Broden-format directory (see the module docstring)."""
 
@@ -100,7 +140,7 @@ class BrodenDataset(ProbeDataset):
     std = (0.229, 0.224, 0.225)
 
     def __init__(self, path: str = "", split: str = "all", size: int = 0, image_size: int = 0,
-                 mask_size: int = 0, seed: int = 0) -> None:
+                 mask_size: int = 0, seed: int = 0, derive_parents: bool = False) -> None:
         if not path:
             raise DataError("dataset broden needs a directory: --set dataset.path=DIR")
         self.root = Path(path).expanduser()
@@ -137,6 +177,8 @@ class BrodenDataset(ProbeDataset):
         self.scalars = self.scalars[torch.from_numpy(keep)]
         self.image_size = image_size or self._uniform("ih", "iw", "image_size")
         self.mask_size = mask_size or self._uniform("sh", "sw", "mask_size")
+        if derive_parents:
+            self.part_parents = derive_part_parents(self)
 
     # -- index parsing ---------------------------------------------------------
     def _where(self, i: int) -> str:
@@ -267,6 +309,8 @@ def probe_register_datasets(register):
             Option("mask_size", int, 0, "resize label maps to this side (0 = sh×sw of index.csv)",
                    minimum=0, maximum=1024),
             Option("seed", int, 0, "unused: rows keep index.csv order (common option)"),
+            Option("derive_parents", bool, False,
+                   "derive part_parents by pixel containment (one pass; marked derived)"),
         ),
         description="Broden-format directory: index.csv, R+256·G PNG label maps, label tables",
         has_masks=True,
