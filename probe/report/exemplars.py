@@ -1,11 +1,12 @@
 """Unit exemplars: each chosen unit's top images, with its activation map overlaid.
 
 Exemplar tables hold data set indices (``layer, unit, rank, image`` and, where
-stored, a flattened activation ``map`` with ``map_height``/``map_width``); the
-images come from reloading the run's data set from its manifest. Units are
-chosen per layer: detector units with the highest IoU when a concept table
-(``layer, unit, iou`` and a label column) is present, else the units whose top
-exemplar activates most.
+stored, a flattened activation ``map`` with ``map_height``/``map_width``, as
+unit-stats writes, or a thresholded ``mask`` with ``mask_height``/``mask_width``,
+as dissection writes); the images come from reloading the run's data set from
+its manifest. Units are chosen per layer: detector units with the highest IoU
+when a concept table (``layer, unit, iou`` and a label column) is present, else
+the units whose top exemplar activates most.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pandas as pd
 from probe.store import Run
 
 EXEMPLAR_COLUMNS = ("layer", "unit", "rank", "image")
-LABEL_COLUMNS = ("label_name", "label", "concept", "name")
+LABEL_COLUMNS = ("label_name", "name", "concept", "label")
+#: (payload column, height column, width column, shown fully red at) of exemplar tables.
+PAYLOADS = (("map", "map_height", "map_width", None), ("mask", "mask_height", "mask_width", 1.0))
+VALUE_COLUMNS = ("value", "activation")
 
 
 @dataclass
@@ -33,26 +37,43 @@ class UnitStrip:
 
 
 def exemplar_table(run: Run) -> pd.DataFrame | None:
-    """The run's exemplar table (one with a stored map preferred), or ``None``."""
+    """The run's exemplar table (one with a stored map or mask preferred), or ``None``.
+
+    Where a concept table exists, an exemplar table of the same analysis comes
+    first (its exemplars are those of the units it labels).
+    """
+    concepts = concept_source(run)
+    candidates = sorted(run.tables(), key=lambda pair: pair[0] != concepts)
     best = None
-    for analysis, table in run.tables():
+    for analysis, table in candidates:
         frame = run.table(analysis, table)
         if all(c in frame.columns for c in EXEMPLAR_COLUMNS):
-            if "map" in frame.columns:
+            if any(p[0] in frame.columns for p in PAYLOADS):
                 return frame
             best = frame if best is None else best
     return best
+
+
+def concept_source(run: Run) -> str | None:
+    """Name of the analysis holding the run's concept table, if any."""
+    for analysis, table in run.tables():
+        if _is_concept_table(run.table(analysis, table)):
+            return analysis
+    return None
+
+
+def _is_concept_table(frame: pd.DataFrame) -> bool:
+    columns = set(frame.columns)
+    return {"layer", "unit", "iou"} <= columns and "rank" not in columns \
+        and any(c in columns for c in LABEL_COLUMNS) \
+        and not frame.duplicated(["layer", "unit"]).any()
 
 
 def concept_table(run: Run) -> pd.DataFrame | None:
     """A per-unit table with ``layer, unit, iou`` and a label column, or ``None``."""
     for analysis, table in run.tables():
         frame = run.table(analysis, table)
-        columns = set(frame.columns)
-        if {"layer", "unit", "iou"} <= columns and "rank" not in columns \
-                and any(c in columns for c in LABEL_COLUMNS):
-            if frame.duplicated(["layer", "unit"]).any():
-                continue
+        if _is_concept_table(frame):
             return frame
     return None
 
@@ -76,14 +97,23 @@ def choose_units(exemplars: pd.DataFrame, concepts: pd.DataFrame | None, layer: 
         if out:
             return out
     rows = exemplars[(exemplars["layer"] == layer) & (exemplars["rank"] == 0)]
-    if "value" in rows.columns:
-        rows = rows.sort_values("value", ascending=False)
+    column = next((c for c in VALUE_COLUMNS if c in rows.columns), None)
+    if column is not None:
+        rows = rows.sort_values(column, ascending=False)
     out = []
     for row in rows.head(count).itertuples(index=False):
         record = row._asdict()
-        value = f", top activation {record['value']:.3g}" if "value" in record else ""
+        value = f", top activation {record[column]:.3g}" if column else ""
         out.append((int(record["unit"]), f"unit {record['unit']}{value}"))
     return out
+
+
+def _payload(value: Any, height: int, width: int) -> np.ndarray:
+    """A stored map as ``float32 [height, width]``: floats, or bits packed into bytes."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        bits = np.unpackbits(np.frombuffer(bytes(value), dtype=np.uint8), count=height * width)
+        return bits.reshape(height, width).astype(np.float32)
+    return np.asarray(value, dtype=np.float32).reshape(height, width)
 
 
 def _to_rgb(image: Any) -> np.ndarray:
@@ -137,6 +167,8 @@ def unit_strips(run: Run, dataset: Any, per_layer: int = 4, images: int = 4,
     if exemplars is None or dataset is None:
         return []
     concepts = concept_table(run)
+    payload = next((p for p in PAYLOADS if p[0] in exemplars.columns), None)
+    value_column = next((c for c in VALUE_COLUMNS if c in exemplars.columns), None)
     layers = [layer for layer in run.manifest.get("layers", [])
               if layer in set(exemplars["layer"])]
     cache: dict[int, np.ndarray] = {}
@@ -146,7 +178,11 @@ def unit_strips(run: Run, dataset: Any, per_layer: int = 4, images: int = 4,
         rows = exemplars[exemplars["layer"] == layer]
         for unit, caption in choose_units(rows, concepts, layer, per_layer):
             top = rows[rows["unit"] == unit].sort_values("rank").head(images)
-            scale = float(top["value"].max()) if "value" in top.columns else 1.0
+            scale = 1.0
+            if payload is not None and payload[3] is not None:
+                scale = payload[3]
+            elif value_column is not None:
+                scale = float(top[value_column].max())
             tiles = []
             for record in top.to_dict("records"):
                 index = int(record["image"])
@@ -155,9 +191,10 @@ def unit_strips(run: Run, dataset: Any, per_layer: int = 4, images: int = 4,
                 if index not in cache:
                     cache[index] = _to_rgb(dataset[index]["image"])
                 activation = None
-                if record.get("map") is not None and record.get("map_height"):
-                    activation = np.asarray(record["map"], dtype=np.float32).reshape(
-                        int(record["map_height"]), int(record["map_width"]))
+                if payload is not None and record.get(payload[0]) is not None \
+                        and record.get(payload[1]):
+                    activation = _payload(record[payload[0]], int(record[payload[1]]),
+                                          int(record[payload[2]]))
                 tiles.append(overlay(cache[index], activation, scale, size))
                 tiles.append(gap)
             if not tiles:

@@ -20,7 +20,8 @@ def scalar_columns(frame: pd.DataFrame) -> list[str]:
         series = frame[column]
         if series.dtype == object and len(series):
             first = series.dropna().head(1)
-            if len(first) and isinstance(first.iloc[0], (list, tuple, np.ndarray, dict)):
+            if len(first) and isinstance(first.iloc[0], (list, tuple, np.ndarray, dict, bytes,
+                                                      bytearray)):
                 continue
         keep.append(column)
     return keep
