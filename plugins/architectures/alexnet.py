@@ -145,8 +145,8 @@ def _options(input_size: int, width: float, first_stride: int, fc_width: int | N
 
 
 #: AlexNet on the parts world (64 px): ``alexnet_small``'s defaults.
-PARTS_RECIPE = TrainRecipe(dataset="parts", dataset_options={}, epochs=8, batch_size=64,
-                           lr=1e-3, weight_decay=5e-4)
+PARTS_RECIPE = TrainRecipe(dataset="parts", dataset_options={}, epochs=12, batch_size=32,
+                           lr=5e-4)
 SMALL_OPTIONS = {"width": 0.5, "first_stride": 2, "fc_width": 512, "dropout": 0.3}
 
 

@@ -156,6 +156,5 @@ def probe_register_architectures(register):
         layers=deconvnet_layers,
         description="DeconvNet (Noh et al. 2015): VGG16 encoder with pool switches, "
                     "unpool + deconv decoder",
-        train=TrainRecipe(dataset="parts", dataset_options={}, epochs=10, batch_size=32,
-                          lr=3e-3, weight_decay=1e-4,
-                          arch_options={"depth": 4, "width": 0.25, "fc_width": 128})))
+        train=TrainRecipe(dataset="parts", dataset_options={}, epochs=8, batch_size=16,
+                          lr=2e-3, arch_options={"depth": 4, "width": 0.125, "fc_width": 64})))

@@ -20,6 +20,8 @@ separate convolutions are the same function with the outputs split.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torchvision.ops import DeformConv2d
@@ -125,7 +127,8 @@ def _spec(name: str, cfg: str, default: tuple[str, ...]) -> ArchitectureSpec:
         layers=vgg_layers,
         description=f"VGG config {cfg} with deformable 3×3 convs (Dai et al. 2017; "
                     "offsets as layers)",
-        train=PARTS_RECIPE)
+        train=replace(PARTS_RECIPE,
+                      arch_options={**PARTS_RECIPE.arch_options, "batch_norm": True}))
 
 
 @hookimpl
