@@ -37,7 +37,7 @@ from probe.plugins.datasets.parts_render import color_map, paint, render_maps, s
 from probe.plugins.datasets.parts_world import CLASS_NAMES, concept_ids, concept_table, part_parents
 
 #: Bump when the drawing changes, so old caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CHUNK = 256
 RENDER_BATCH = 128
 SPLITS = ("train", "val", "test")
