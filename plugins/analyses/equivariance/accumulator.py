@@ -72,7 +72,6 @@ class EquivarianceAccumulator(Accumulator):
         self.overrides = parse_magnitudes(settings["magnitudes"], names)
         self.handle = context.handle
         self.device = context.device
-        self.task = context.arch.task if context.arch is not None else None
         self.seed = context.seed
         self._draw_chunks: dict[int, torch.Tensor] = {}
         self.input_size: tuple[int, int] | None = None
