@@ -121,7 +121,7 @@ class BatchLabels:
     Attributes:
         pixels: ``Tensor[B·h·w, L]`` label ids per mask pixel, OR-ed over layers
             (each label once per pixel, 0 elsewhere, scalar labels removed).
-        pixel_categories: ``Tensor[B·h·w, C]`` int64, 1 where a layer of the
+        pixel_categories: ``Tensor[B·h·w, C]`` uint8, 1 where a layer of the
             category is labelled at the pixel.
         scalars: ``Tensor[B, S]`` scalar labels, each once per image (0 = none).
         scalar_categories: ``Tensor[B, C]`` bool, the image has a scalar label of the category.
@@ -163,7 +163,7 @@ class BatchLabels:
             scalars = torch.zeros((batch_size, 0), dtype=torch.int64, device=device)
         masks, scalars = masks.long(), scalars.long()
         _check_layout(space, masks, scalars)
-        raw = masks.flatten(2).transpose(1, 2)  # [B, P, L]
+        raw = masks.flatten(2).transpose(1, 2).contiguous()  # [B, P, L]
         layer_cat = torch.tensor(space.mask_categories, dtype=torch.int64, device=device)
         slot_cat = torch.tensor(space.scalar_categories, dtype=torch.int64, device=device)
         layer_onehot = F.one_hot(layer_cat, n_cats).float() if len(layer_cat) else \
@@ -191,7 +191,11 @@ class BatchLabels:
         coverage = coverage.view(n_labels, n_cats)
         coverage[0] = 0
 
-        pixel_categories = (labelled.float() @ layer_onehot > 0).long()  # [B, P, C]
+        pixel_categories = torch.zeros((*labelled.shape[:2], n_cats), dtype=torch.uint8,
+                                       device=device)  # [B, P, C]
+        for cat in sorted(set(space.mask_categories)):  # a handful of categories
+            layers = [i for i, c in enumerate(space.mask_categories) if c == cat]
+            pixel_categories[..., cat] = labelled[..., layers].any(-1)
         scalar_cats = (scalars != 0).float() @ slot_onehot > 0
         annotated = (labelled.any(1).float() @ layer_onehot > 0) | scalar_cats
         return cls(pixels=pixels.reshape(-1, pixels.shape[-1]),
@@ -274,7 +278,7 @@ class LayerTally:
             self.intersection.view(-1).index_add_(0, (keys + found).flatten(), weights.flatten())
         self.intersection[:, 0] = 0
         touched = torch.zeros((batch * units, n_cats), dtype=torch.int64, device=act.device)
-        touched.index_add_(0, pair, labels.pixel_categories[rows])
+        touched.index_add_(0, pair, labels.pixel_categories[rows].long())
         hit = (touched > 0).view(batch, units, n_cats) | (
             labels.scalar_categories.view(batch, 1, n_cats) & (per_image > 0).unsqueeze(2))
         self.active_lite += (per_image.unsqueeze(2) * hit.long()).sum(0)

@@ -42,6 +42,7 @@ class AxisPlan:
             entry is NaN, the weight of padding.
         block: ``Tensor[n_in, R]`` output indices owned by each source index
             (``lower == i``), padded with ``n_out`` (NaN weights: never active).
+        length: ``Tensor[n_in]`` number of output indices each source index owns.
     """
 
     lower: torch.Tensor
@@ -49,6 +50,7 @@ class AxisPlan:
     w_lower: torch.Tensor
     w_upper: torch.Tensor
     block: torch.Tensor
+    length: torch.Tensor
 
     @classmethod
     def build(cls, n_in: int, n_out: int, device: torch.device) -> AxisPlan:
@@ -68,7 +70,7 @@ class AxisPlan:
         block = torch.where(offset < counts.view(-1, 1), block, torch.full_like(block, n_out))
         nan = torch.tensor([float("nan")], dtype=torch.float64)
         return cls(lower.to(device), upper.to(device), torch.cat([1 - lam, nan]).to(device),
-                   torch.cat([lam, nan]).to(device), block.to(device))
+                   torch.cat([lam, nan]).to(device), block.to(device), counts.to(device))
 
 
 @functools.lru_cache(maxsize=64)
@@ -117,6 +119,9 @@ def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, 
     height, width = size
     device = act.device
     thr = thresholds.to(device=device, dtype=act.dtype)
+    if (h, w) == (height, width):  # same size: the formula returns the raw value itself
+        b, k, y, x = (act > thr.view(1, -1, 1, 1)).nonzero(as_tuple=True)
+        return b, k, y * width + x
     # maps whose raw maximum is <= T cannot have an upsampled pixel > T: skip them
     if peak is None:
         peak = act.flatten(2).amax(2)
@@ -124,35 +129,43 @@ def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, 
     empty = torch.zeros(0, dtype=torch.int64, device=device)
     if image.numel() == 0:
         return empty, empty, empty
-    maps = act[image, unit]  # [P, h, w]
+    maps = act.flatten(0, 1).index_select(0, image * act.shape[1] + unit)  # [P, h, w]
     raw = maps > thr[unit].view(-1, 1, 1)
     owner = raw.clone()  # owner (i, j) reads (i|i+1, j|j+1)
     owner[:, :-1] |= raw[:, 1:]
     owner[:, :, :-1] |= raw[:, :, 1:]
     owner[:, :-1, :-1] |= raw[:, 1:, 1:]
     m, i, j = owner.nonzero(as_tuple=True)
-    b, k = image[m], unit[m]
     rows = plan(h, height, device)
     cols = plan(w, width, device)
-    per_owner = rows.block.shape[1] * cols.block.shape[1]
-    step = max(1, CHUNK_CANDIDATES // per_owner)
+    # Owners have one of a few block shapes (clamped borders differ): evaluate each
+    # shape without padding. Every evaluated owner has a source > T, so the clip of
+    # the dense formula to the largest source cannot change "> T" here and is skipped.
+    shape_key = rows.length[i] * (int(cols.length.max()) + 1) + cols.length[j]
     flat = maps.reshape(-1)
     thr64 = thr.double()
     out_b, out_k, out_p = [], [], []
-    for start in range(0, b.numel(), step):  # chunks of owners (memory bound only)
-        sl = slice(start, start + step)
-        om, ob, ok, oi, oj = m[sl], b[sl], k[sl], i[sl], j[sl]
-        i1, j1 = (oi + 1).clamp(max=h - 1), (oj + 1).clamp(max=w - 1)
-        base = om * (h * w)
-        a00, a01 = flat[base + oi * w + oj], flat[base + oi * w + j1]
-        a10, a11 = flat[base + i1 * w + oj], flat[base + i1 * w + j1]
-        ys, xs = rows.block[oi], cols.block[oj]  # [n, R], [n, C]
-        wy0, wy1 = rows.w_lower[ys].unsqueeze(2), rows.w_upper[ys].unsqueeze(2)
-        wx0, wx1 = cols.w_lower[xs].unsqueeze(1), cols.w_upper[xs].unsqueeze(1)
-        corner = [a.view(-1, 1, 1) for a in (a00, a01, a10, a11)]
-        value = _combine(*corner, wy0, wy1, wx0, wx1)  # [n, R, C], NaN on padding
-        n, r, c = (value > thr64[ok].view(-1, 1, 1)).nonzero(as_tuple=True)
-        out_b.append(ob[n])
-        out_k.append(ok[n])
-        out_p.append(ys[n, r] * width + xs[n, c])
+    for key in torch.unique(shape_key).tolist():  # a handful of block shapes
+        chosen = (shape_key == key).nonzero(as_tuple=True)[0]
+        r_len, c_len = divmod(key, int(cols.length.max()) + 1)
+        if r_len * c_len == 0:  # (downsampling) a source that owns no output pixel
+            continue
+        step = max(1, CHUNK_CANDIDATES // (r_len * c_len))
+        for start in range(0, chosen.numel(), step):  # chunks bound memory only
+            sel = chosen[start:start + step]
+            om, oi, oj = m[sel], i[sel], j[sel]
+            i1, j1 = (oi + 1).clamp(max=h - 1), (oj + 1).clamp(max=w - 1)
+            base = om * (h * w)
+            a00, a01 = flat[base + oi * w + oj].double(), flat[base + oi * w + j1].double()
+            a10, a11 = flat[base + i1 * w + oj].double(), flat[base + i1 * w + j1].double()
+            ys, xs = rows.block[oi, :r_len], cols.block[oj, :c_len]  # [n, R], [n, C]
+            wx0, wx1 = cols.w_lower[xs], cols.w_upper[xs]
+            top_row = wx0 * a00.view(-1, 1) + wx1 * a01.view(-1, 1)  # [n, C]
+            bottom_row = wx0 * a10.view(-1, 1) + wx1 * a11.view(-1, 1)
+            value = (rows.w_lower[ys].unsqueeze(2) * top_row.unsqueeze(1)
+                     + rows.w_upper[ys].unsqueeze(2) * bottom_row.unsqueeze(1))  # [n, R, C]
+            n, r, c = (value > thr64[unit[om]].view(-1, 1, 1)).nonzero(as_tuple=True)
+            out_b.append(image[om[n]])
+            out_k.append(unit[om[n]])
+            out_p.append(ys[n, r] * width + xs[n, c])
     return torch.cat(out_b), torch.cat(out_k), torch.cat(out_p)
