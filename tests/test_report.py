@@ -345,3 +345,25 @@ def test_cli_expands_a_folder_of_runs(runs, tmp_path, capsys):
     assert 'id="comparison"' in text and "Run trained" in text and "Run untrained" in text
     assert main(["report", str(tmp_path / "nothing"), "-o", str(out)]) == 2
     assert "not a probe run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_of_a_real_dissection_run_has_hierarchy_and_mask_exemplars(tmp_path):
+    run = probe.analyze("vgg11", "parts", ["dissection"], out=tmp_path / "vgg",
+                        arch_options={"width": 0.125, "fc_width": 32},
+                        dataset_options={"size": 16},
+                        analysis_options={"dissection": {"ablation_images": 4,
+                                                         "max_ablations": 2}},
+                        batch_size=16)
+    assert run.status == "complete"
+    counts = detector_counts(run)
+    summary = run.table("dissection", "summary")
+    assert counts["detectors"].sum() == summary["detectors"].sum()
+    assert list(dict.fromkeys(counts["layer"])) == \
+        [x for x in run.manifest["layers"] if x in set(summary["layer"])]
+    text = build_report([run.path], tmp_path / "r.html").read_text()
+    assert 'class="hierarchy"' in text and "detectors per layer and category" in text
+    units = run.table("dissection", "units")
+    best = units.sort_values("iou", ascending=False).iloc[0]
+    assert f"unit {best['unit']}: {best['name']} ({best['category']}), IoU {best['iou']:.3f}" \
+        in text  # exemplars labelled by the dissection's own best concept
