@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from probe import ProbeDataset
 from probe.plugins.analyses.dissection_reference import ReferenceTally
 from probe.plugins.analyses.dissection_tally import (
     BatchLabels,
@@ -171,3 +172,51 @@ def test_device_tally_equals_reference_loop_on_random_data():
     assert np.array_equal(tally.active_lite.numpy(), ref.active_lite)
     assert np.array_equal(labels.truth.numpy(), ref.truth)
     assert tally.intersection.sum() > 0 and (tally.active_lite != tally.active_paper).any()
+
+
+class FixtureSet(ProbeDataset):
+    """The four fixture images as a probe data set (for the Broden round trip)."""
+
+    name = "fixture"
+    image_size = 4
+    mask_size = 4
+    concepts = CONCEPTS
+    mask_categories = ("object", "part", "part")
+    scalar_categories = ("texture",)
+
+    def __init__(self) -> None:
+        _, self.masks, self.scalars = fixture_batch()
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": torch.zeros((3, 4, 4)), "label": -1, "index": index,
+                "masks": self.masks[index], "scalars": self.scalars[index]}
+
+
+@pytest.mark.parametrize("rule", ["paper", "lite", "unconditioned"])
+def test_broden_format_fixture_gives_hand_computed_iou(tmp_path, rule):
+    """Written as a Broden directory (index.csv, label PNGs) and read back by ``broden``."""
+    import probe
+    from probe.plugins.datasets.broden_export import export_broden
+
+    root = export_broden(FixtureSet(), tmp_path / "broden")
+    data = probe.load_dataset("broden", path=str(root))
+    assert (root / "index.csv").is_file() and len(data) == 4
+    space = LabelSpace.from_concepts(data.concepts, data.mask_categories,
+                                     data.scalar_categories)
+    samples = [data[i] for i in range(len(data))]
+    masks = torch.stack([s["masks"] for s in samples])
+    scalars = torch.stack([s["scalars"] for s in samples])
+    labels = BatchLabels.build(space, masks, scalars, (4, 4), 4, torch.device("cpu"))
+    tally = LayerTally(2, space, torch.device("cpu"))
+    acts, _, _ = fixture_batch()
+    tally.update(acts, THRESHOLDS, labels)
+    primary = primary_categories(labels.coverage, space.default_category)
+    activation = tally.activation_for(rule, primary)
+    got = iou(tally.intersection, activation, labels.truth.view(1, -1))
+    for unit in (0, 1):
+        for label in (1, 2, 3, 4):
+            assert float(got[unit, label]) == pytest.approx(
+                float(expected_iou(rule, unit, label)), abs=1e-15)

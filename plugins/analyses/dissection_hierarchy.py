@@ -140,7 +140,7 @@ def add_ablation_drops(edges: pd.DataFrame, handle: ModelHandle, inputs: torch.T
         n = len(inputs)
         group = max(1, ABLATION_BATCH // n)
         for part_layer, rows in parts.groupby("part_layer", sort=False):
-            units = rows["part_unit"].to_numpy()
+            units = rows["part_unit"].to_numpy(dtype=np.int64, copy=True)
             module = handle.model.get_submodule(layers[part_layer])
             for start in range(0, len(units), group):
                 chunk = torch.as_tensor(units[start:start + group], device=inputs.device)
