@@ -340,3 +340,37 @@ def test_command_line_sweeps_and_one_line_mistakes(capsys, tmp_path):
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
         assert not (tmp_path / "bad").exists()
+
+
+def test_circular_conv_operator_is_block_circulant_and_diagonalised_by_the_dft():
+    """§4.5: the operator matrix of a circular conv commutes with the shift actions, is a
+    polynomial in them (block-circulant), and the 2-D DFT diagonalises it with the
+    kernel's FFT as eigenvalues."""
+    from probe.transforms import get_transforms
+
+    n = 6
+    torch.manual_seed(3)
+    conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False).double()
+    basis = torch.eye(n * n, dtype=torch.float64).view(n * n, 1, n, n)
+    with torch.no_grad():
+        operator = conv(basis).view(n * n, n * n).T  # column j = response to basis image j
+    shift_x, shift_y = get_transforms(["shift-x", "shift-y"])
+    sx = shift_x.apply(basis, 1 / n).view(n * n, n * n).T
+    sy = shift_y.apply(basis, 1 / n).view(n * n, n * n).T
+    torch.testing.assert_close(operator @ sx, sx @ operator, rtol=0, atol=1e-14)
+    torch.testing.assert_close(operator @ sy, sy @ operator, rtol=0, atol=1e-14)
+    impulse = operator[:, 0].view(n, n)  # response to a unit impulse at (0, 0)
+    polynomial = sum(impulse[i, j] * torch.linalg.matrix_power(sy, i)
+                     @ torch.linalg.matrix_power(sx, j) for i in range(n) for j in range(n))
+    torch.testing.assert_close(operator, polynomial, rtol=0, atol=1e-14)
+    # DFT: eigenvalues = FFT of the kernel, flipped (cross-correlation) and centred on (0, 0)
+    w = conv.weight.detach()[0, 0]
+    embedded = torch.zeros(n, n, dtype=torch.float64)
+    for a in range(3):
+        for b in range(3):
+            embedded[(1 - a) % n, (1 - b) % n] = w[a, b]
+    eigen = torch.fft.fft2(embedded).flatten()
+    f1 = torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)
+    dft = torch.kron(f1, f1)
+    diagonal = dft @ operator.to(torch.complex128) @ torch.linalg.inv(dft)
+    torch.testing.assert_close(diagonal, torch.diag(eigen), rtol=0, atol=1e-12)
