@@ -63,3 +63,17 @@ def test_ablation_drop_of_a_copied_unit_is_one():
     assert out["ablation_drop"].iloc[0] == pytest.approx(1.0)
     assert out["ablation_images"].iloc[0] == 4
     assert not model[1]._forward_hooks  # hook removed
+
+
+def test_weight_path_includes_following_batch_norm_scale():
+    model = chain_model()
+    bn = nn.BatchNorm2d(2).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, -3.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 1.0]) - bn.eps)
+    model = nn.Sequential(*model[:4], bn, *model[4:])
+    # rows of [[2, 1], [0, 3]] scaled by |γ|/sqrt(var) = [0.5, 3]: [[1, .5], [0, 9]]
+    matrix = weight_path_matrix(model, "1", "5")
+    assert torch.allclose(matrix, torch.tensor([[2 / 3, 1 / 3], [0.0, 1.0]], dtype=torch.float64))
+    two = weight_path_matrix(model, "1", "7")  # [1, 1] @ [[1, .5], [0, 9]] = [1, 9.5]
+    assert torch.allclose(two, torch.tensor([[1 / 10.5, 9.5 / 10.5]], dtype=torch.float64))

@@ -6,7 +6,8 @@ paired with every object-detector unit in a later layer whose object has that
 part. Each edge gets two strengths:
 
 * ``weight_path``: with ``|W|`` the absolute weights of a convolution summed
-  over its kernel (``Tensor[out, in]``), the product of these matrices along
+  over its kernel (``Tensor[out, in]``; rows scaled by ``|γ|/sqrt(var + eps)``
+  of a batch norm that follows it), the product of these matrices along
   the chain of convolutions from the part layer to the object layer, as the
   share of the object unit's total path mass that starts at the part unit
   (``NaN`` when the chain is not a plain sequence of convolutions);
@@ -77,6 +78,20 @@ def _conv_chain(model: nn.Module, start: str, end: str) -> list[nn.Module] | Non
     return convs[i + 1:j + 1] if j > i else None
 
 
+def _following_batch_norms(model: nn.Module) -> dict[int, nn.BatchNorm2d]:
+    """``{id(conv): the BatchNorm2d right after it in module order}`` (VGG-BN layout)."""
+    out: dict[int, nn.BatchNorm2d] = {}
+    previous = None
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d) and \
+                module.num_features == previous.out_channels and \
+                module.running_var is not None:
+            out[id(previous)] = module
+        if not isinstance(module, nn.Sequential):
+            previous = module
+    return out
+
+
 def weight_path_matrix(model: nn.Module, start: str, end: str) -> torch.Tensor | None:
     """``Tensor[out_end, out_start]`` share of each end unit's |W|-path mass from each start unit.
 
@@ -87,11 +102,17 @@ def weight_path_matrix(model: nn.Module, start: str, end: str) -> torch.Tensor |
     if not chain:
         return None
     first = conv_for_layer(model, start)
+    norms = _following_batch_norms(model)
     paths = torch.eye(first.out_channels, dtype=torch.float64)
     for conv in chain:
         if conv.groups != 1 or conv.in_channels != paths.shape[0]:
             return None
         strength = conv.weight.detach().abs().sum(dim=(2, 3)).double().cpu()  # [out, in]
+        norm = norms.get(id(conv))
+        if norm is not None:  # eval-mode batch norm scales each output channel
+            scale = norm.weight.detach().abs().double().cpu() if norm.affine else 1.0
+            strength = strength * (scale / (norm.running_var.double().cpu() + norm.eps).sqrt()
+                                   ).view(-1, 1)
         paths = strength @ paths
     total = paths.sum(1, keepdim=True)
     return torch.where(total > 0, paths / total.clamp(min=1e-300), torch.zeros_like(paths))
