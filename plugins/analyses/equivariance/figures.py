@@ -125,6 +125,7 @@ def consistency_figure(summary: pd.DataFrame, curve: pd.DataFrame) -> Any:
                              mode="lines+markers", name="P(top-1 change)"), row=1, col=2)
     fig.add_trace(go.Scatter(x=curve["to_pixels"], y=curve["mean_abs_change"],
                              mode="lines+markers", name="mean |Δp|"), row=1, col=2)
+    fig.update_xaxes(title_text="to diagonal shift (pixels)", row=1, col=2)
     fig.update_layout(title="output stability (Zhang 2019; Azulay & Weiss 2019)", height=400)
     return fig
 
