@@ -131,7 +131,7 @@ def summary_figure(layers: pd.DataFrame) -> Any:
     from plotly.subplots import make_subplots
 
     rows = layers[layers["status"] != "no_convolution"]
-    metrics = (("gabor_r2_median", "gabor_r2_random_median", "median Gabor R²"),
+    metrics = (("gabor_r2_median", "gabor_r2_random_median", "median Gabor R² (kernels ≥ 5 px)"),
                ("bank_cos_mean", "bank_cos_random", "mean best |cos| in Gabor bank"),
                ("redundancy_mean", "redundancy_random", "mean redundancy |cos|"))
     fig = make_subplots(rows=1, cols=3, subplot_titles=[m[2] for m in metrics])
@@ -142,6 +142,7 @@ def summary_figure(layers: pd.DataFrame) -> Any:
         fig.add_trace(go.Bar(x=rows["layer"], y=rows[chance], name="random filters",
                              marker_color="#bbbbbb", showlegend=col == 1, legendgroup="r"),
                       row=1, col=col)
+    fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(title="filters: learned vs random filters per layer", barmode="group",
                       height=380)
     return fig
