@@ -367,3 +367,14 @@ def test_report_of_a_real_dissection_run_has_hierarchy_and_mask_exemplars(tmp_pa
     best = units.sort_values("iou", ascending=False).iloc[0]
     assert f"unit {best['unit']}: {best['name']} ({best['category']}), IoU {best['iou']:.3f}" \
         in text  # exemplars labelled by the dissection's own best concept
+
+
+def test_comparison_measures_skip_parameters():
+    from probe.report.compare import measure_column
+
+    errors = pd.DataFrame({"layer": ["a"], "transform": ["hflip"], "magnitude": [1.0],
+                           "unit": [0], "pixels": [2.0], "relative_error": [0.3]})
+    assert measure_column(errors) == "relative_error"
+    components = pd.DataFrame({"layer": ["a"], "index": [0], "order": [1], "variance": [0.5]})
+    assert measure_column(components) == "variance"
+    assert measure_column(pd.DataFrame({"unit": [0], "iou": [0.1]})) is None

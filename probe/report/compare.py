@@ -66,15 +66,44 @@ def _depth_profile(run: Run, frame: pd.DataFrame, column: str) -> pd.DataFrame:
                          "value": [float(means[layer]) for layer in layers]})
 
 
+#: Measurements compared across runs when an analysis's tables have them, best first.
+PREFERRED_MEASURES = ("iou", "gabor_r2", "relative_error", "one_minus_r2", "max",
+                      "fraction_positive", "energy", "value")
+#: Columns that parametrise rows (sizes, sweep values, positions): never compared.
+PARAMETER_COLUMNS = (*INDEX_COLUMNS, "magnitude", "index", "layer_index", "pixels", "stride",
+                     "cells", "images", "units", "height", "width", "dim", "order", "kernel_h",
+                     "kernel_w", "channels", "step", "mask_height", "mask_width", "threshold")
+
+
 def measure_column(frame: pd.DataFrame) -> str | None:
-    """The first numeric measurement column of a per-layer table, if any."""
+    """The measurement of a per-layer table to compare: a preferred one, else the first
+    numeric column that is not a parameter; ``None`` without a ``layer`` column."""
     if "layer" not in frame.columns:
         return None
+    for column in PREFERRED_MEASURES:
+        if column in frame.columns and pd.api.types.is_numeric_dtype(frame[column]):
+            return column
     for column in scalar_columns(frame):
-        if column not in INDEX_COLUMNS and pd.api.types.is_numeric_dtype(frame[column]) \
+        if column not in PARAMETER_COLUMNS and pd.api.types.is_numeric_dtype(frame[column]) \
                 and not pd.api.types.is_bool_dtype(frame[column]):
             return column
     return None
+
+
+def _pick_table(run: Run, name: str) -> tuple[str, str] | None:
+    """``(table, column)`` of one analysis to compare: the best preferred measure first."""
+    found: list[tuple[int, bool, str, str]] = []
+    for _, table in run.tables(name):
+        frame = run.table(name, table)
+        column = measure_column(frame)
+        if column is not None:
+            rank = PREFERRED_MEASURES.index(column) if column in PREFERRED_MEASURES else \
+                len(PREFERRED_MEASURES)
+            found.append((rank, "rank" in frame.columns, table, column))  # one row per unit
+    if not found:
+        return None
+    _, _, table, column = min(found, key=lambda item: item[:2])
+    return table, column
 
 
 def shared_analysis_figures(runs: Sequence[Run], name: str) -> list[Any]:
@@ -86,27 +115,22 @@ def shared_analysis_figures(runs: Sequence[Run], name: str) -> list[Any]:
     compare = getattr(cls, "compare_figures", None) if cls else None
     if callable(compare):
         return list(compare({r.name: r.all_tables(name) for r in having}) or [])
-    figures = []
-    tables = [t for _, t in having[0].tables(name)]
-    for table in tables:
-        frames = {r.name: r.table(name, table) for r in having if r.has_table(name, table)}
-        column = next((measure_column(f) for f in frames.values() if measure_column(f)), None)
-        if column is None or not all(column in f.columns for f in frames.values()):
+    picked = _pick_table(having[0], name)
+    if picked is None:
+        return []
+    table, column = picked
+    fig = go.Figure()
+    for run in having:
+        if not run.has_table(name, table) or column not in run.table(name, table).columns:
             continue
-        fig = go.Figure()
-        for run in having:
-            if run.name not in frames:
-                continue
-            profile = _depth_profile(run, frames[run.name], column)
-            fig.add_trace(go.Scatter(x=profile["depth"], y=profile["value"], mode="lines+markers",
-                                     name=run.name, text=profile["layer"],
-                                     hovertemplate="%{text}: %{y:.4g}"))
-        fig.update_layout(title=f"{name}: mean {column} of table {table} by relative depth",
-                          xaxis_title="relative depth (first layer 0, last layer 1)",
-                          yaxis_title=f"mean {column}", height=380)
-        figures.append(fig)
-        break
-    return figures
+        profile = _depth_profile(run, run.table(name, table), column)
+        fig.add_trace(go.Scatter(x=profile["depth"], y=profile["value"], mode="lines+markers",
+                                 name=run.name, text=profile["layer"],
+                                 hovertemplate="%{text}: %{y:.4g}"))
+    fig.update_layout(title=f"{name}: mean {column} per layer (table {table}) by relative depth",
+                      xaxis_title="relative depth (first layer 0, last layer 1)",
+                      yaxis_title=f"mean {column}", height=380)
+    return [fig]
 
 
 def hierarchy_comparison(runs: Sequence[Run]) -> Any | None:

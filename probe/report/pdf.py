@@ -37,7 +37,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def print_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 120.0) -> Path:
+def print_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 600.0) -> Path:
     """Print ``html_path`` to ``pdf_path`` with headless Chromium.
 
     Raises:
