@@ -1,6 +1,7 @@
 """Benchmark of ``dissection``: its passes vs the bare forward pass vs a reference-style loop.
 
-All measured side by side in one run on the parts world (VGG11 at a chosen width):
+All measured side by side in one run on the parts world (VGG11 by default,
+untrained at a chosen width, or trained weights with ``--checkpoint``):
 
 * bare forward pass with the same capture hooks (images/s);
 * dissection pass 1 (forward + thresholds) and pass 2 (forward + IoU tallies), and
@@ -43,8 +44,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--width", type=float, default=0.25, help="VGG11 width multiplier")
-    parser.add_argument("--checkpoint", default=None, help="trained vgg11 weights (optional)")
+    parser.add_argument("--arch", default="vgg11", help="architecture (vgg11, vgg11_bn, ...)")
+    parser.add_argument("--width", type=float, default=0.25, help="width multiplier (untrained)")
+    parser.add_argument("--checkpoint", default=None, help="trained weights (optional)")
     parser.add_argument("--reference-images", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats (best kept)")
@@ -54,8 +56,9 @@ def main() -> None:
 
     data = probe.load_dataset("parts", size=args.images)
     options = {} if args.checkpoint else {"width": args.width}
-    model = probe.load_model("vgg11", args.checkpoint, dataset=data, **options).to(device).eval()
-    layers = get_architecture("vgg11").layer_map(model)
+    model = probe.load_model(args.arch, args.checkpoint, dataset=data, **options)
+    model = model.to(device).eval()
+    layers = get_architecture(args.arch).layer_map(model)
     handle = ModelHandle(model, layers, data.mean, data.std)
     context = RunContext(model=model, handle=handle, layers=layers, device=device, dataset=data)
     analysis = Dissection(hierarchy=False)
@@ -173,7 +176,8 @@ def main() -> None:
                                         ("pass2", t_pass2), ("tally", t_tally))}
     ref_rate = ref_n / t_reference
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device {device} ({name}, {args.threads} threads), vgg11 width {args.width}, "
+    weights = args.checkpoint or f"untrained, width {args.width}"
+    print(f"device {device} ({name}, {args.threads} threads), {args.arch} ({weights}), "
           f"parts {n} images {data.image_size}px, masks {data.mask_size}px, "
           f"batch {args.batch_size}")
     print(f"layers {len(acc.quantiles)}, units {units}, maps with raw max > T: "

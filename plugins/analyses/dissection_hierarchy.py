@@ -196,8 +196,8 @@ def _record(edges: pd.DataFrame, part_layer: str, units: np.ndarray,
         rows = edges[(edges["part_layer"] == part_layer) & (edges["part_unit"] == unit)]
         for object_layer, sub in rows.groupby("object_layer"):
             obj = sub["object_unit"].to_numpy()
-            base = baseline[object_layer][obj].numpy()
-            after = means[object_layer][g, obj].numpy()
+            base = baseline[object_layer].numpy()[obj]
+            after = means[object_layer][g].numpy()[obj]
             with np.errstate(divide="ignore", invalid="ignore"):
                 drop = np.where(np.abs(base) > 0, (base - after) / np.abs(base), np.nan)
             edges.loc[sub.index, "ablation_drop"] = drop
