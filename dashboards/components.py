@@ -60,7 +60,8 @@ def table(frame: pd.DataFrame, id: str, page_size: int = 20,
         id=id, columns=columns, data=shown.round(4).to_dict("records"), page_size=page_size,
         sort_action="native" if native else "none", filter_action="native" if native else "none",
         markdown_options={"link_target": "_self"}, style_table={"overflowX": "auto"},
-        style_cell={"fontSize": "0.85rem", "padding": "2px 6px", "textAlign": "left"})
+        style_cell={"fontSize": "0.85rem", "padding": "2px 6px", "textAlign": "left",
+                    "whiteSpace": "normal", "height": "auto", "maxWidth": "28rem"})
 
 
 def graph(figure: Any, id: str) -> dcc.Graph:

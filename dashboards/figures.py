@@ -88,13 +88,19 @@ def make_runs_table(manifests: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def make_timings_figure(manifest: Mapping[str, Any], title: str = "") -> go.Figure:
-    """Bar chart of the seconds each analysis took in one run."""
-    analyses = (manifest.get("timings") or {}).get("analyses") or {}
+def make_timings_figure(manifests: Mapping[str, Mapping[str, Any]],
+                        title: str = "seconds per analysis") -> go.Figure:
+    """Stacked bars: for each run (``{run name: manifest}``), the seconds of each analysis."""
+    seconds = {name: (m.get("timings") or {}).get("analyses") or {}
+               for name, m in manifests.items()}
+    analyses = list(dict.fromkeys(a for per_run in seconds.values() for a in per_run))
     if not analyses:
         return _empty_figure("no timings recorded", title)
-    fig = go.Figure(go.Bar(x=list(analyses), y=list(analyses.values())))
-    fig.update_layout(title=title or "seconds per analysis", yaxis_title="seconds", height=280)
+    fig = go.Figure()
+    for analysis in analyses:
+        fig.add_trace(go.Bar(x=list(seconds), y=[seconds[r].get(analysis, 0.0) for r in seconds],
+                             name=analysis))
+    fig.update_layout(barmode="stack", title=title, yaxis_title="seconds", height=300)
     return fig
 
 

@@ -21,6 +21,13 @@ from urllib.parse import quote
 
 from probe.errors import ProbeError
 
+_PAGE_HEIGHT = """
+const main = document.querySelector('.app-main');
+const bottom = main ? main.getBoundingClientRect().bottom + window.scrollY : 0;
+return Math.ceil(Math.max(document.documentElement.scrollHeight, document.body.scrollHeight,
+                          bottom));
+"""
+
 #: ``(file stem, URL path, CSS selector that shows the page has drawn)``
 PageShot = tuple[str, str, str]
 
@@ -30,8 +37,16 @@ def plan(source: Any, run: str, other: str | None) -> list[PageShot]:
     run_obj = source.run(run)
     layers = source.layers(run_obj)
     units = source.optional(run_obj, "dissection", "units")
+    edges = source.optional(run_obj, "dissection", "edges")
     if units is not None and units["is_detector"].any():
-        best = units[units["is_detector"]].sort_values("iou", ascending=False).iloc[0]
+        detectors = units[units["is_detector"]]
+        if edges is not None and not edges.empty:
+            # an object detector built from part detectors shows every section filled
+            linked = set(zip(edges["object_layer"], edges["object_unit"], strict=True))
+            with_links = detectors[[(x, int(y)) in linked for x, y in
+                                    zip(detectors["layer"], detectors["unit"], strict=True)]]
+            detectors = with_links if not with_links.empty else detectors
+        best = detectors.sort_values("iou", ascending=False).iloc[0]
         layer, unit = str(best["layer"]), int(best["unit"])
     else:
         layer, unit = (layers[len(layers) // 2] if layers else ""), 0
@@ -123,9 +138,15 @@ def take(runs_dir: str | Path, out_dir: str | Path, run: str | None = None,
             WebDriverWait(driver, 60).until(
                 ec.presence_of_element_located((By.CSS_SELECTOR, marker)))
             time.sleep(settle)
-            full = driver.execute_script("return document.body.scrollHeight")
-            driver.set_window_size(width, min(max(height, int(full) + 40), 6000))
-            time.sleep(0.5)
+            for _ in range(3):  # grow the window until the whole page fits (plots grow late)
+                full = int(driver.execute_script(_PAGE_HEIGHT))
+                inner = int(driver.execute_script("return window.innerHeight"))
+                outer = driver.get_window_size()["height"]
+                size = min(max(height, full + 20 + outer - inner), 8000)  # + window chrome
+                if size <= outer:
+                    break
+                driver.set_window_size(width, size)
+                time.sleep(settle / 2)
             target = out / f"dashboard_{stem}.png"
             driver.save_screenshot(str(target))
             written.append(target)

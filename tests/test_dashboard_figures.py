@@ -161,3 +161,12 @@ def test_filter_figure_falls_back_to_separability() -> None:
     assert [list(t.y) for t in fig.data] == [[0.2, 0.4], [0.9]]
     fitted = filters.assign(gabor_r2=[0.5, 0.7, 0.9])
     assert F.make_filter_figure(fitted).layout.yaxis.title.text == "gabor_r2"
+
+
+def test_timings_figure_stacks_analyses_per_run() -> None:
+    manifests = {"a": {"timings": {"analyses": {"unit-stats": 1.5, "dissection": 3.0}}},
+                 "b": {"timings": {"analyses": {"unit-stats": 0.5}}}}
+    fig = F.make_timings_figure(manifests)
+    bars = {t.name: list(t.y) for t in fig.data}
+    assert bars == {"unit-stats": [1.5, 0.5], "dissection": [3.0, 0.0]}
+    assert list(fig.data[0].x) == ["a", "b"]

@@ -35,11 +35,9 @@ def layout(**_: Any) -> html.Div:
                                            "--analysis unit-stats --out RUNS_DIR/lenet5"),
                                  ".", id="runs-empty")])
     manifests = {run.name: run.manifest for run in runs}
-    latest = runs[-1]
     return html.Div([
         html.H2("Runs"),
         html.P(f"{len(runs)} run(s) under {source.root}"),
         make_runs_view(manifests),
-        graph(make_timings_figure(latest.manifest, f"seconds per analysis: {latest.name}"),
-              "runs-timings"),
+        graph(make_timings_figure(manifests), "runs-timings"),
     ])
