@@ -151,6 +151,11 @@ class TopQuantile:
         self.count += values.shape[1]
         if self.top is not None:
             k = min(self.size, values.shape[1])
+            if self.top.shape[1] == self.size:
+                # a full buffer: only values above its smallest entry can change the
+                # multiset of the top values (equal ones cannot), and those are few
+                floor = self.top.amin(dim=1, keepdim=True)
+                k = min(k, int((values > floor).sum(dim=1).max()))
             batch_top = values.topk(k, dim=1).values if k < values.shape[1] else values
             merged = torch.cat([self.top, batch_top], dim=1)
             k = min(self.size, merged.shape[1])
