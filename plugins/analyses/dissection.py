@@ -7,6 +7,7 @@ paper; ``docs/dissection.md`` for the tables.
 from __future__ import annotations
 
 import uuid
+import weakref
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,8 +58,9 @@ TABLES: dict[str, tuple[str, ...]] = {
 _SKIPPED_MODULES = (nn.Linear, nn.Dropout, nn.Flatten, nn.Softmax, nn.MaxPool2d,
                     nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
-#: Live run contexts of this process, by accumulator token (not pickled across ranks).
-_CONTEXTS: dict[str, RunContext] = {}
+#: Live run contexts of this process, by accumulator token. Not pickled with the
+#: accumulator (ranks exchange accumulators), and weak: a finished run's model is freed.
+_CONTEXTS: weakref.WeakValueDictionary[str, RunContext] = weakref.WeakValueDictionary()
 
 
 def unpack_mask(row: Any) -> np.ndarray:
