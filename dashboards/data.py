@@ -208,8 +208,8 @@ class RunSource:
         """The run's layers, in network order."""
         layers = run.manifest.get("layers") or []
         if not layers and run.has_table("unit-stats", "units"):
-            layers = list(dict.fromkeys(self.table(run, "unit-stats", "units", ("layer",))
-                                        ["layer"]))
+            frame = self.table(run, "unit-stats", "units", ("layer",))
+            layers = [str(x) for x in pd.unique(frame["layer"].to_numpy(dtype=object))]
         return [str(x) for x in layers]
 
     def check_layer(self, run: Run, layer: object) -> str:

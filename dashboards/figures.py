@@ -35,12 +35,27 @@ def category_color(category: str, index: int = 0) -> str:
     return CATEGORY_COLORS.get(category, _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
 
 
+def ordered_unique(series: pd.Series) -> list[str]:
+    """Distinct values as strings, in order of first appearance (vectorised)."""
+    return [str(x) for x in pd.unique(series.to_numpy(dtype=object))]
+
+
+def _by_layer(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+    """``{layer: values of column}`` in one grouping pass."""
+    values = frame[column].to_numpy()
+    keys = frame["layer"].astype(str).to_numpy(dtype=object)
+    codes, names = pd.factorize(keys)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    return {str(n): values[order[bounds[i]:bounds[i + 1]]] for i, n in enumerate(names)}
+
+
 def layer_order(*frames: pd.DataFrame | None, layers: Sequence[str] | None = None) -> list[str]:
     """Layers in network order: ``layers`` first, then any others by first appearance."""
     out = list(layers or [])
     for frame in frames:
         if frame is not None and "layer" in frame:
-            out.extend(x for x in dict.fromkeys(frame["layer"].astype(str)) if x not in out)
+            out.extend(x for x in ordered_unique(frame["layer"]) if x not in out)
     return out
 
 
@@ -141,7 +156,7 @@ def detector_shares(dissection: pd.DataFrame, layers: Sequence[str] | None = Non
     frame = dissection.assign(layer=dissection["layer"].astype(str))
     totals = frame.groupby("layer").size()
     detectors = frame[frame["is_detector"].astype(bool)]
-    categories = list(dict.fromkeys(detectors["category"].astype(str)))
+    categories = ordered_unique(detectors["category"])
     counts = detectors.groupby(["layer", "category"]).size().unstack(fill_value=0)
     counts = counts.reindex(index=order, columns=categories, fill_value=0)
     share = counts.div(totals.reindex(order).replace(0, 1), axis=0).fillna(0.0)
@@ -230,9 +245,10 @@ def make_filter_figure(filters: pd.DataFrame | None, layers: Sequence[str] | Non
     if filters is None or filters.empty or not column or column not in filters:
         return _empty_figure("no filter analysis in this run", title)
     fig = go.Figure()
+    groups = _by_layer(filters, column)
     for layer in layer_order(filters, layers=layers):
-        rows = filters[filters["layer"].astype(str) == layer]
-        fig.add_trace(go.Box(y=rows[column], name=layer, showlegend=False))
+        if layer in groups:
+            fig.add_trace(go.Box(y=groups[layer], name=layer, showlegend=False))
     fig.update_layout(title=title, yaxis_title=column, height=340)
     return fig
 
@@ -243,9 +259,10 @@ def make_activation_figure(units: pd.DataFrame | None, layers: Sequence[str] | N
     if units is None or units.empty:
         return _empty_figure("no unit-stats in this run", title)
     fig = go.Figure()
+    groups = _by_layer(units, "max")
     for layer in layer_order(units, layers=layers):
-        rows = units[units["layer"].astype(str) == layer]
-        fig.add_trace(go.Box(y=rows["max"], name=layer, showlegend=False))
+        if layer in groups:
+            fig.add_trace(go.Box(y=groups[layer], name=layer, showlegend=False))
     fig.update_layout(title=title, yaxis_title="max activation", height=340)
     return fig
 
@@ -469,7 +486,7 @@ def make_layer_equivariance_figure(errors: pd.DataFrame | None, layer: str,
     if rows.empty:
         return _empty_figure(f"no equivariance rows for layer {layer}", title)
     column = error_column(rows)
-    transforms = list(dict.fromkeys(rows["transform"].astype(str)))
+    transforms = ordered_unique(rows["transform"])
     fig = make_subplots(rows=1, cols=len(transforms), subplot_titles=transforms,
                         shared_yaxes=True)
     for i, name in enumerate(transforms, start=1):
