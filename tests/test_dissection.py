@@ -253,3 +253,19 @@ def test_two_process_run_equals_single_process(tmp_path):
     for table in ("units", "labels", "summary", "layers", "exemplars", "edges"):
         pd.testing.assert_frame_equal(a.table("dissection", table), b.table("dissection", table))
     assert a.table("dissection", "units")["iou"].max() > 0
+
+
+def test_sketch_thresholds_report_their_bound():
+    parts = smooth_batches()
+    acc = new_accumulator(exact_cap=3)
+    for pass_index in (0, 1):
+        for part in parts:
+            acc.update(make_batch(part, pass_index))
+        acc.end_pass(pass_index)
+    units = acc.finalize()["units"]
+    assert (units["threshold_method"] == "sketch").all()
+    acts = torch.cat([p["acts"] for p in parts])
+    exact = torch.quantile(acts.transpose(0, 1).reshape(6, -1), 1 - 0.05, dim=1).numpy()
+    error = np.abs(units["threshold"].to_numpy() - exact)
+    assert (error <= units["threshold_error_bound"].to_numpy()).all()
+    assert (units["threshold_error_bound"] <= 2.0**-7 * np.abs(exact) + 1e-30).all()
