@@ -22,9 +22,14 @@ PAGE_SIZE = 25
 
 
 def unit_rows(source: RunSource, run_name: str, layer: str) -> pd.DataFrame:
-    """The unit grid of one layer: unit-stats, dissection and filter columns merged."""
+    """The unit grid of one layer: unit-stats, dissection and filter columns merged (cached)."""
     run = source.run(run_name)
     source.check_layer(run, layer)
+    return source.memo(run, ("unit-grid", layer), lambda: _unit_rows(source, run, layer))
+
+
+def _unit_rows(source: RunSource, run: Any, layer: str) -> pd.DataFrame:
+    run_name = run.name
     units = source.optional(run, "unit-stats", "units", layer=layer)
     dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
     filters = source.optional(run, "filters", "units", FILTER_COLUMNS, layer)
