@@ -61,3 +61,25 @@ def layer_summary(source: RunSource, run: Any) -> pd.DataFrame:
                                   tables["equivariance"], tables["filters"],
                                   layers=source.layers(run))
     return source.memo(run, ("layer-summary",), compute).copy()
+
+
+#: Every ``(analysis, table)`` the dashboard reads and the columns it relies on.
+#: A test checks them against the analyses' declared ``tables``.
+READS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("unit-stats", "units"): ("layer", "unit", "mean", "std", "max", "fraction_positive"),
+    ("unit-stats", "top_images"): ("layer", "unit", "rank", "image", "value", "label", "map"),
+    ("dissection", "units"): ("layer", "unit", "label", "name", "category", "iou",
+                              "is_detector", "threshold"),
+    ("dissection", "labels"): ("layer", "unit", "category", "rank", "name", "iou"),
+    ("dissection", "layers"): ("layer", "iou_threshold"),
+    ("dissection", "exemplars"): ("layer", "unit", "rank", "image", "activation",
+                                  "active_pixels", "mask_height", "mask_width", "mask"),
+    ("dissection", "edges"): ("part_layer", "part_unit", "part_name", "object_layer",
+                              "object_unit", "object_name", "weight_path", "ablation_drop"),
+    ("filters", "units"): ("layer", "unit", "kernel_h", "kernel_w", "separability",
+                           "gabor_status", "gabor_r2", "gabor_frequency", "gabor_theta",
+                           "bank_cos", "redundancy_cos", "map", "fit"),
+    ("equivariance", "errors"): ("layer", "transform", "magnitude", "unit", "relative_error"),
+    ("equivariance", "learned_map_units"): ("layer", "transform", "magnitude", "unit",
+                                            "partner", "weight", "share"),
+}

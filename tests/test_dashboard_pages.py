@@ -341,3 +341,13 @@ def test_navigation_carries_the_current_run(app) -> None:
                                                 "/units?run=full", "/compare?run=full",
                                                 "/analysis?run=full"]
     assert carry_run("/", "")[1] == "/layers"
+
+
+def test_every_column_the_dashboard_reads_is_declared_by_its_analysis() -> None:
+    from probe.dashboards.layers_data import READS
+
+    analyses = get_host().analyses
+    for (analysis, table), columns in READS.items():
+        declared = analyses.get(analysis).tables[table]
+        missing = [c for c in columns if c not in declared]
+        assert not missing, f"{analysis}/{table} no longer declares {missing}"
