@@ -60,7 +60,9 @@ def _load_run(path: str, stamp: int) -> Run:
 _ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _ARROW_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
 _ARROW_GUARD = threading.Lock()
-_ARROW_MAX = 32
+#: Most bytes of decoded tables kept (``PROBE_DASH_CACHE_MB``, default 1 GiB); the
+#: least recently used go first, but the newest table always stays.
+_ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
 _PREFETCHING: list[threading.Thread] = []
 
 
@@ -85,7 +87,7 @@ def _read_arrow(path: str, stamp: int, analysis: str, table: str,
                              columns=list(columns) if columns else None)
         with _ARROW_GUARD:
             _ARROW[key] = data
-            while len(_ARROW) > _ARROW_MAX:
+            while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > _ARROW_BUDGET:
                 _ARROW.popitem(last=False)
         return data
 
