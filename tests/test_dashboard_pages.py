@@ -351,3 +351,26 @@ def test_every_column_the_dashboard_reads_is_declared_by_its_analysis() -> None:
         declared = analyses.get(analysis).tables[table]
         missing = [c for c in columns if c not in declared]
         assert not missing, f"{analysis}/{table} no longer declares {missing}"
+
+
+def test_broken_and_running_runs_do_not_break_pages(tmp_path: Path) -> None:
+    from probe.dashboards import create_app
+
+    write_tables_run(tmp_path / "ok", synthetic_tables({"c1": 2}), ["c1"])
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "manifest.json").write_text("{not json")
+    running = write_tables_run(tmp_path / "running", {}, ["c1"])
+    manifest = json.loads((running / "manifest.json").read_text())
+    manifest.update(status="running", analyses={"unit-stats": {"status": "pending"}})
+    (running / "manifest.json").write_text(json.dumps(manifest))
+    clear_caches()
+    create_app(tmp_path)
+    from probe.dashboards.pages import analysis, layers, runs, unit, units
+
+    listed = [r["run"] for r in runs.layout().children[2].data]
+    assert listed == ["ok", "running"]  # the unreadable one is skipped
+    assert "is not valid JSON" in str(units.units_page("corrupt", "c1", 0, 25, [], "")[3])
+    assert "is not valid JSON" in str(unit.layout(run="corrupt", layer="c1", unit="0"))
+    content = str(layers.layers_content("running"))
+    assert "missing-unit-stats" in content and "missing-dissection" in content
+    assert "did not complete" in str(analysis.analysis_content("running", "unit-stats"))
