@@ -259,7 +259,21 @@ class RunSource:
 
         if not run.has_table(analysis, table):
             raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
-        data = _read_arrow(str(run.path), _stamp(run.path), analysis, table, None)
+        path, stamp = str(run.path), _stamp(run.path)
+        key = (path, stamp, analysis, table, None)
+        with _ARROW_GUARD:
+            data = _ARROW.get(key)
+        if data is None and _row_groups(path, stamp, analysis, table) > 1:
+            # Written in small row groups (probe.store): statistics let parquet skip
+            # all but the groups holding this unit, so nothing else is decoded.
+            import pyarrow.parquet as pq
+
+            file = Path(path) / analysis / f"{table}.parquet"
+            data = pq.read_table(file, filters=[("layer", "==", layer),
+                                                (unit_column, "==", unit)])
+            return data.to_pandas().reset_index(drop=True)
+        if data is None:
+            data = _read_arrow(path, stamp, analysis, table, None)
         mask = pc.and_(pc.equal(data["layer"], layer), pc.equal(data[unit_column], unit))
         return data.filter(mask).to_pandas().reset_index(drop=True)
 
@@ -363,6 +377,13 @@ class RunSource:
 
 
 @functools.lru_cache(maxsize=256)
+def _row_groups(path: str, stamp: int, analysis: str, table: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").metadata.num_row_groups
+
+
+@functools.lru_cache(maxsize=256)
 def _schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
     import pyarrow.parquet as pq
 
@@ -371,7 +392,7 @@ def _schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
 
 def clear_caches() -> None:
     """Forget every cached run, table and data set (tests and benchmarks)."""
-    for cached in (_load_run, _read_table, _load_dataset, _schema):
+    for cached in (_load_run, _read_table, _load_dataset, _schema, _row_groups):
         cached.cache_clear()
     with _ARROW_GUARD:
         _ARROW.clear()

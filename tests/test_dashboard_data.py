@@ -128,3 +128,29 @@ def test_decoded_tables_stay_within_the_memory_budget(root: Path,
     data._read_arrow(str(run.path), 2, "unit-stats", "units", None)
     assert [k[1] for k in data._ARROW] == [2]  # the older one was evicted
     assert len(source.unit_rows(run, "unit-stats", "units", "c1", 2)) == 1
+
+
+def test_unit_rows_by_row_group_statistics_match_the_table(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    n = 6000  # > ROW_GROUP_ROWS: written in several row groups
+    frame = pd.DataFrame({"layer": np.repeat(["a", "b"], n // 2),
+                          "unit": np.tile(np.arange(n // 4), 4), "rank": np.arange(n) % 2,
+                          "value": np.arange(n, dtype=float)})
+    write_tables_run(tmp_path / "r", {"unit-stats": {"top_images": frame}}, ["a", "b"])
+    clear_caches()
+    assert pq.ParquetFile(tmp_path / "r" / "unit-stats" / "top_images.parquet") \
+        .metadata.num_row_groups == 2
+    source = RunSource(tmp_path)
+    run = source.run("r")
+    by_groups = source.unit_rows(run, "unit-stats", "top_images", "b", 7)
+    want = frame[(frame.layer == "b") & (frame.unit == 7)].reset_index(drop=True)
+    assert by_groups["value"].tolist() == want["value"].tolist() == [3007.0, 4507.0]
+    source.table(run, "unit-stats", "top_images")  # now decoded whole: the cached path
+    source.prefetch(run, [("unit-stats", "top_images")])
+    from probe.dashboards.data import wait_for_prefetch
+
+    wait_for_prefetch()
+    assert source.unit_rows(run, "unit-stats", "top_images", "b", 7)["value"].tolist() == \
+        [3007.0, 4507.0]
