@@ -74,7 +74,7 @@ def test_sketch_memory_does_not_grow_with_data():
     huge = TopQuantile(64, 0.005, planned=10**12, cap=1000, bits=7, device=CPU)
     assert small.memory_bytes() == huge.memory_bytes() == 64 * 8 * 2**16
     exact = TopQuantile(64, 0.005, planned=10**5, cap=1000, bits=7, device=CPU)
-    assert exact.memory_bytes() == 64 * 4 * needed_top(10**5, 0.005)
+    assert exact.memory_bytes() == 64 * (4 + 12) * needed_top(10**5, 0.005)  # + pending
 
 
 def test_unknown_size_keeps_buffer_and_sketch_and_picks_exact_when_it_fits():
@@ -95,3 +95,22 @@ def test_float_keys_preserve_order_and_invert():
 def test_bad_quantile_is_an_error():
     with pytest.raises(ValueError, match="quantile must be in"):
         TopQuantile(1, 1.5, 10, 10, 7, CPU)
+
+
+@pytest.mark.parametrize("q", [0.005, 0.05, 0.3])
+def test_streamed_maps_equal_torch_quantile_and_merge(q):
+    """update_maps (floor filter + pending candidates + ragged merge) stays exact."""
+    gen = torch.Generator().manual_seed(7)
+    act = torch.randn((40, 3, 9, 9), generator=gen).relu()
+    act[:, 2] = act[:, 2].round()  # many ties
+    count = 40 * 81
+    whole = TopQuantile(3, q, count, 10_000, 7, CPU)
+    for batch in act.split(6):
+        whole.update_maps(batch)
+    expected = torch.quantile(act.transpose(0, 1).reshape(3, -1), 1 - q, dim=1)
+    assert torch.equal(whole.result()[0], expected)
+    left, right = (TopQuantile(3, q, count, 10_000, 7, CPU) for _ in range(2))
+    for i, batch in enumerate(act.split(4)):
+        (left if i % 2 else right).update_maps(batch)
+    left.merge(right)
+    assert torch.equal(left.result()[0], expected)

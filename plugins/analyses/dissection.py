@@ -126,7 +126,7 @@ class DissectionAccumulator(Accumulator):
                     units, self.settings["quantile"], planned, self.settings["exact_cap"],
                     self.settings["sketch_bits"], act.device)
                 self.shapes[layer] = (units, h, w)
-            self.quantiles[layer].update(act.detach().transpose(0, 1).reshape(units, -1))
+            self.quantiles[layer].update_maps(act.detach())
 
     def _mask_size(self, batch: Batch) -> tuple[int, int]:
         if batch.masks is not None:

@@ -11,8 +11,9 @@ Two methods, chosen per layer when the planned ``N`` is known:
 
 * ``exact``: a per-unit buffer of the top ``need = floor(q·(N-1)) + 3`` values
   (merged by concatenation + top-k, so shards reduce exactly). Used when
-  ``need <= cap``. Memory: ``4·need <= 4·cap`` bytes per unit (transiently
-  twice that plus one batch while merging).
+  ``need <= cap``. Memory: ``4·need <= 4·cap`` bytes per unit, plus at most as
+  many pending candidates (values above the buffer's floor, 12 bytes each)
+  before they are merged by a ragged sort.
 * ``sketch``: when ``need > cap``, a histogram of the order-preserving integer
   key of the float32 bits, keeping the sign, the 8 exponent bits and the top
   ``bits`` mantissa bits (``2**(9 + bits)`` int64 counts: 512 KiB per unit for
@@ -123,6 +124,8 @@ class TopQuantile:
         self.top: torch.Tensor | None = torch.empty((units, 0), device=device)
         if need is not None and need > cap:
             self.top = None
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) candidates
+        self._pending_count = 0
         self.hist: torch.Tensor | None = None
         if need is None or need > cap:
             self.hist = torch.zeros(units * self.buckets, dtype=torch.int64, device=device)
@@ -139,8 +142,8 @@ class TopQuantile:
     def memory_bytes(self) -> int:
         """Upper bound of the persistent state in bytes."""
         total = 0
-        if self.top is not None:
-            total += 4 * self.units * self.size
+        if self.top is not None:  # the buffer, plus at most as many pending candidates
+            total += 4 * self.units * self.size + 12 * self.units * self.size
         if self.hist is not None:
             total += 8 * self.units * self.buckets
         return total
@@ -163,6 +166,49 @@ class TopQuantile:
         if self.hist is not None:
             self.hist += self._bucket_counts(values)
 
+    def update_maps(self, act: torch.Tensor) -> None:
+        """Add ``Tensor[B, units, ...]`` activations (each entry is one value of its unit).
+
+        Once the buffer is full, only the entries above each unit's buffer floor
+        can still change its top values (equal ones cannot); they are collected
+        without reordering the activations and merged into the buffer when as
+        many are pending as the buffer holds (or before any read).
+        """
+        full = self.top is not None and self.size > 0 and self.top.shape[1] == self.size
+        if not full:
+            self.update(act.transpose(0, 1).reshape(self.units, -1))
+            return
+        self.count += act.numel() // self.units
+        floor = self.top.amin(dim=1).view((1, -1) + (1,) * (act.dim() - 2))
+        above = act > floor
+        unit = above.nonzero(as_tuple=True)[1]
+        self._pending.append((unit, act[above].float()))
+        self._pending_count += unit.numel()
+        if self._pending_count > self.units * self.size:
+            self._flush()
+        if self.hist is not None:
+            self.hist += self._bucket_counts(act.transpose(0, 1).reshape(self.units, -1))
+
+    def _flush(self) -> None:
+        """Merge the pending candidates into the (full) buffer: a ragged top-k by sorting."""
+        if not self._pending:
+            return
+        assert self.top is not None
+        device = self.top.device
+        units = torch.cat([u for u, _ in self._pending])
+        values = torch.cat([v for _, v in self._pending])
+        self._pending, self._pending_count = [], 0
+        rows = torch.arange(self.units, device=device).repeat_interleave(self.top.shape[1])
+        all_units = torch.cat([rows, units.to(device)])
+        all_values = torch.cat([self.top.flatten(), values.to(device)])
+        by_value = all_values.argsort(descending=True, stable=True)
+        order = by_value[all_units[by_value].argsort(stable=True)]  # unit, then value desc
+        sorted_units, sorted_values = all_units[order], all_values[order]
+        counts = torch.bincount(sorted_units, minlength=self.units)
+        start = counts.cumsum(0) - counts
+        rank = torch.arange(len(order), device=device) - start[sorted_units]
+        self.top = sorted_values[rank < self.size].view(self.units, self.size)
+
     def _bucket_counts(self, values: torch.Tensor) -> torch.Tensor:
         bucket = (float_keys(values).long() >> self.shift) + self.buckets // 2
         rows = torch.arange(self.units, device=values.device).view(-1, 1) * self.buckets
@@ -173,6 +219,8 @@ class TopQuantile:
         if (self.q, self.size, self.bits, self.units) != (other.q, other.size, other.bits,
                                                           other.units):
             raise ValueError("cannot merge quantile states with different settings")
+        self._flush()
+        other._flush()
         self.count += other.count
         if self.top is not None and other.top is not None:
             merged = torch.cat([self.top, other.top.to(self.top.device)], dim=1)
@@ -183,12 +231,14 @@ class TopQuantile:
     @property
     def method(self) -> str:
         """``exact`` when the buffer holds the needed values, else ``sketch``."""
+        self._flush()
         if self.top is not None and self.top.shape[1] >= needed_top(self.count, self.q):
             return "exact"
         return "sketch"
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(thresholds Tensor[units], error bound Tensor[units])`` (bound 0 when exact)."""
+        self._flush()
         if self.method == "exact":
             assert self.top is not None
             top = self.top.sort(dim=1, descending=True).values
