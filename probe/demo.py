@@ -36,9 +36,9 @@ DEMO_ANALYSES: tuple[str, ...] = ("unit-stats", "dissection", "filters", "equiva
 DEMO_ANALYSIS_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "unit-stats": {"top_k": 6},
     "dissection": {"exemplars": 6, "ablation_images": 16, "max_ablations": 16},
-    "filters": {"patches": 4000, "random_filters": 64, "iterations": 25, "orientations": 3,
+    "filters": {"patches": 2000, "random_filters": 32, "iterations": 15, "orientations": 2,
                 "phases": 2},
-    "equivariance": {"transforms": ("shift-x", "hflip"), "magnitudes": ("shift-x=0;2;4px",),
+    "equivariance": {"transforms": ("shift-x", "hflip"), "magnitudes": ("shift-x=0;4px",),
                      "lie": False},
 }
 
@@ -83,14 +83,14 @@ class DemoModel:
 
 #: The demo's models (the recipes' own architecture options give the small widths).
 DEMO_MODELS: tuple[DemoModel, ...] = (
-    DemoModel("lenet5-digits", "lenet5", "digits", train_size=0, epochs=10, run_size=300,
+    DemoModel("lenet5-digits", "lenet5", "digits", train_size=0, epochs=10, run_size=200,
               in_quick=True),
-    DemoModel("vgg11-parts", "vgg11", "parts", train_size=2000, epochs=5, run_size=120,
+    DemoModel("vgg11-parts", "vgg11", "parts", train_size=2000, epochs=5, run_size=100,
               in_quick=True),
     DemoModel("deform_vgg11-parts", "deform_vgg11", "parts", train_size=2000, epochs=4,
-              run_size=120, arch_options={"width": 0.25, "fc_width": 256, "dropout": 0.3}),
-    DemoModel("deconvnet-parts", "deconvnet", "parts", train_size=1500, epochs=4,
-              run_size=100, max_layers=10),
+              run_size=100, arch_options={"width": 0.25, "fc_width": 256, "dropout": 0.3}),
+    DemoModel("deconvnet-parts", "deconvnet", "parts", train_size=1200, epochs=4,
+              run_size=80, max_layers=10),
 )
 
 
