@@ -64,6 +64,7 @@ _ARROW_GUARD = threading.Lock()
 #: least recently used go first, but the newest table always stays.
 _ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
 _PREFETCHING: list[threading.Thread] = []
+_IN_FLIGHT: set[tuple[Any, ...]] = set()
 
 
 def _read_arrow(path: str, stamp: int, analysis: str, table: str,
@@ -279,14 +280,22 @@ class RunSource:
 
     def prefetch(self, run: Run, tables: Sequence[tuple[str, str]]) -> None:
         """Read tables into the cache in a background thread (the next page is then warm)."""
-        wanted = [(a, t) for a, t in tables if run.has_table(a, t)]
+        path, stamp = str(run.path), _stamp(run.path)
+        with _ARROW_GUARD:  # skip what is cached or already being read
+            wanted = [(a, t) for a, t in tables if run.has_table(a, t)
+                      and (path, stamp, a, t, None) not in _ARROW
+                      and (path, stamp, a, t, None) not in _IN_FLIGHT]
+            _IN_FLIGHT.update((path, stamp, a, t, None) for a, t in wanted)
         if not wanted:
             return
-        path, stamp = str(run.path), _stamp(run.path)
 
         def load() -> None:
             for analysis, table in wanted:
-                _read_arrow(path, stamp, analysis, table, None)
+                try:
+                    _read_arrow(path, stamp, analysis, table, None)
+                finally:
+                    with _ARROW_GUARD:
+                        _IN_FLIGHT.discard((path, stamp, analysis, table, None))
 
         thread = threading.Thread(target=load, name="probe-dash-prefetch", daemon=True)
         thread.start()

@@ -39,8 +39,6 @@ def analysis_figures(name: str, tables: dict[str, Any]) -> tuple[list[Any], str 
 def analysis_view(source: RunSource, run_name: str, analysis: str) -> list[Any]:
     """Status, figures and table previews of one analysis of one run."""
     run = source.run(run_name)
-    # a unit page is likely next: decode its exemplar tables in the background
-    source.prefetch(run, [("unit-stats", "top_images"), ("dissection", "exemplars")])
     if analysis not in run.analyses:
         return [notice(f"run {run_name} has no analysis {analysis!r}")]
     entry = run.manifest["analyses"][analysis]

@@ -45,9 +45,10 @@ def layers_content(run: str | None) -> Any:
         run_obj = source.run(run)
     except ProbeError as exc:
         return notice(str(exc))
+    content = source.memo(run_obj, ("layers-page",), lambda: layers_view(source, run_obj))
     # a unit page is likely next: decode its exemplar tables in the background
     source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars")])
-    return source.memo(run_obj, ("layers-page",), lambda: layers_view(source, run_obj))
+    return content
 
 
 def layers_view(source: RunSource, run_obj: Any) -> list[Any]:

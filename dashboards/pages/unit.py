@@ -123,13 +123,16 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
         number = parse_unit(unit)
     except ProbeError as exc:
         return html.Div([html.H2("Unit"), notice(str(exc), id="unit-error")])
-    return html.Div(unit_sections(source, run_obj, layer, number), id="unit-page")
+    page = html.Div(unit_sections(source, run_obj, layer, number), id="unit-page")
+    # The next unit is likely in the same run: decode its big tables in the background
+    # (after this page, so the decoding does not slow it down).
+    source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars"),
+                              ("dissection", "labels"), ("filters", "units")])
+    return page
 
 
 def unit_sections(source: RunSource, run: Any, layer: str, unit: int) -> list[Any]:
     """Every section of the unit page."""
-    # decode the two big exemplar tables side by side (pyarrow releases the GIL)
-    source.prefetch(run, [("dissection", "exemplars")])
     units = source.optional(run, "unit-stats", "units", layer=layer)
     dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
     known = [f for f in (units, dissection) if f is not None and not f.empty]
@@ -274,8 +277,12 @@ def equivariance_section(source: RunSource, run: Any, layer: str, unit: int) -> 
     """Equivariance error of the unit's layer, and the unit's partner under each transform."""
     if "equivariance" not in source.completed(run):
         return missing("equivariance", run.name)
-    errors = source.optional(run, "equivariance", "errors", layer=layer)
-    out: list[Any] = [graph(make_layer_equivariance_figure(errors, layer), "unit-equivariance")]
+    def figure() -> Any:  # one per layer, shared by all its units
+        errors = source.optional(run, "equivariance", "errors", layer=layer)
+        return make_layer_equivariance_figure(errors, layer)
+
+    out: list[Any] = [graph(source.memo(run, ("layer-equivariance", layer), figure),
+                            "unit-equivariance")]
     partners = _unit_rows(source, run, "equivariance", "learned_map_units", layer, unit)
     if not partners.empty:
         shown = partners[["transform", "magnitude", "partner", "weight", "share"]].copy()
