@@ -41,7 +41,7 @@ def test_integer_offsets_shift_the_sampling_grid():
 def test_block_starts_as_the_plain_convolution():
     block = DeformableConv2d(3, 5).double()
     x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
-    assert int(block.offset.weight.count_nonzero()) == 0
+    assert int(block.offset_conv.weight.count_nonzero()) == 0
     expected = F.conv2d(x, block.conv.weight, block.conv.bias, padding=1)
     assert torch.allclose(block(x), expected, rtol=1e-12, atol=1e-12)
 
@@ -60,7 +60,7 @@ def test_deform_vgg_at_init_equals_vgg_with_the_same_weights():
     deform = build_deform_vgg("A", deformable=("conv4_1", "conv5_2"), **options).eval()
     plain = build_vgg("A", False, **options).eval()
     state = {k.replace(".conv.", "."): v for k, v in deform.state_dict().items()
-             if ".offset." not in k}
+             if ".offset_conv." not in k}
     plain.load_state_dict(state)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -98,4 +98,18 @@ def test_offsets_learn():
     block = DeformableConv2d(2, 3)
     x = torch.randn(1, 2, 6, 6)
     block(x).square().sum().backward()
-    assert block.offset.weight.grad.abs().sum() > 0
+    assert block.offset_conv.weight.grad.abs().sum() > 0
+
+
+def test_offset_scale_multiplies_the_predicted_offsets():
+    g = torch.Generator().manual_seed(4)
+    block = DeformableConv2d(2, 3, offset_scale=0.1).double()
+    with torch.no_grad():
+        block.offset_conv.weight.copy_(torch.randn(block.offset_conv.weight.shape, generator=g))
+    x = torch.randn(1, 2, 7, 7, dtype=torch.float64, generator=g)
+    raw = block.offset_conv(x)
+    expected = deform_conv2d(x, 0.1 * raw, block.conv.weight, block.conv.bias, padding=1)
+    assert torch.allclose(block(x), expected, rtol=1e-12, atol=1e-12)
+    with Capture(block, {"offset": "offset"}) as capture:
+        block(x)
+        assert torch.allclose(capture.take()["offset"], 0.1 * raw, rtol=1e-15)

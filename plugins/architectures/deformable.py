@@ -31,6 +31,20 @@ from probe import ArchitectureSpec, Option, hookimpl
 from .vgg import CFGS, PARTS_RECIPE, VGG, build_vgg, conv_names, vgg_layers, vgg_options
 
 
+class Scale(nn.Module):
+    """Multiply by a constant (``Tensor[...]`` → same shape); a module so it can be hooked."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.factor == 1.0 else x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
 class DeformableConv2d(nn.Module):
     """A 3×3 deformable convolution with its own offset (and mask) predictor.
 
@@ -40,18 +54,23 @@ class DeformableConv2d(nn.Module):
         kernel_size: Kernel side.
         padding: Zero padding (``kernel_size // 2`` keeps the size).
         modulated: Add the v2 modulation mask.
+        offset_scale: The offsets are ``offset_scale × offset_conv(x)``. Under Adam this
+            is the paper's learning-rate multiplier β for the offset layers (Adam's step
+            does not depend on the gradient's scale, so the offsets move ``β`` times as
+            fast); 1 = the plain parametrisation.
 
     Shapes:
         ``Tensor[B, in_channels, H, W]`` → ``Tensor[B, out_channels, H, W]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 padding: int = 1, modulated: bool = False) -> None:
+                 padding: int = 1, modulated: bool = False, offset_scale: float = 1.0) -> None:
         super().__init__()
         taps = kernel_size * kernel_size
         # Registration order matters: `conv` is registered last, so the conv found
         # behind this block's activation (probe.architecture.conv_for_layer) is it.
-        self.offset = nn.Conv2d(in_channels, 2 * taps, kernel_size, padding=padding)
+        self.offset_conv = nn.Conv2d(in_channels, 2 * taps, kernel_size, padding=padding)
+        self.offset = Scale(offset_scale)  # its output is the offsets the conv uses
         self.modulated = modulated
         if modulated:
             self.mask_logits = nn.Conv2d(in_channels, taps, kernel_size, padding=padding)
@@ -71,13 +90,14 @@ class DeformableConv2d(nn.Module):
 
     def reset_offsets(self) -> None:
         """Zero the offset (and mask) predictors: offsets 0, masks ``sigmoid(0) = 0.5``."""
-        predictors = [self.offset, self.mask_logits] if self.modulated else [self.offset]
+        predictors = [self.offset_conv, self.mask_logits] if self.modulated else \
+            [self.offset_conv]
         for predictor in predictors:
             nn.init.zeros_(predictor.weight)
             nn.init.zeros_(predictor.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.offset(x)
+        offset = self.offset(self.offset_conv(x))
         mask = self.mask(self.mask_logits(x)) if self.modulated else None
         return self.conv(x, offset, mask)
 
@@ -90,7 +110,8 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def build_deform_vgg(cfg: str, *, deformable: tuple[str, ...], modulated: bool = False,
-                     batch_norm: bool = False, **options: object) -> VGG:
+                     batch_norm: bool = False, offset_scale: float = 1.0,
+                     **options: object) -> VGG:
     """A VGG whose named 3×3 convolutions are deformable.
 
     Raises:
@@ -105,16 +126,16 @@ def build_deform_vgg(cfg: str, *, deformable: tuple[str, ...], modulated: bool =
     def factory(name: str, in_channels: int, out_channels: int) -> nn.Module | None:
         if name not in chosen:
             return None
-        return DeformableConv2d(in_channels, out_channels, 3, 1, modulated)
+        return DeformableConv2d(in_channels, out_channels, 3, 1, modulated, offset_scale)
 
     return build_vgg(cfg, batch_norm, conv_factory=factory, **options)  # type: ignore[arg-type]
 
 
 def _spec(name: str, cfg: str, default: tuple[str, ...]) -> ArchitectureSpec:
     def build(deformable: tuple[str, ...], modulated: bool, batch_norm: bool,
-              **options: object) -> VGG:
+              offset_scale: float, **options: object) -> VGG:
         return build_deform_vgg(cfg, deformable=deformable, modulated=modulated,
-                                batch_norm=batch_norm, **options)
+                                batch_norm=batch_norm, offset_scale=offset_scale, **options)
 
     return ArchitectureSpec(
         name=name, build=build, task="classification", family="deformable",
@@ -123,12 +144,15 @@ def _spec(name: str, cfg: str, default: tuple[str, ...]) -> ArchitectureSpec:
                  Option("deformable", tuple, default, "3×3 convs made deformable",
                         item_type=str),
                  Option("modulated", bool, False, "v2 modulation mask (sigmoid, starts at 0.5)"),
-                 Option("batch_norm", bool, False, "batch norm after every convolution")),
+                 Option("batch_norm", bool, False, "batch norm after every convolution"),
+                 Option("offset_scale", float, 1.0, "offsets = offset_scale × predictor output "
+                        "(the offset layers' learning-rate multiplier under Adam)",
+                        minimum=0.0)),
         layers=vgg_layers,
         description=f"VGG config {cfg} with deformable 3×3 convs (Dai et al. 2017; "
                     "offsets as layers)",
-        train=replace(PARTS_RECIPE,
-                      arch_options={**PARTS_RECIPE.arch_options, "batch_norm": True}))
+        train=replace(PARTS_RECIPE, arch_options={**PARTS_RECIPE.arch_options,
+                                                  "batch_norm": True, "offset_scale": 0.01}))
 
 
 @hookimpl
