@@ -139,7 +139,8 @@ def make_hierarchy_figure(dissection: pd.DataFrame | None, layers: Sequence[str]
     fig = go.Figure()
     for i, category in enumerate(c for c in share.columns if c != "layer"):
         fig.add_trace(go.Bar(x=order, y=share.set_index("layer").loc[order, category],
-                             name=category, marker_color=category_color(category, i)))
+                             name=category, marker_color=category_color(category, i),
+                             customdata=[category] * len(order)))
     fig.update_layout(barmode="stack", title=title, yaxis_title="fraction of units",
                       yaxis_tickformat=".0%", xaxis_title="layer", height=360)
     return fig

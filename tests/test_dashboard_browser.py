@@ -113,6 +113,11 @@ def test_unit_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -> None
                                                     "'category']")]
     assert cells and all(c == category for c in cells)
 
+    dash_duo.driver.get(dash_duo.server_url + f"/units?run=ref&layer=conv1&category={category}")
+    dash_duo.wait_for_text_to_equal("#units-table tbody tr:last-child td[data-dash-column="
+                                    "'unit']", str(int(want["unit"].iloc[min(len(want), 25) - 1])),
+                                    timeout=20)  # the link a hierarchy bar opens
+
     dash_duo.driver.get(dash_duo.server_url + f"/unit/ref/conv1/{int(labelled['unit'])}")
     dash_duo.wait_for_contains_text("#unit-best-label", f"best: {labelled['name']} ({category})",
                                     timeout=20)

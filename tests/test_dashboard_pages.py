@@ -374,3 +374,20 @@ def test_broken_and_running_runs_do_not_break_pages(tmp_path: Path) -> None:
     content = str(layers.layers_content("running"))
     assert "missing-unit-stats" in content and "missing-dissection" in content
     assert "did not complete" in str(analysis.analysis_content("running", "unit-stats"))
+
+
+def test_hierarchy_click_opens_the_units_of_that_category(app, runs: Path) -> None:
+    from probe.dashboards.pages import layers, units
+
+    fig = layers.layers_content("full")[3].figure  # the hierarchy chart
+    part = next(t for t in fig.data if t.name == "part")
+    click = {"points": [{"x": "c1", "customdata": part.customdata[0]}]}
+    assert layers.units_href("full", click) == "/units?run=full&layer=c1&category=part"
+    assert layers.open_units(click, "full") == "/units?run=full&layer=c1&category=part"
+    assert layers.units_href("full", None) is None
+    page = units.layout(run="full", layer="c1", category="part")
+    assert page.children[-1].filter_query == "{category} = part"
+    assert units.initial_filter("part} && {x") == ""  # only plain names
+    data, _, _, _ = units.units_page("full", "c1", 0, 25, [], "{category} = part")
+    truth = _tables(runs, "dissection", "units").query("layer == 'c1' and category == 'part'")
+    assert [r["unit"] for r in data] == sorted(truth["unit"])

@@ -6,7 +6,8 @@ from typing import Any
 from urllib.parse import quote
 
 import dash
-from dash import Input, Output, callback, html
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
 
 from probe.dashboards.components import graph, missing, notice, run_dropdown, table
 from probe.dashboards.data import RunSource, get_source
@@ -32,7 +33,31 @@ def layout(run: str | None = None, **_: Any) -> html.Div:
         html.Div([run_dropdown("layers-run", source.run_names(), source.default_run(run))],
                  className="controls"),
         html.Div(id="layers-content"),
+        dcc.Location(id="layers-goto", refresh=True),
     ])
+
+
+def units_href(run: str, click: dict[str, Any] | None) -> str | None:
+    """Where a click on a hierarchy bar leads: that layer's units of that category."""
+    if not run or not click or not click.get("points"):
+        return None
+    point = click["points"][0]
+    layer = str(point.get("x", ""))
+    category = str(point.get("customdata", "") or "")
+    if not layer:
+        return None
+    href = f"/units?run={quote(run)}&layer={quote(layer)}"
+    return href + (f"&category={quote(category)}" if category else "")
+
+
+@callback(Output("layers-goto", "href"), Input("layers-hierarchy", "clickData"),
+          State("layers-run", "value"), prevent_initial_call=True)
+def open_units(click: dict[str, Any] | None, run: str | None) -> str:
+    """Clicking a bar of the hierarchy chart opens those units."""
+    href = units_href(run or "", click)
+    if href is None:
+        raise PreventUpdate
+    return href
 
 
 @callback(Output("layers-content", "children"), Input("layers-run", "value"))

@@ -39,11 +39,27 @@ def _unit_rows(source: RunSource, run: Any, layer: str) -> pd.DataFrame:
     return frame
 
 
-def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.Div:
-    """The units page; ``?run=RUN&layer=LAYER`` preselects."""
+def initial_filter(category: str | None) -> str:
+    """The grid's filter for ``?category=NAME`` (letters, digits, ``_``, ``-`` only)."""
+    if not category or not all(c.isalnum() or c in "_-" for c in category):
+        return ""
+    return f"{{category}} = {category}"
+
+
+def layout(run: str | None = None, layer: str | None = None, category: str | None = None,
+           **_: Any) -> html.Div:
+    """The units page; ``?run=RUN&layer=LAYER&category=CATEGORY`` preselects."""
     source = get_source()
     names = source.run_names()
     selected = source.default_run(run)
+    columns: list[dict[str, str]] = []
+    if selected and layer:
+        # Known columns from the start: DataTable keeps a preset filter only on
+        # columns it already has.
+        try:
+            columns = grid_columns(unit_rows(source, selected, layer))
+        except ProbeError:
+            columns = []
     return html.Div([
         html.H2("Units"),
         html.Div([run_dropdown("units-run", names, selected),
@@ -52,9 +68,10 @@ def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.D
                  className="controls"),
         html.Div(id="units-notice"),
         dash_table.DataTable(
-            id="units-table", page_current=0, page_size=PAGE_SIZE, page_action="custom",
+            id="units-table", columns=columns, page_current=0, page_size=PAGE_SIZE,
+            page_action="custom",
             sort_action="custom", sort_mode="multi", sort_by=[], filter_action="custom",
-            filter_query="", markdown_options={"link_target": "_self"},
+            filter_query=initial_filter(category), markdown_options={"link_target": "_self"},
             style_cell={"fontSize": "0.85rem", "padding": "2px 6px", "textAlign": "left"},
             style_table={"overflowX": "auto"}),
     ])
@@ -104,8 +121,12 @@ def units_page(run: str | None, layer: str | None, page: int | None, page_size: 
         rows, pages = frame.iloc[:0], 1
         messages.append(notice(f"filter: {exc}"))
     messages.append(html.P(f"{len(frame)} units in {layer}", id="units-count"))
-    columns = [{"name": c, "id": c, **({"presentation": "markdown"} if c == "open" else {}),
-                **({"type": "numeric"} if pd.api.types.is_numeric_dtype(frame[c])
-                   and frame[c].dtype != bool else {})}
-               for c in frame.columns]
-    return rows.to_dict("records"), columns, pages, messages
+    return rows.to_dict("records"), grid_columns(frame), pages, messages
+
+
+def grid_columns(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """DataTable column specs of the unit grid (markdown links, numeric types)."""
+    return [{"name": c, "id": c, **({"presentation": "markdown"} if c == "open" else {}),
+             **({"type": "numeric"} if pd.api.types.is_numeric_dtype(frame[c])
+                and frame[c].dtype != bool else {})}
+            for c in frame.columns]
