@@ -31,9 +31,11 @@ def error_vs_shift_figure(errors: pd.DataFrame, transform: str) -> Any:
         fig.add_trace(go.Scatter(x=part["pixels"], y=part["relative_error"],
                                  mode="lines+markers", name=_label(part, layer),
                                  marker={"symbol": symbols, "size": 8}))
+    # tall enough for one legend entry per layer
+    height = max(400, 22 * rows["layer"].nunique() + 120)
     fig.update_layout(title=f"equivariance: {transform} — error vs shift (filled: whole cells)",
                       xaxis_title="input shift (pixels)", yaxis_title="relative error",
-                      height=400)
+                      height=height)
     return fig
 
 
@@ -103,6 +105,9 @@ def lie_figure(lie: pd.DataFrame, attribution: pd.DataFrame) -> Any:
         share = attribution[attribution["transform"] == name]
         fig.add_trace(go.Bar(x=share["layer"], y=share["share"], name=f"{name} share"),
                       row=1, col=2)
+    relative = lie["relative"].dropna()
+    if len(relative) and (relative > 0).all():  # units differ per transform: log scale
+        fig.update_yaxes(type="log", row=1, col=1)
     fig.update_layout(title="Lie derivative (Gruver et al.) and chain-rule attribution",
                       barmode="group", height=420)
     return fig
