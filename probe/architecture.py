@@ -34,6 +34,7 @@ class TrainRecipe:
     weight_decay: float = 0.0
     momentum: float = 0.9
     arch_options: Mapping[str, Any] = field(default_factory=dict)
+    augment: bool = False  # random horizontal flips of training images (and target maps)
 
 
 def discover_conv_layers(model: nn.Module) -> dict[str, str]:

@@ -36,6 +36,7 @@ TRAIN_OPTIONS = (
     Option("optimizer", str, None, "optimiser", choices=("adam", "sgd")),
     Option("weight_decay", float, None, "weight decay", minimum=0.0),
     Option("momentum", float, None, "SGD momentum", minimum=0.0, maximum=1.0),
+    Option("augment", bool, None, "random horizontal flips of the training images"),
 )
 
 
@@ -85,6 +86,18 @@ def _loss(outputs: torch.Tensor, sample: Mapping[str, torch.Tensor], task: str,
     if task == "classification":
         return F.cross_entropy(outputs, sample["label"].to(device))
     return F.cross_entropy(outputs, sample["target"].to(device))
+
+
+def _flip_half(inputs: torch.Tensor, sample: Mapping[str, torch.Tensor]
+               ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Mirror a random half of ``Tensor[B, C, H, W]`` inputs (and their ``target`` maps)."""
+    flip = torch.rand(inputs.shape[0]) < 0.5
+    inputs = torch.where(flip.to(inputs.device).view(-1, 1, 1, 1), inputs.flip(-1), inputs)
+    out = dict(sample)
+    if "target" in out:
+        target = out["target"]
+        out["target"] = torch.where(flip.view(-1, 1, 1), target.flip(-1), target)
+    return inputs, out
 
 
 def train(arch: str, out: str | Path, *, dataset: str | None = None,
@@ -138,6 +151,8 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
         running, batches = 0.0, 0
         for sample in loader:
             inputs = normalize(sample["image"].to(torch_device).float(), train_set)
+            if recipe.augment:
+                inputs, sample = _flip_half(inputs, sample)
             loss = _loss(model(inputs), sample, spec.task, torch_device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

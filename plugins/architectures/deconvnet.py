@@ -156,5 +156,6 @@ def probe_register_architectures(register):
         layers=deconvnet_layers,
         description="DeconvNet (Noh et al. 2015): VGG16 encoder with pool switches, "
                     "unpool + deconv decoder",
-        train=TrainRecipe(dataset="parts", dataset_options={}, epochs=8, batch_size=16,
-                          lr=2e-3, arch_options={"depth": 4, "width": 0.125, "fc_width": 64})))
+        train=TrainRecipe(dataset="parts", dataset_options={}, epochs=11, batch_size=16,
+                          lr=3e-3, augment=True,
+                          arch_options={"depth": 4, "width": 0.125, "fc_width": 64})))
