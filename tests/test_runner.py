@@ -77,7 +77,7 @@ def test_a_failing_analysis_does_not_lose_the_others(tmp_path, capsys):
                  "--batch-size", "16", "--analysis", "test-counter", "--analysis",
                  "test-failing", "--analysis", "unit-stats", "--out", str(out), "--quiet"])
     assert code == 1
-    assert "analysis test-failing failed: RuntimeError: deliberate failure" in \
+    assert "probe: analysis test-failing: RuntimeError: deliberate failure" in \
         capsys.readouterr().err
     run = probe.load_run(out)
     assert run.status == "partial"

@@ -24,3 +24,20 @@ def test_reported_accuracy_is_reproduced_from_the_checkpoint(lenet_checkpoint):
     record = json.loads(sidecar_path(lenet_checkpoint).read_text())
     metrics = evaluate(model, data, "classification", next(model.parameters()).device)
     assert metrics["accuracy"] == record["metrics"]["accuracy"]
+
+
+def test_flip_augmentation_mirrors_images_and_targets_together():
+    import torch
+
+    from probe.training import _flip_half
+
+    torch.manual_seed(0)
+    images = torch.arange(64 * 2 * 3 * 4, dtype=torch.float32).view(64, 2, 3, 4)
+    target = torch.arange(64 * 3 * 4).view(64, 3, 4)
+    flipped, sample = _flip_half(images, {"target": target, "label": torch.zeros(64)})
+    mirrored = (flipped == images.flip(-1)).flatten(1).all(1)
+    kept = (flipped == images).flatten(1).all(1)
+    assert bool((mirrored ^ kept).all())  # every image either mirrored or untouched
+    assert 20 < int(mirrored.sum()) < 44  # about half
+    assert torch.equal(sample["target"][mirrored], target[mirrored].flip(-1))
+    assert torch.equal(sample["target"][kept], target[kept])
