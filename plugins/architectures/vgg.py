@@ -223,10 +223,11 @@ def vgg_options(input_size: int = 224, num_classes: int = 1000) -> tuple[Option,
     )
 
 
-#: Small VGG on the parts world: 64 px, eighth width, 128 hidden units (vgg11_bn: 96.1 %
-#: test accuracy in 10 epochs, about 1 CPU-minute). The plain variants, without batch
+#: Small VGG on the parts world: 64 px, eighth width, 128 hidden units (vgg11_bn, 12
+#: epochs: 98.5 % test accuracy in 30 s on an idle 2-core machine; 10 epochs gave
+#: 94.9-97.3 % depending on the seed). The plain variants, without batch
 #: norm, get a lower learning rate (not measured: plain VGGs start slowly from scratch).
-PARTS_RECIPE = TrainRecipe(dataset="parts", dataset_options={}, epochs=10, batch_size=32,
+PARTS_RECIPE = TrainRecipe(dataset="parts", dataset_options={}, epochs=12, batch_size=32,
                            lr=2e-3, arch_options={"width": 0.125, "fc_width": 128,
                                                   "dropout": 0.3})
 PLAIN_RECIPE = replace(PARTS_RECIPE, lr=5e-4)
