@@ -11,10 +11,10 @@ T = TypeVar("T")
 
 
 def progress_bar(items: Iterable[T], label: str, enabled: bool = True,
-                 total: int | None = None) -> Iterator[T]:
-    """Iterate ``items`` showing a bar labelled ``label`` on stderr when ``enabled``."""
+                 total: int | None = None, unit: str = "batch") -> Iterator[T]:
+    """Iterate ``items`` showing a bar labelled ``label`` (counting ``unit``) on stderr."""
     if not enabled:
         yield from items
         return
     yield from tqdm(items, desc=label, total=total, leave=False, dynamic_ncols=True,
-                    unit="batch")
+                    unit=unit)

@@ -146,7 +146,8 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
 
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    for epoch in progress_bar(range(recipe.epochs), f"train {spec.name}", enabled=progress):
+    for epoch in progress_bar(range(recipe.epochs), f"train {spec.name}", enabled=progress,
+                              unit="epoch"):
         model.train()
         running, batches = 0.0, 0
         for sample in loader:
