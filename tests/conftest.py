@@ -47,3 +47,42 @@ def pytest_setup_options():
                  f"--user-data-dir={profile}", "--window-size=1400,1000"):
         options.add_argument(flag)
     return options
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def single_and_sharded(tmp_path: Path):
+    """``run(args)``: ``probe`` once in one process and once under torchrun (2 gloo ranks).
+
+    Returns the two runs (``probe.load_run``) after checking both commands succeeded.
+    """
+    import os
+    import subprocess
+    import sys
+
+    import probe
+
+    def run(args: list[str]) -> tuple[probe.Run, probe.Run]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        launchers = {
+            "single": [sys.executable, "-m", "probe"],
+            "sharded": [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "--master-port", str(_free_port()), "-m", "probe"],
+        }
+        for name, launcher in launchers.items():
+            done = subprocess.run([*launcher, *args, "--quiet", "--device", "cpu", "--out",
+                                   str(tmp_path / name)], env=env, capture_output=True,
+                                  text=True, timeout=600)
+            assert done.returncode == 0, done.stderr
+        single, sharded = (probe.load_run(tmp_path / name) for name in launchers)
+        assert single.manifest["world_size"] == 1 and sharded.manifest["world_size"] == 2
+        return single, sharded
+
+    return run

@@ -221,35 +221,19 @@ def test_unknown_layer_option_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_run_equals_single_process(tmp_path):
+def test_two_process_run_equals_single_process(tmp_path, single_and_sharded):
     """torch.distributed (gloo, 2 ranks): thresholds merged before end_pass, tables identical."""
-    import os
-    import subprocess
-    import sys
-
     from probe.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     options = {"width": 0.125, "input_size": 32, "num_classes": 9}
     weights = save_checkpoint(probe.load_model("vgg11", **options), tmp_path / "vgg.safetensors",
                               "vgg11", options)
-    common = ["run", "--arch", "vgg11", "--checkpoint", str(weights), "--dataset", "parts",
-              "--set", "dataset.size=24", "--set", "dataset.image_size=32", "--batch-size", "8",
-              "--analysis", "dissection", "--set", "dissection.quantile=0.02",
-              "--set", "dissection.iou_threshold=0.01", "--layers", "conv2_1,conv3_2,conv4_2",
-              "--quiet", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "probe", *common, "--out",
-                             str(tmp_path / "single")], env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert single.returncode == 0, single.stderr
-    sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                              "2", "--master-port", "29531", "-m", "probe", *common, "--out",
-                              str(tmp_path / "sharded")], env=env, capture_output=True,
-                             text=True, timeout=600)
-    assert sharded.returncode == 0, sharded.stderr
-    a, b = probe.load_run(tmp_path / "single"), probe.load_run(tmp_path / "sharded")
-    assert b.manifest["world_size"] == 2
+    a, b = single_and_sharded(
+        ["run", "--arch", "vgg11", "--checkpoint", str(weights), "--dataset", "parts",
+         "--set", "dataset.size=24", "--set", "dataset.image_size=32", "--batch-size", "8",
+         "--analysis", "dissection", "--set", "dissection.quantile=0.02",
+         "--set", "dissection.iou_threshold=0.01", "--layers", "conv2_1,conv3_2,conv4_2"])
     for table in ("units", "labels", "summary", "layers", "exemplars", "edges"):
         pd.testing.assert_frame_equal(a.table("dissection", table), b.table("dissection", table))
     assert a.table("dissection", "units")["iou"].max() > 0
