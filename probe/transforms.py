@@ -170,6 +170,7 @@ class Transform(abc.ABC):
         circular: Wrap around the edges instead of filling with zero.
         disk: Compare only inside the central disk (interpolated rotations and
             scalings, whose corners have no counterpart).
+        square: Whether the transform needs square inputs (rotations).
         lie_step: Small positive magnitude step that picks the side of the
             one-sided bilinear derivative at ``identity``.
     """
@@ -181,6 +182,7 @@ class Transform(abc.ABC):
     continuous: bool = True
     circular: bool = False
     disk: bool = False
+    square: bool = False
     lie_step: float = 1e-4
 
     @abc.abstractmethod
@@ -196,8 +198,10 @@ class Transform(abc.ABC):
         """The magnitude in input pixels, where that means something (NaN otherwise)."""
         return math.nan
 
-    def check_grid(self, grid: Grid) -> None:  # noqa: B027 - optional hook, no-op by default
+    def check_grid(self, grid: Grid) -> None:
         """Raise ``ValueError`` when this transform cannot act on ``grid``."""
+        if self.square and grid.input_size[0] != grid.input_size[1]:
+            raise ValueError(f"{self.name} needs square inputs, got {grid.input_size}")
 
     def act(self, features: torch.Tensor, magnitude: Magnitude,
             grid: Grid | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -325,6 +329,7 @@ class QuarterTurn(Transform):
     description = "rotation by multiples of 90° (exact on a centred square grid)"
     unit = "quarter turns"
     continuous = False
+    square = True
 
     def source(self, py, px, magnitude):
         k = round(float(magnitude)) % 4
@@ -336,10 +341,6 @@ class QuarterTurn(Transform):
     def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
         return (0.0, 1.0, 2.0, 3.0)
 
-    def check_grid(self, grid: Grid) -> None:
-        if grid.input_size[0] != grid.input_size[1]:
-            raise ValueError(f"rot90 needs square inputs, got {grid.input_size}")
-
 
 class Rotation(Transform):
     """Rotation by ``magnitude`` degrees counter-clockwise about the centre, compared in a disk."""
@@ -348,6 +349,7 @@ class Rotation(Transform):
     description = "rotation by an arbitrary angle (bilinear), compared inside the central disk"
     unit = "degrees"
     disk = True
+    square = True
     lie_step = 1e-2
 
     def source(self, py, px, magnitude):
@@ -359,9 +361,6 @@ class Rotation(Transform):
     def default_magnitudes(self, input_size: int) -> tuple[float, ...]:
         return (0.0, 5.0, 10.0, 15.0, 30.0, 45.0)
 
-    def check_grid(self, grid: Grid) -> None:
-        if grid.input_size[0] != grid.input_size[1]:
-            raise ValueError(f"rotate needs square inputs, got {grid.input_size}")
 
 
 class Scaling(Transform):
