@@ -172,6 +172,17 @@ def test_device_tally_equals_reference_loop_on_random_data():
     assert np.array_equal(tally.active_lite.numpy(), ref.active_lite)
     assert np.array_equal(labels.truth.numpy(), ref.truth)
     assert tally.intersection.sum() > 0 and (tally.active_lite != tally.active_paper).any()
+    # coverage: pixels where the label is in some layer of the category, once per pixel
+    cover = np.zeros((SPACE.num_labels, len(SPACE.categories)), np.int64)
+    for image in range(len(masks)):
+        for cat in set(SPACE.mask_categories):
+            layers = [i for i, c in enumerate(SPACE.mask_categories) if c == cat]
+            for label in range(1, SPACE.num_labels):
+                cover[label, cat] += int((masks[image, layers] == label).any(0).sum())
+        for slot, cat in enumerate(SPACE.scalar_categories):
+            if scalars[image, slot]:
+                cover[int(scalars[image, slot]), cat] += 12 * 12
+    assert np.array_equal(labels.coverage.numpy(), cover)
 
 
 class FixtureSet(ProbeDataset):

@@ -58,4 +58,8 @@ def test_axis_plan_blocks_partition_the_output():
     plan = AxisPlan.build(4, 64, torch.device("cpu"))
     owned = plan.block[plan.block < 64]
     assert sorted(owned.tolist()) == list(range(64))
-    assert torch.equal(plan.lower[plan.block[1][plan.block[1] < 64]], torch.ones(16).long())
+    # row o + 1 holds owner o (the unclamped floor of the source coordinate): owner -1
+    # owns the 8 border pixels left of the first sample's centre, owner 3 the last 8
+    assert plan.length.tolist() == [8, 16, 16, 16, 8]
+    assert torch.equal(plan.lower[plan.block[2][plan.block[2] < 64]], torch.ones(16).long())
+    assert torch.equal(plan.block_upper[2, :16], plan.w_upper[plan.block[2, :16]])

@@ -156,9 +156,9 @@ class DissectionAccumulator(Accumulator):
                 self.tallies[layer] = LayerTally(units, self.space, device)
                 self.exemplars[layer] = TopK(units, self.settings["exemplars"], device,
                                              tuple(act.shape[2:]))
-            self.tallies[layer].update(act, self.thresholds[layer], labels)
-            peak = act.flatten(2).amax(2).T  # [K, B]
-            self.exemplars[layer].update(peak, batch.indices, act.transpose(0, 1).float())
+            peak = act.flatten(2).amax(2)  # [B, K]
+            self.tallies[layer].update(act, self.thresholds[layer], labels, peak)
+            self.exemplars[layer].update(peak.T, batch.indices, act.transpose(0, 1).float())
         self._keep_sample(batch.inputs.detach(), batch.indices)
 
     def _keep_sample(self, inputs: torch.Tensor, indices: torch.Tensor) -> None:

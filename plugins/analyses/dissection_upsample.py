@@ -14,11 +14,16 @@ whose raw maximum is ``<= T`` has no pixel ``> T``, REFERENCE §1). This is
 resize) up to their float32 rounding (~1e-7 relative); unlike those kernels it
 gives identical results on every device.
 
-The sparse path (:func:`active_pixels`) never materialises a full upsampled map:
-every output pixel has one *owner*, its top-left source ``(y0, x0)``, and can
-only exceed ``T`` when one of the owner's four sources does. So only the owners
-next to a raw value above ``T`` are expanded, each into its fixed block of
-output pixels. Work is proportional to the active region, not to the map size.
+The sparse path (:func:`active_pixels`) never materialises a full upsampled map.
+Every output pixel has one *owner* per axis, the unclamped ``floor(s)`` in
+``-1 .. h-1``; owner ``o`` reads samples ``clamp(o)`` and ``clamp(o + 1)``, which
+are exactly the clamped ``y0``, ``y1`` above (where ``s < 0`` the second is
+``a[0]`` instead of ``a[1]``, but its weight is 0, so the value is the same bit
+for bit). A pixel can only exceed ``T`` when one of its owner's four samples
+does (so a map whose raw maximum is ``<= T`` is never touched), and only the
+owners next to a raw value above ``T`` are expanded, each into a block of the
+same shape (padded with NaN weights, never active): one vectorised evaluation
+per layer and batch, work proportional to the active region, not to the map size.
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ from dataclasses import dataclass
 
 import torch
 
-#: Largest number of candidate output pixels evaluated at once (bounds transient memory).
-CHUNK_CANDIDATES = 2**22
+#: Largest number of candidate output pixels evaluated at once (bounds transient memory;
+#: small enough that the temporaries are reused from the heap instead of fresh pages).
+CHUNK_CANDIDATES = 2**17
+
+#: Relative bound on what float64 rounding can add to a convex combination of two
+#: values in the bilinear formula (a few units in the last place, 2⁻⁵² ≈ 2.2e-16, with
+#: a wide safety factor): a block column is skipped only when its larger row value
+#: plus this share of its magnitude is still ``<= T``.
+MARGIN = 1e-12
 
 
 @dataclass(frozen=True)
@@ -40,9 +52,14 @@ class AxisPlan:
         lower, upper: ``Tensor[n_out]`` source indices of each output sample.
         w_lower, w_upper: ``Tensor[n_out + 1]`` float64 weights; the extra last
             entry is NaN, the weight of padding.
-        block: ``Tensor[n_in, R]`` output indices owned by each source index
-            (``lower == i``), padded with ``n_out`` (NaN weights: never active).
-        length: ``Tensor[n_in]`` number of output indices each source index owns.
+        block: ``Tensor[n_in + 1, R]`` output indices owned by each owner ``o``
+            (row ``o + 1``; owner ``o`` is the unclamped ``floor(s)``, ``-1 .. n_in - 1``),
+            padded with ``n_out`` (NaN weights: never active).
+        length: ``Tensor[n_in + 1]`` number of output indices each owner owns.
+        block_lower, block_upper: ``Tensor[n_in + 1, R]`` float64 weights of the
+            outputs in ``block`` (``w_lower[block]``, ``w_upper[block]``; NaN for padding).
+        owner_lower, owner_upper: ``Tensor[n_in + 1]`` the two source samples owner
+            ``o`` reads, ``clamp(o)`` and ``clamp(o + 1)`` (row ``o + 1``).
     """
 
     lower: torch.Tensor
@@ -51,6 +68,10 @@ class AxisPlan:
     w_upper: torch.Tensor
     block: torch.Tensor
     length: torch.Tensor
+    block_lower: torch.Tensor
+    block_upper: torch.Tensor
+    owner_lower: torch.Tensor
+    owner_upper: torch.Tensor
 
     @classmethod
     def build(cls, n_in: int, n_out: int, device: torch.device) -> AxisPlan:
@@ -58,19 +79,25 @@ class AxisPlan:
         if n_in < 1 or n_out < 1:
             raise ValueError(f"axis sizes must be >= 1, got {n_in} -> {n_out}")
         dst = torch.arange(n_out, dtype=torch.float64)
-        source = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+        unclamped = (dst + 0.5) * (n_in / n_out) - 0.5
+        source = unclamped.clamp(min=0)
         lower = source.floor().long().clamp(max=n_in - 1)
         lam = (source - lower).clamp(0.0, 1.0)
         upper = (lower + 1).clamp(max=n_in - 1)
-        counts = torch.bincount(lower, minlength=n_in)
+        owner = unclamped.floor().long().clamp(-1, n_in - 1) + 1  # padded row of the owner
+        counts = torch.bincount(owner, minlength=n_in + 1)
         width = int(counts.max())
         start = torch.cumsum(counts, 0) - counts
         offset = torch.arange(width).view(1, -1)
         block = start.view(-1, 1) + offset
         block = torch.where(offset < counts.view(-1, 1), block, torch.full_like(block, n_out))
         nan = torch.tensor([float("nan")], dtype=torch.float64)
-        return cls(lower.to(device), upper.to(device), torch.cat([1 - lam, nan]).to(device),
-                   torch.cat([lam, nan]).to(device), block.to(device), counts.to(device))
+        w_lower, w_upper = torch.cat([1 - lam, nan]), torch.cat([lam, nan])
+        return cls(lower.to(device), upper.to(device), w_lower.to(device), w_upper.to(device),
+                   block.to(device), counts.to(device), w_lower[block].to(device),
+                   w_upper[block].to(device),
+                   torch.arange(-1, n_in).clamp(0, n_in - 1).to(device),
+                   torch.arange(0, n_in + 1).clamp(0, n_in - 1).to(device))
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,7 +129,6 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int],
-                  peak: torch.Tensor | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every output pixel whose upsampled value is strictly above its unit's threshold.
 
@@ -110,62 +136,85 @@ def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, 
         act: ``Tensor[B, K, h, w]`` raw activations.
         thresholds: ``Tensor[K]``.
         size: Output (mask) resolution ``(H, W)``.
-        peak: ``Tensor[B, K]`` raw maximum of each map, if already known.
 
     Returns:
         ``(image, unit, pixel)``: ``Tensor[n]`` each, ``pixel = y·W + x``.
     """
-    h, w = act.shape[2:]
+    batch, units, h, w = act.shape
     height, width = size
     device = act.device
     thr = thresholds.to(device=device, dtype=act.dtype)
+    raw = act > thr.view(1, -1, 1, 1)  # [B, K, h, w]
     if (h, w) == (height, width):  # same size: the formula returns the raw value itself
-        b, k, y, x = (act > thr.view(1, -1, 1, 1)).nonzero(as_tuple=True)
+        b, k, y, x = raw.nonzero(as_tuple=True)
         return b, k, y * width + x
-    # maps whose raw maximum is <= T cannot have an upsampled pixel > T: skip them
-    if peak is None:
-        peak = act.flatten(2).amax(2)
-    image, unit = (peak > thr.view(1, -1)).nonzero(as_tuple=True)
-    empty = torch.zeros(0, dtype=torch.int64, device=device)
-    if image.numel() == 0:
-        return empty, empty, empty
-    maps = act.flatten(0, 1).index_select(0, image * act.shape[1] + unit)  # [P, h, w]
-    raw = maps > thr[unit].view(-1, 1, 1)
-    owner = raw.clone()  # owner (i, j) reads (i|i+1, j|j+1)
-    owner[:, :-1] |= raw[:, 1:]
-    owner[:, :, :-1] |= raw[:, :, 1:]
-    owner[:, :-1, :-1] |= raw[:, 1:, 1:]
-    m, i, j = owner.nonzero(as_tuple=True)
-    rows = plan(h, height, device)
-    cols = plan(w, width, device)
-    # Owners have one of a few block shapes (clamped borders differ): evaluate each
-    # shape without padding. Every evaluated owner has a source > T, so the clip of
-    # the dense formula to the largest source cannot change "> T" here and is skipped.
-    shape_key = rows.length[i] * (int(cols.length.max()) + 1) + cols.length[j]
-    flat = maps.reshape(-1)
+    rows, cols = plan(h, height, device), plan(w, width, device)
+    owner_map, oi, oj = _owners(raw.view(batch * units, h, w)).nonzero(as_tuple=True)
+    flat = act.reshape(-1)
     thr64 = thr.double()
-    out_b, out_k, out_p = [], [], []
-    for key in torch.unique(shape_key).tolist():  # a handful of block shapes
-        chosen = (shape_key == key).nonzero(as_tuple=True)[0]
-        r_len, c_len = divmod(key, int(cols.length.max()) + 1)
-        if r_len * c_len == 0:  # (downsampling) a source that owns no output pixel
-            continue
-        step = max(1, CHUNK_CANDIDATES // (r_len * c_len))
-        for start in range(0, chosen.numel(), step):  # chunks bound memory only
-            sel = chosen[start:start + step]
-            om, oi, oj = m[sel], i[sel], j[sel]
-            i1, j1 = (oi + 1).clamp(max=h - 1), (oj + 1).clamp(max=w - 1)
-            base = om * (h * w)
-            a00, a01 = flat[base + oi * w + oj].double(), flat[base + oi * w + j1].double()
-            a10, a11 = flat[base + i1 * w + oj].double(), flat[base + i1 * w + j1].double()
-            ys, xs = rows.block[oi, :r_len], cols.block[oj, :c_len]  # [n, R], [n, C]
-            wx0, wx1 = cols.w_lower[xs], cols.w_upper[xs]
-            top_row = wx0 * a00.view(-1, 1) + wx1 * a01.view(-1, 1)  # [n, C]
-            bottom_row = wx0 * a10.view(-1, 1) + wx1 * a11.view(-1, 1)
-            value = (rows.w_lower[ys].unsqueeze(2) * top_row.unsqueeze(1)
-                     + rows.w_upper[ys].unsqueeze(2) * bottom_row.unsqueeze(1))  # [n, R, C]
-            n, r, c = (value > thr64[unit[om]].view(-1, 1, 1)).nonzero(as_tuple=True)
-            out_b.append(image[om[n]])
-            out_k.append(unit[om[n]])
-            out_p.append(ys[n, r] * width + xs[n, c])
-    return torch.cat(out_b), torch.cat(out_k), torch.cat(out_p)
+    step = max(1, CHUNK_CANDIDATES // (rows.block.shape[1] * cols.block.shape[1]))
+    out_map, out_pixel = [], []
+    for begin in range(0, owner_map.numel(), step):  # chunks bound memory only
+        chunk = slice(begin, begin + step)
+        found_map, y, x = _expand_owners(flat, thr64, units, (h, w), rows, cols,
+                                         owner_map[chunk], oi[chunk], oj[chunk])
+        out_map.append(found_map)
+        out_pixel.append(y * width + x)
+    if not out_map:
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return empty, empty, empty
+    found = torch.cat(out_map)
+    return found // units, found % units, torch.cat(out_pixel)
+
+
+def _owners(raw: torch.Tensor) -> torch.Tensor:
+    """``Tensor[M, h + 1, w + 1]`` bool: owners with a sample above ``T`` (borders replicated).
+
+    Owner ``(p, q)`` reads rows ``p - 1, p`` and columns ``q - 1, q`` of ``raw [M, h, w]``,
+    each clamped to the map.
+    """
+    maps, h, w = raw.shape
+    by_rows = torch.empty((maps, h + 1, w), dtype=torch.bool, device=raw.device)
+    by_rows[:, 0], by_rows[:, h] = raw[:, 0], raw[:, h - 1]
+    torch.logical_or(raw[:, :-1], raw[:, 1:], out=by_rows[:, 1:h])
+    owner = torch.empty((maps, h + 1, w + 1), dtype=torch.bool, device=raw.device)
+    owner[:, :, 0], owner[:, :, w] = by_rows[:, :, 0], by_rows[:, :, w - 1]
+    torch.logical_or(by_rows[:, :, :-1], by_rows[:, :, 1:], out=owner[:, :, 1:w])
+    return owner
+
+
+def _expand_owners(flat: torch.Tensor, thr64: torch.Tensor, units: int, shape: tuple[int, int],
+                   rows: AxisPlan, cols: AxisPlan, owner_map: torch.Tensor, oi: torch.Tensor,
+                   oj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The output pixels ``> T`` in the blocks of the given owners: ``(map, y, x)``.
+
+    Columns first: along a block column the value is a convex combination of the
+    column's top and bottom row values, so a column whose larger row value is
+    ``<= T`` (by more than float64 rounding can add, see ``MARGIN``) has no pixel
+    ``> T`` and is never expanded into rows. The rest evaluate the exact formula.
+    """
+    h, w = shape
+    base = owner_map * (h * w)
+    r0, r1 = rows.owner_lower.index_select(0, oi) * w, rows.owner_upper.index_select(0, oi) * w
+    c0, c1 = cols.owner_lower.index_select(0, oj), cols.owner_upper.index_select(0, oj)
+    a00, a01, a10, a11 = (flat.index_select(0, base + r + c).double().view(-1, 1)
+                          for r, c in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)))
+    wx0, wx1 = cols.block_lower.index_select(0, oj), cols.block_upper.index_select(0, oj)
+    top = wx0 * a00 + wx1 * a01  # [n, C]
+    bottom = wx0 * a10 + wx1 * a11
+    owner_thr = thr64.index_select(0, owner_map % units)
+    high = torch.maximum(top, bottom)
+    slack = MARGIN * torch.maximum(top.abs(), bottom.abs())
+    column = ((high + slack) > owner_thr.view(-1, 1)).view(-1).nonzero().squeeze(1)
+    n_cols = cols.block.shape[1]
+    owner, col = column // n_cols, column % n_cols
+    row_owner = oi.index_select(0, owner)
+    value = (rows.block_lower.index_select(0, row_owner) * top.view(-1, 1).index_select(0, column)
+             + rows.block_upper.index_select(0, row_owner)
+             * bottom.view(-1, 1).index_select(0, column))  # [m, R]
+    hit, r = (value > owner_thr.index_select(0, owner).view(-1, 1)).nonzero(as_tuple=True)
+    owner, n_rows = owner.index_select(0, hit), rows.block.shape[1]
+    y = rows.block.view(-1).index_select(0, row_owner.index_select(0, hit) * n_rows + r)
+    x = cols.block.view(-1).index_select(0, oj.index_select(0, owner) * n_cols
+                                         + col.index_select(0, hit))
+    return owner_map.index_select(0, owner), y, x
