@@ -63,3 +63,20 @@ def test_axis_plan_blocks_partition_the_output():
     assert plan.length.tolist() == [8, 16, 16, 16, 8]
     assert torch.equal(plan.lower[plan.block[2][plan.block[2] < 64]], torch.ones(16).long())
     assert torch.equal(plan.block_upper[2, :16], plan.w_upper[plan.block[2, :16]])
+
+
+@pytest.mark.parametrize(("h", "big"), [(4, 64), (5, 17), (8, 64)])
+def test_pixels_exactly_at_the_threshold_agree_with_dense(h, big):
+    """T equal to a corner sample: the corner block upsamples to exactly T (out), rest agree."""
+    gen = torch.Generator().manual_seed(h * big)
+    act = torch.randn((2, 3, h, h), generator=gen).round(decimals=1)  # many equal samples
+    thresholds = act[0, :, 0, 0].clone()
+    dense = upsample(act.flatten(0, 1), (big, big)).view(2, 3, big, big)
+    ties = dense == thresholds.double().view(1, 3, 1, 1)
+    assert ties[0, :, 0, 0].all()  # the border pixels copy the corner sample exactly
+    on = dense > thresholds.double().view(1, 3, 1, 1)
+    image, unit, pixel = active_pixels(act, thresholds, (big, big))
+    got = torch.zeros_like(on)
+    got.view(2, 3, -1)[image, unit, pixel] = True
+    assert torch.equal(got, on)
+    assert len(image) == int(on.sum())

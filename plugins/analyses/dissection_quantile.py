@@ -159,10 +159,14 @@ class TopQuantile:
                 # multiset of the top values (equal ones cannot), and those are few
                 floor = self.top.amin(dim=1, keepdim=True)
                 k = min(k, int((values > floor).sum(dim=1).max()))
-            batch_top = values.topk(k, dim=1).values if k < values.shape[1] else values
-            merged = torch.cat([self.top, batch_top], dim=1)
-            k = min(self.size, merged.shape[1])
-            self.top = merged.topk(k, dim=1).values
+            batch_top = values.topk(k, dim=1, sorted=False).values if k < values.shape[1] \
+                else values
+            if self.top.shape[1] == 0:
+                self.top = batch_top
+            else:
+                merged = torch.cat([self.top, batch_top], dim=1)
+                k = min(self.size, merged.shape[1])
+                self.top = merged.topk(k, dim=1, sorted=False).values
         if self.hist is not None:
             self.hist += self._bucket_counts(values)
 
@@ -180,9 +184,10 @@ class TopQuantile:
             return
         self.count += act.numel() // self.units
         floor = self.top.amin(dim=1).view((1, -1) + (1,) * (act.dim() - 2))
-        above = act > floor
-        unit = above.nonzero(as_tuple=True)[1]
-        self._pending.append((unit, act[above].float()))
+        where = (act > floor).view(-1).nonzero().squeeze(1)  # flat: one index, not one per dim
+        per_unit = act[0, 0].numel()
+        unit = (where // per_unit) % self.units
+        self._pending.append((unit, act.reshape(-1).index_select(0, where).float()))
         self._pending_count += unit.numel()
         if self._pending_count > self.units * self.size:
             self._flush()
@@ -190,24 +195,29 @@ class TopQuantile:
             self.hist += self._bucket_counts(act.transpose(0, 1).reshape(self.units, -1))
 
     def _flush(self) -> None:
-        """Merge the pending candidates into the (full) buffer: a ragged top-k by sorting."""
+        """Merge the pending candidates into the (full) buffer: a ragged top-k by one sort.
+
+        Each value becomes the int64 key ``unit·2³² + float_key(value)``, so one
+        ascending sort groups the units and orders each unit's values; every unit
+        holds at least ``size`` values (its full buffer), so its top values are the
+        last ``size`` of its segment.
+        """
         if not self._pending:
             return
         assert self.top is not None
         device = self.top.device
-        units = torch.cat([u for u, _ in self._pending])
-        values = torch.cat([v for _, v in self._pending])
+        units = torch.cat([u for u, _ in self._pending]).to(device)
+        values = torch.cat([v for _, v in self._pending]).to(device)
         self._pending, self._pending_count = [], 0
         rows = torch.arange(self.units, device=device).repeat_interleave(self.top.shape[1])
-        all_units = torch.cat([rows, units.to(device)])
-        all_values = torch.cat([self.top.flatten(), values.to(device)])
-        by_value = all_values.argsort(descending=True, stable=True)
-        order = by_value[all_units[by_value].argsort(stable=True)]  # unit, then value desc
-        sorted_units, sorted_values = all_units[order], all_values[order]
-        counts = torch.bincount(sorted_units, minlength=self.units)
-        start = counts.cumsum(0) - counts
-        rank = torch.arange(len(order), device=device) - start[sorted_units]
-        self.top = sorted_values[rank < self.size].view(self.units, self.size)
+        all_units = torch.cat([rows, units])
+        keys = torch.cat([self.top.flatten(), values])
+        keys = (all_units << 32) + (float_keys(keys).long() + 2**31)  # low part in [0, 2³²)
+        ordered = keys.sort().values
+        end = torch.bincount(all_units, minlength=self.units).cumsum(0)
+        take = end.view(-1, 1) - self.size + torch.arange(self.size, device=device)
+        low = ordered.index_select(0, take.view(-1)) & 0xFFFFFFFF
+        self.top = key_to_float(low - 2**31).view(self.units, self.size).flip(1)
 
     def _bucket_counts(self, values: torch.Tensor) -> torch.Tensor:
         bucket = (float_keys(values).long() >> self.shift) + self.buckets // 2
