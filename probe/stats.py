@@ -129,9 +129,10 @@ def _ordered(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 
 
 def _gather_payload(payload: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    shape = order.shape + (1,) * (payload.dim() - 2)
-    expanded = order.view(shape).expand(*order.shape, *payload.shape[2:])
-    return payload.gather(1, expanded)
+    """``payload[u, order[u, j], ...]`` for every unit ``u`` (whole slices copied at once,
+    several times faster than an element-wise ``gather`` with an expanded index)."""
+    units = torch.arange(order.shape[0], device=order.device).view(-1, 1)
+    return payload[units, order]
 
 
 def as_units_by_samples(activation: torch.Tensor) -> torch.Tensor:

@@ -146,10 +146,12 @@ def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, 
     thr = thresholds.to(device=device, dtype=act.dtype)
     raw = act > thr.view(1, -1, 1, 1)  # [B, K, h, w]
     if (h, w) == (height, width):  # same size: the formula returns the raw value itself
-        b, k, y, x = raw.nonzero(as_tuple=True)
-        return b, k, y * width + x
+        found, pixel = _flat_nonzero(raw, h * w)
+        return found // units, found % units, pixel
     rows, cols = plan(h, height, device), plan(w, width, device)
-    owner_map, oi, oj = _owners(raw.view(batch * units, h, w)).nonzero(as_tuple=True)
+    owner_map, owner_cell = _flat_nonzero(_owners(raw.view(batch * units, h, w)),
+                                          (h + 1) * (w + 1))
+    oi, oj = owner_cell // (w + 1), owner_cell % (w + 1)
     flat = act.reshape(-1)
     thr64 = thr.double()
     step = max(1, CHUNK_CANDIDATES // (rows.block.shape[1] * cols.block.shape[1]))
@@ -165,6 +167,15 @@ def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, 
         return empty, empty, empty
     found = torch.cat(out_map)
     return found // units, found % units, torch.cat(out_pixel)
+
+
+def _flat_nonzero(mask: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(map, cell)`` of the true entries of ``mask [M, ...]`` with ``cells`` entries per map.
+
+    One flat ``nonzero`` (a single index column) is cheaper than one per dimension.
+    """
+    flat = mask.reshape(-1).nonzero().squeeze(1)
+    return flat // cells, flat % cells
 
 
 def _owners(raw: torch.Tensor) -> torch.Tensor:
