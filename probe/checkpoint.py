@@ -87,9 +87,29 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def adapt_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Let modules accept other layouts of their weights before a strict load.
+
+    A module may define ``adapt_state_dict(state, prefix)``, which rewrites, in
+    place, the entries under ``prefix`` of a state dict written by a related
+    module (e.g. a deformable block accepting a plain convolution's ``weight``,
+    with zero offsets). Returns a copy; the argument is not changed.
+    """
+    state = dict(state)
+    for name, module in model.named_modules():
+        adapt = getattr(module, "adapt_state_dict", None)
+        if callable(adapt):
+            adapt(state, f"{name}." if name else "")
+    return state
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a checkpoint into ``model`` strictly; mismatches give one clear error."""
-    state = load_state_dict(path)
+    """Load a checkpoint into ``model`` strictly; mismatches give one clear error.
+
+    Modules may first adapt related layouts (:func:`adapt_state_dict`), so e.g. a
+    VGG checkpoint initialises the deformable VGG of the same configuration.
+    """
+    state = adapt_state_dict(model, load_state_dict(path))
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

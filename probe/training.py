@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from probe.api import get_architecture, load_dataset, model_options
 from probe.architecture import TrainRecipe
-from probe.checkpoint import save_checkpoint
+from probe.checkpoint import file_sha256, load_weights, save_checkpoint
 from probe.dataset import ProbeDataset
 from probe.device import resolve_device, seed_everything
 from probe.errors import ProbeError
@@ -104,8 +104,12 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
           dataset_options: Mapping[str, Any] | None = None,
           arch_options: Mapping[str, Any] | None = None,
           train_options: Mapping[str, Any] | None = None, epochs: int | None = None,
-          device: str | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+          device: str | None = None, seed: int = 0, progress: bool = True,
+          init: str | Path | None = None) -> dict[str, Any]:
     """Train ``arch`` following its recipe (overridable) and write checkpoint + sidecar.
+
+    ``init`` names a checkpoint whose weights the model starts from (fine-tuning;
+    related layouts are adapted, e.g. a VGG's weights initialise a deformable VGG).
 
     Returns:
         The sidecar's content (recipe, metrics, history, seconds).
@@ -130,7 +134,10 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
                             train_set)
     torch_device = resolve_device(device)
     generator = seed_everything(seed)
-    model = spec.build(**options).to(torch_device)
+    model = spec.build(**options)
+    if init is not None:
+        load_weights(model, init)
+    model = model.to(torch_device)
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -172,6 +179,8 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
         "recipe": {k: v for k, v in asdict(recipe).items() if k not in ("dataset_options",)},
         "metrics": metrics, "history": history, "train_seconds": round(seconds, 2),
         "device": str(torch_device), "seed": seed,
+        "init": None if init is None else {"checkpoint": str(init),
+                                           "sha256": file_sha256(init)},
     }
     path = save_checkpoint(model.cpu(), out, spec.name, options, extra={"metrics": metrics})
     sidecar_path(path).write_text(json.dumps(record, indent=2, default=str))

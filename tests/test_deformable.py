@@ -113,3 +113,42 @@ def test_offset_scale_multiplies_the_predicted_offsets():
     with Capture(block, {"offset": "offset"}) as capture:
         block(x)
         assert torch.allclose(capture.take()["offset"], 0.1 * raw, rtol=1e-15)
+
+
+def test_a_vgg_checkpoint_initialises_the_deformable_vgg(tmp_path):
+    """Dai et al. start from a plain network: its checkpoint loads, offsets 0, same outputs."""
+    from probe.checkpoint import load_weights, save_checkpoint
+
+    torch.manual_seed(0)
+    options = {"input_size": 32, "width": 0.125, "fc_width": 16, "num_classes": 3,
+               "batch_norm": True}
+    plain = build_vgg("A", True, **{k: v for k, v in options.items() if k != "batch_norm"})
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for module in plain.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    path = save_checkpoint(plain, tmp_path / "vgg.safetensors", "vgg11_bn", options)
+    deform = build_deform_vgg("A", deformable=("conv4_2", "conv5_1"), **options)
+    load_weights(deform, path)
+    blocks = [m for m in deform.modules() if isinstance(m, DeformableConv2d)]
+    assert len(blocks) == 2
+    assert all(int(b.offset_conv.weight.count_nonzero()) == 0 for b in blocks)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = plain.eval()(x)
+        got = deform.eval()(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_init_from_an_unrelated_checkpoint_is_one_clear_error(tmp_path, capsys):
+    from probe.checkpoint import save_checkpoint
+    from probe.cli import main
+
+    lenet = probe.load_model("lenet5")
+    path = save_checkpoint(lenet, tmp_path / "lenet.safetensors", "lenet5", {})
+    code = main(["train", "deform_vgg11", "--init", str(path), "--epochs", "1",
+                 "--set", "dataset.size=32", "--out", str(tmp_path / "d.safetensors"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit the model" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d.safetensors").exists()

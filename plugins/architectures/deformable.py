@@ -96,6 +96,24 @@ class DeformableConv2d(nn.Module):
             nn.init.zeros_(predictor.weight)
             nn.init.zeros_(predictor.bias)
 
+    def adapt_state_dict(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+        """Accept a plain convolution's weights at this block's place (zero offsets).
+
+        ``prefix + "weight"`` / ``"bias"`` become ``conv.weight`` / ``conv.bias``, and
+        absent offset (and mask) predictors take their initial zeros, so the block
+        computes exactly the plain convolution: a VGG checkpoint initialises the
+        deformable VGG of the same configuration, as Dai et al. start from a
+        pretrained plain network. Entries already in this block's layout are kept.
+        """
+        if f"{prefix}conv.weight" in state or f"{prefix}weight" not in state:
+            return
+        for name in ("weight", "bias"):
+            if f"{prefix}{name}" in state:
+                state[f"{prefix}conv.{name}"] = state.pop(f"{prefix}{name}")
+        for name, tensor in self.state_dict().items():
+            if not name.startswith("conv."):
+                state.setdefault(f"{prefix}{name}", torch.zeros_like(tensor))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.offset(self.offset_conv(x))
         mask = self.mask(self.mask_logits(x)) if self.modulated else None

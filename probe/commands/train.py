@@ -22,6 +22,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--device")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                   help="start from these weights (fine-tuning; a VGG checkpoint also "
+                        "initialises the deformable VGG of its configuration)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="arch.OPTION, dataset.OPTION or train.OPTION (lr, batch_size, ...)")
     p.add_argument("--quiet", action="store_true")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     record = train(args.arch, args.out, dataset=args.dataset,
                    dataset_options=settings.get("dataset"), arch_options=settings.get("arch"),
                    train_options=settings.get("train"), epochs=args.epochs, device=args.device,
-                   seed=args.seed, progress=not args.quiet)
+                   seed=args.seed, progress=not args.quiet, init=args.init)
     print(json.dumps({"checkpoint": str(args.out), "sidecar": str(sidecar_path(args.out)),
                       "metrics": record["metrics"], "train_seconds": record["train_seconds"]}))
     return 0
