@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,92 @@ def make_analyses(requests: Sequence[AnalysisRequest],
     return out
 
 
+@dataclass
+class RunPlan:
+    """A run resolved and validated, before anything runs.
+
+    Attributes:
+        model: The model (eval mode; on the meta device when planned without weights).
+        spec: Its architecture, or ``None`` for a user's ``nn.Module``.
+        data: The data set, or ``None`` for weight-only analyses.
+        analyses: The analysis instances.
+        layer_map: ``{layer name: module path}`` to analyse.
+        config: What defines the run (its identity is what a resume must match).
+    """
+
+    model: nn.Module
+    spec: ArchitectureSpec | None
+    data: ProbeDataset | None
+    analyses: list[Analysis]
+    layer_map: dict[str, str]
+    config: RunConfig
+
+
+def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
+             analyses: Sequence[AnalysisRequest], *, checkpoint: str | Path | None = None,
+             arch_options: Mapping[str, Any] | None = None,
+             dataset_options: Mapping[str, Any] | None = None,
+             analysis_options: Mapping[str, Mapping[str, Any]] | None = None,
+             layers: Sequence[str] | None = None, batch_size: int = 64, seed: int = 0,
+             weights: bool = True) -> RunPlan:
+    """Resolve a run: data set, analyses, model, layers and the :class:`RunConfig`.
+
+    With ``weights=False`` a named architecture is built on the meta device and no
+    checkpoint is read beyond its hash and recorded options: enough to compare
+    the run's identity with a run directory (see :func:`probe.sweep.is_finished`).
+    """
+    data = load_dataset(dataset, **(dataset_options or {})) if isinstance(dataset, str) else dataset
+    instances = make_analyses(analyses, analysis_options)
+    spec: ArchitectureSpec | None = None
+    if isinstance(model_or_arch, str):
+        spec = get_architecture(model_or_arch)
+        resolved = model_options(spec, checkpoint, arch_options, data)
+        model = load_model(model_or_arch, checkpoint, **resolved) if weights else \
+            _build_without_weights(spec, resolved)
+        arch_record: dict[str, Any] = {"name": spec.name, "options": resolved,
+                                       "task": spec.task, "family": spec.family}
+        if checkpoint is not None:
+            arch_record["checkpoint"] = str(checkpoint)
+            arch_record["checkpoint_sha256"] = file_sha256(checkpoint)
+        layer_map = resolve_layers(spec, model, list(layers or []))
+    elif isinstance(model_or_arch, nn.Module):
+        from probe.architecture import discover_conv_layers
+
+        model = model_or_arch.eval()
+        arch_record = {"name": None, "class": type(model).__qualname__}
+        available = discover_conv_layers(model)
+        modules = dict(model.named_modules())
+        layer_map = {n: n for n in layers} if layers else available
+        bad = [n for n in layer_map if n not in modules]
+        if bad:
+            raise ProbeError(f"model has no module {bad[0]!r}; its convolutions are: "
+                             f"{', '.join(available)}")
+    else:
+        raise TypeError(f"model_or_arch must be an nn.Module or an architecture name, "
+                        f"got {type(model_or_arch).__name__}")
+    dataset_record = None
+    if data is not None:
+        _check_fit(arch_record, data)
+        dataset_record = {"name": data.name, "options": dict(data.options), "size": len(data)}
+    config = RunConfig(arch=arch_record, dataset=dataset_record,
+                       analyses={a.name: a.settings for a in instances},
+                       layers=list(layer_map), seed=seed, batch_size=batch_size)
+    return RunPlan(model.eval(), spec, data, instances, layer_map, config)
+
+
+def _build_without_weights(spec: ArchitectureSpec, options: Mapping[str, Any]) -> nn.Module:
+    """The architecture on the meta device (no memory, no initialisation), else on the CPU."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return spec.build(**options)
+    except (ValueError, TypeError) as exc:
+        raise ProbeError(f"arch {spec.name}: {exc}") from None
+    except Exception:  # a builder that cannot run on meta (e.g. it computes on tensors)
+        return load_model(spec.name, None, **options)
+
+
 def analyze(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
             analyses: Sequence[AnalysisRequest], out: str | Path, *,
             checkpoint: str | Path | None = None,
@@ -144,45 +231,13 @@ def analyze(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
     if workers < 0:
         raise ProbeError(f"workers must be >= 0, got {workers}")
     torch_device = resolve_device(device)
-    data = load_dataset(dataset, **(dataset_options or {})) if isinstance(dataset, str) else dataset
-    instances = make_analyses(analyses, analysis_options)
-    spec: ArchitectureSpec | None = None
-    if isinstance(model_or_arch, str):
-        spec = get_architecture(model_or_arch)
-        resolved = model_options(spec, checkpoint, arch_options, data)
-        model = load_model(model_or_arch, checkpoint, **resolved)
-        arch_record: dict[str, Any] = {"name": spec.name, "options": resolved,
-                                       "task": spec.task, "family": spec.family}
-        if checkpoint is not None:
-            arch_record["checkpoint"] = str(checkpoint)
-            arch_record["checkpoint_sha256"] = file_sha256(checkpoint)
-        layer_map = resolve_layers(spec, model, list(layers or []))
-    elif isinstance(model_or_arch, nn.Module):
-        from probe.architecture import discover_conv_layers
-
-        model = model_or_arch.eval()
-        arch_record = {"name": None, "class": type(model).__qualname__}
-        available = discover_conv_layers(model)
-        modules = dict(model.named_modules())
-        layer_map = {n: n for n in layers} if layers else available
-        bad = [n for n in layer_map if n not in modules]
-        if bad:
-            raise ProbeError(f"model has no module {bad[0]!r}; its convolutions are: "
-                             f"{', '.join(available)}")
-    else:
-        raise TypeError(f"model_or_arch must be an nn.Module or an architecture name, "
-                        f"got {type(model_or_arch).__name__}")
-    model = model.to(torch_device).eval()
-    dataset_record = None
-    if data is not None:
-        _check_fit(arch_record, data)
-        dataset_record = {"name": data.name, "options": dict(data.options), "size": len(data)}
-    config = RunConfig(arch=arch_record, dataset=dataset_record,
-                       analyses={a.name: a.settings for a in instances},
-                       layers=list(layer_map), seed=seed, batch_size=batch_size)
-    return execute(model, instances, data, out, config, arch=spec, layer_map=layer_map,
-                   device=torch_device, workers=workers, progress=progress,
-                   overwrite=overwrite)
+    plan = plan_run(model_or_arch, dataset, analyses, checkpoint=checkpoint,
+                    arch_options=arch_options, dataset_options=dataset_options,
+                    analysis_options=analysis_options, layers=layers, batch_size=batch_size,
+                    seed=seed)
+    return execute(plan.model.to(torch_device), plan.analyses, plan.data, out, plan.config,
+                   arch=plan.spec, layer_map=plan.layer_map, device=torch_device,
+                   workers=workers, progress=progress, overwrite=overwrite)
 
 
 def _check_fit(arch_record: Mapping[str, Any], data: ProbeDataset) -> None:

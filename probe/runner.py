@@ -8,13 +8,14 @@ the manifest and dropped; the others go on and their tables are written.
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,6 @@ class RunConfig:
     layers: list[str]
     seed: int = 0
     batch_size: int = 64
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """The part of the config a resumed run must match."""
@@ -111,16 +111,34 @@ def _prepare_directory(store: RunStore, config: RunConfig, overwrite: bool) -> s
     if overwrite:
         shutil.rmtree(store.path)
         return set()
-    if existing.get("config", {}).get("identity") != config.identity():
+    done = completed_analyses(existing, config)
+    if done is None:
         raise ProbeError(f"{store.path} holds a different run (architecture, checkpoint, "
                          f"dataset, layers or seed differ); use another --out or --overwrite")
-    done = set()
-    for name, entry in existing.get("analyses", {}).items():
-        same_options = entry.get("options") == config.analyses.get(name)
-        if entry.get("status") == "complete" and same_options:
-            done.add(name)
     store.manifest = existing
     return done
+
+
+def completed_analyses(manifest: Mapping[str, Any], config: RunConfig) -> set[str] | None:
+    """The analyses of ``config`` a run directory already holds, complete, with the same
+    options; ``None`` when its manifest describes a different run (identity differs).
+
+    The one resume rule: the runner resumes with it, a sweep skips finished runs with it.
+    """
+    recorded = (manifest.get("config") or {}).get("identity")
+    if _as_json(recorded) != _as_json(config.identity()):
+        return None
+    done = set()
+    for name, entry in (manifest.get("analyses") or {}).items():
+        same_options = _as_json(entry.get("options")) == _as_json(config.analyses.get(name))
+        if entry.get("status") == "complete" and same_options:
+            done.add(name)
+    return done
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as a JSON manifest reads it back (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
@@ -168,7 +186,7 @@ def execute(model: nn.Module, analyses: Sequence[Analysis], dataset: ProbeDatase
         "world_size": shard.world_size,
         "versions": _versions(),
         "command": " ".join(sys.argv),
-        "config": {"identity": config.identity(), **config.extra},
+        "config": {"identity": config.identity()},
         "analyses": {a.name: previous.get(a.name, {}) | {"options": config.analyses[a.name]}
                      for a in analyses},
     })

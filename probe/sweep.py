@@ -9,7 +9,6 @@ goes on; the caller exits non-zero when any run failed.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,78 +20,28 @@ from probe.requests import RunRequest
 from probe.store import RunStore
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON reads it back (tuples become lists), for manifest comparisons."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _layers_of(arch_name: str, options: dict[str, Any]) -> list[str] | None:
-    """Default layer names of an architecture built (on the meta device) with ``options``."""
-    import torch
-
-    from probe.api import get_architecture
-
-    spec = get_architecture(arch_name)
-    try:
-        with torch.device("meta"):
-            return list(spec.layer_map(spec.build(**options)))
-    except Exception:  # a builder that cannot run on meta: let the runner decide
-        return None
-
-
 def is_finished(request: RunRequest) -> bool:
     """Whether ``request.out`` already holds this exact run, complete.
 
-    Compares what the runner's resume check compares (architecture and its
-    options, checkpoint hash, data set and its options, layers, seed) plus the
-    status and options of every requested analysis, without loading the model
-    or the data.
+    The run is planned without weights (:func:`probe.api.plan_run`, the model on
+    the meta device) and compared by the runner's own resume rule
+    (:func:`probe.runner.completed_analyses`): same identity, and every requested
+    analysis complete under the same options.
     """
-    from probe.api import get_architecture
-    from probe.checkpoint import file_sha256
-    from probe.host import get_host
+    from probe.api import plan_run
+    from probe.runner import completed_analyses
 
     if request.overwrite:
         return False
     manifest = RunStore(request.out).read_manifest()
     if not manifest or manifest.get("status") != "complete":
         return False
-    host = get_host()
-    arch = manifest.get("arch") or {}
-    spec = get_architecture(request.arch)
-    if arch.get("name") != spec.name:
-        return False
-    recorded = arch.get("options") or {}
-    if _plain(spec.resolve({**recorded, **request.settings.get("arch", {})})) != recorded:
-        return False
-    if request.checkpoint is None:
-        if arch.get("checkpoint_sha256"):
-            return False
-    elif not request.checkpoint.is_file() or \
-            file_sha256(request.checkpoint) != arch.get("checkpoint_sha256"):
-        return False
-    data = manifest.get("dataset")
-    if (request.dataset is None) != (data is None):
-        return False
-    if data is not None:
-        dspec = host.datasets.get(str(request.dataset))
-        if data.get("name") != dspec.name or \
-                _plain(dspec.resolve(request.settings.get("dataset", {}))) != data.get("options"):
-            return False
-    identity = (manifest.get("config") or {}).get("identity") or {}
-    if identity.get("seed", manifest.get("seed")) != request.seed:
-        return False
-    layers = identity.get("layers", manifest.get("layers"))
-    wanted = request.layers or _layers_of(spec.name, recorded)
-    if wanted is None or list(wanted) != list(layers or []):
-        return False
-    analyses = manifest.get("analyses") or {}
-    for name in request.analyses:
-        entry = analyses.get(name) or {}
-        settings = host.analyses.get(name)(**request.settings.get(name, {})).settings
-        if entry.get("status") != "complete" or entry.get("options") != _plain(settings):
-            return False
-    return True
+    kwargs = request.analyze_kwargs()
+    for runtime in ("out", "device", "workers", "overwrite"):
+        kwargs.pop(runtime)
+    plan = plan_run(**kwargs, weights=False)
+    done = completed_analyses(manifest, plan.config)
+    return done is not None and set(plan.config.analyses) <= done
 
 
 @dataclass
