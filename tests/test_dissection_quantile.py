@@ -114,3 +114,7 @@ def test_streamed_maps_equal_torch_quantile_and_merge(q):
         (left if i % 2 else right).update_maps(batch)
     left.merge(right)
     assert torch.equal(left.result()[0], expected)
+    strided = TopQuantile(3, q, count, 10_000, 7, CPU)  # channels_last maps: same thresholds
+    for batch in act.split(6):
+        strided.update_maps(batch.to(memory_format=torch.channels_last))
+    assert torch.equal(strided.result()[0], expected)

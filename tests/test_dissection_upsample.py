@@ -80,3 +80,16 @@ def test_pixels_exactly_at_the_threshold_agree_with_dense(h, big):
     got.view(2, 3, -1)[image, unit, pixel] = True
     assert torch.equal(got, on)
     assert len(image) == int(on.sum())
+
+
+def test_channels_last_activations_give_the_same_pixels():
+    """Captured maps need not be contiguous (channels_last convolutions): same result."""
+    gen = torch.Generator().manual_seed(5)
+    act = torch.randn((3, 4, 5, 5), generator=gen)
+    thresholds = torch.quantile(act.transpose(0, 1).reshape(4, -1), 0.8, dim=1)
+    strided = act.to(memory_format=torch.channels_last)
+    assert not strided.is_contiguous()
+    for size in ((5, 5), (17, 17)):
+        expected = active_pixels(act, thresholds, size)
+        got = active_pixels(strided, thresholds, size)
+        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))

@@ -184,7 +184,7 @@ class TopQuantile:
             return
         self.count += act.numel() // self.units
         floor = self.top.amin(dim=1).view((1, -1) + (1,) * (act.dim() - 2))
-        where = (act > floor).view(-1).nonzero().squeeze(1)  # flat: one index, not one per dim
+        where = (act > floor).reshape(-1).nonzero().squeeze(1)  # flat: one index, not one per dim
         per_unit = act[0, 0].numel()
         unit = (where // per_unit) % self.units
         self._pending.append((unit, act.reshape(-1).index_select(0, where).float()))

@@ -149,7 +149,7 @@ def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, 
         found, pixel = _flat_nonzero(raw, h * w)
         return found // units, found % units, pixel
     rows, cols = plan(h, height, device), plan(w, width, device)
-    owner_map, owner_cell = _flat_nonzero(_owners(raw.view(batch * units, h, w)),
+    owner_map, owner_cell = _flat_nonzero(_owners(raw.reshape(batch * units, h, w)),
                                           (h + 1) * (w + 1))
     oi, oj = owner_cell // (w + 1), owner_cell % (w + 1)
     flat = act.reshape(-1)
