@@ -103,23 +103,30 @@ class LabelSpace:
 def _dedupe_last(values: torch.Tensor) -> torch.Tensor:
     """Zero every entry equal to an earlier one along the last dim (so each counts once).
 
-    The last dim is a handful of scalar slots: pairwise comparisons over it beat a sort.
+    The last dim is a handful of scalar slots; returns a copy.
     """
-    if values.shape[-1] <= 1:
-        return values
-    repeat = torch.zeros_like(values, dtype=torch.bool)
-    for col in range(1, values.shape[-1]):  # over slots, not units or images
-        repeat[..., col] = (values[..., col:col + 1] == values[..., :col]).any(-1)
-    return values.masked_fill(repeat, 0)
+    return _zero_repeats_(values.T.clone()).T
 
 
 def _equal_to_earlier(layers: torch.Tensor, later: int, earlier: Sequence[int],
                       out: torch.Tensor) -> torch.Tensor:
     """``out[...] = layers[later]`` equals ``layers[m]`` for some ``m`` in ``earlier`` (bool)."""
     out.zero_()
-    for m in earlier:  # a handful of mask layers, not units or images
+    for m in earlier:  # a handful of mask layers or slots, not units or images
         out |= layers[later] == layers[m]
     return out
+
+
+def _zero_repeats_(layers: torch.Tensor) -> torch.Tensor:
+    """Zero, in place, every entry of ``layers [L, ...]`` equal to an earlier layer's entry.
+
+    Zeroing in order is safe: the first occurrence of a value is never zeroed as a
+    repeat, so later layers still find it.
+    """
+    repeat = torch.empty_like(layers[0], dtype=torch.bool)
+    for layer in range(1, len(layers)):
+        layers[layer] *= ~_equal_to_earlier(layers, layer, range(layer), repeat)
+    return layers
 
 
 def _coverage_of_layers(raw: torch.Tensor, mask_categories: Sequence[int], n_labels: int,
@@ -139,14 +146,8 @@ def _coverage_of_layers(raw: torch.Tensor, mask_categories: Sequence[int], n_lab
 
 def _remove_repeats_(raw: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
     """Zero, in place, labels repeated from an earlier layer at the same pixel and labels
-    equal to one of the image's scalar labels (``raw [L, B, P]``, ``scalars [B, S]``).
-
-    Zeroing in order is safe: the first occurrence of a label at a pixel is never
-    zeroed as a repeat, so later layers still find it.
-    """
-    repeat = torch.empty_like(raw[0], dtype=torch.bool)
-    for layer in range(1, len(raw)):
-        raw[layer] *= ~_equal_to_earlier(raw, layer, range(layer), repeat)
+    equal to one of the image's scalar labels (``raw [L, B, P]``, ``scalars [B, S]``)."""
+    _zero_repeats_(raw)
     for slot in range(scalars.shape[1]):  # a pixel inside a whole-image label: not again
         raw *= raw != scalars[:, slot].view(1, -1, 1).to(raw.dtype)  # (0 == 0 changes nothing)
     return raw

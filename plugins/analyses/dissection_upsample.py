@@ -55,7 +55,6 @@ class AxisPlan:
         block: ``Tensor[n_in + 1, R]`` output indices owned by each owner ``o``
             (row ``o + 1``; owner ``o`` is the unclamped ``floor(s)``, ``-1 .. n_in - 1``),
             padded with ``n_out`` (NaN weights: never active).
-        length: ``Tensor[n_in + 1]`` number of output indices each owner owns.
         block_lower, block_upper: ``Tensor[n_in + 1, R]`` float64 weights of the
             outputs in ``block`` (``w_lower[block]``, ``w_upper[block]``; NaN for padding).
         owner_lower, owner_upper: ``Tensor[n_in + 1]`` the two source samples owner
@@ -67,7 +66,6 @@ class AxisPlan:
     w_lower: torch.Tensor
     w_upper: torch.Tensor
     block: torch.Tensor
-    length: torch.Tensor
     block_lower: torch.Tensor
     block_upper: torch.Tensor
     owner_lower: torch.Tensor
@@ -94,7 +92,7 @@ class AxisPlan:
         nan = torch.tensor([float("nan")], dtype=torch.float64)
         w_lower, w_upper = torch.cat([1 - lam, nan]), torch.cat([lam, nan])
         return cls(lower.to(device), upper.to(device), w_lower.to(device), w_upper.to(device),
-                   block.to(device), counts.to(device), w_lower[block].to(device),
+                   block.to(device), w_lower[block].to(device),
                    w_upper[block].to(device),
                    torch.arange(-1, n_in).clamp(0, n_in - 1).to(device),
                    torch.arange(0, n_in + 1).clamp(0, n_in - 1).to(device))
