@@ -10,6 +10,8 @@ Notebook users::
     model = probe.load_model("lenet5", checkpoint="lenet5.safetensors")
     run = probe.analyze(model, "digits", ["unit-stats"], out="runs/lenet5")
     run.table("unit-stats", "units")
+    tables = probe.measure(model, "digits", ["unit-stats"])   # in memory, no run directory
+    tables["unit-stats"]["units"]
 """
 
 from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext
@@ -18,6 +20,8 @@ from probe.dataset import DatasetSpec, ProbeDataset
 from probe.errors import ProbeError
 from probe.hookspecs import Register, hookimpl
 from probe.options import Option
+from probe.preprocessing import Preprocessing
+from probe.state import State
 from probe.store import Run, load_run
 
 __version__ = "0.1.0"
@@ -30,11 +34,13 @@ __all__ = [
     "DatasetSpec",
     "ModelHandle",
     "Option",
+    "Preprocessing",
     "ProbeDataset",
     "ProbeError",
     "Register",
     "Run",
     "RunContext",
+    "State",
     "TrainRecipe",
     "__version__",
     "analyze",
@@ -42,11 +48,12 @@ __all__ = [
     "load_dataset",
     "load_model",
     "load_run",
+    "measure",
 ]
 
 
 def __getattr__(name: str):
-    if name in ("load_model", "load_dataset", "analyze"):
+    if name in ("load_model", "load_dataset", "analyze", "measure"):
         from probe import api
 
         return getattr(api, name)

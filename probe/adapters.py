@@ -21,6 +21,7 @@ from torch import nn
 from probe.architecture import ArchitectureSpec, discover_conv_layers
 from probe.errors import ProbeError
 from probe.options import Option
+from probe.preprocessing import imagenet
 
 #: Options a user function may accept; declared only when its signature has them.
 _FUNCTION_OPTIONS = {
@@ -63,7 +64,8 @@ def adapt_torchvision(model_name: str) -> ArchitectureSpec:
                  Option("input_size", int, input_size, "input side in pixels", minimum=1)),
         layers=discover_conv_layers,
         description=f"torchvision.models.{model_name} (weights=None; load yours with "
-                    "--checkpoint)")
+                    "--checkpoint)",
+        preprocessing=imagenet(source="torchvision"))
 
 
 def _load_callable(target: str) -> Callable[..., Any]:

@@ -5,8 +5,10 @@ how many passes over the data it makes and which tables it writes, and builds
 an :class:`Accumulator` for a run. The host owns the data loop: it runs the
 model **once per batch per pass**, captures the requested layers, and hands
 every active accumulator the same :class:`Batch`. Accumulators keep their
-state on the model's device, can ``merge`` with another of their kind (so a
-sharded run reduces exactly), and ``finalize`` into tidy DataFrames.
+state as declared tensors on the model's device (:mod:`probe.state`: each
+with a reduction, so a sharded run reduces exactly with tensor collectives),
+and ``finalize`` into tidy DataFrames. Every step after ``update`` receives
+the :class:`RunContext`.
 
 See ``docs/plugins.md`` for a complete example.
 """
@@ -15,8 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -25,6 +26,8 @@ from torch import nn
 
 from probe.errors import PluginError
 from probe.options import Option, resolve_options
+from probe.preprocessing import Preprocessing
+from probe.state import State
 
 if TYPE_CHECKING:
     from probe.architecture import ArchitectureSpec
@@ -38,15 +41,15 @@ class ModelHandle:
     """The model as analyses see it: extra forward passes inside the host's batch step.
 
     Analyses such as equivariance need the model on transformed inputs; they ask
-    this handle instead of running their own loop over the data.
+    this handle instead of running their own loop over the data. Inputs are
+    normalised with the *model's* preprocessing (:class:`~probe.preprocessing.Preprocessing`).
     """
 
     def __init__(self, model: nn.Module, layers: Mapping[str, str],
-                 mean: Sequence[float], std: Sequence[float]) -> None:
+                 preprocessing: Preprocessing) -> None:
         self.model = model
         self.layers = dict(layers)
-        self._mean = torch.tensor(list(mean), dtype=torch.float32)
-        self._std = torch.tensor(list(std), dtype=torch.float32)
+        self.preprocessing = preprocessing
 
     @property
     def device(self) -> torch.device:
@@ -57,17 +60,28 @@ class ModelHandle:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map ``Tensor[B, C, H, W]`` images in [0, 1] to model inputs."""
-        mean = self._mean.to(images.device, images.dtype).view(1, -1, 1, 1)
-        std = self._std.to(images.device, images.dtype).view(1, -1, 1, 1)
-        return (images - mean) / std
+        return self.preprocessing.normalize(images)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run the model on already-normalised inputs."""
         return self.model(inputs)
 
-    def capture(self, inputs: torch.Tensor,
-                layers: Iterable[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Run the model on ``inputs`` and return ``(outputs, {layer: activation})``."""
+    def capture(self, inputs: torch.Tensor, layers: Iterable[str], *,
+                grad: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run the model on ``inputs`` and return ``(outputs, {layer: activation})``.
+
+        Args:
+            inputs: ``Tensor[B, C, H, W]`` normalised model inputs. With
+                ``grad=True``, make them ``requires_grad_()`` first to take
+                gradients with respect to the input.
+            layers: Layer names of this run.
+            grad: Keep the autograd graph (the runner's batch step runs under
+                ``torch.no_grad``; this turns it back on for this call), so
+                ``torch.autograd.grad(activation[:, unit].sum(), inputs)`` works.
+
+        Raises:
+            KeyError: A layer is not captured in this run (the message lists them).
+        """
         from probe.capture import Capture
 
         names = list(layers)
@@ -75,7 +89,9 @@ class ModelHandle:
         if unknown:
             raise KeyError(f"layer {unknown[0]!r} is not captured in this run; "
                            f"captured layers: {', '.join(self.layers)}")
-        with Capture(self.model, {n: self.layers[n] for n in names}) as capture:
+        with torch.set_grad_enabled(grad or torch.is_grad_enabled()), \
+                Capture(self.model, {n: self.layers[n] for n in names},
+                        detach=not grad) as capture:
             outputs = self.model(inputs)
             return outputs, capture.take()
 
@@ -86,13 +102,17 @@ class Batch:
 
     Attributes:
         images: ``Tensor[B, C, H, W]`` raw images in [0, 1].
-        inputs: ``Tensor[B, C, H, W]`` normalised model inputs.
+        inputs: ``Tensor[B, C, H, W]`` model inputs (the model's preprocessing
+            applied). For an analysis that declares ``gradients = True`` it
+            ``requires_grad``, and ``outputs`` / ``activations`` keep their graph.
         indices: ``Tensor[B]`` positions of the images in the data set.
         labels: ``Tensor[B]`` class labels (``-1`` where unknown).
         outputs: Model outputs for ``inputs``.
         activations: ``{layer name: Tensor[B, K, h, w]}`` for the captured layers.
-        masks: ``Tensor[B, L, h, w]`` concept label maps, when the data set has them.
-        scalars: ``Tensor[B, S]`` image-level concept labels, when present.
+        masks: ``Tensor[B, L, h, w]`` per-pixel concept label maps (one map per
+            mask layer of the data set), when the data set has them.
+        image_concepts: ``Tensor[B, S]`` image-level concept labels (one slot per
+            image-level category, e.g. scene or texture; 0 = none), when present.
         target: ``Tensor[B, H, W]`` segmentation target, when present.
         pass_index: Which pass over the data this is (0-based).
     """
@@ -104,24 +124,36 @@ class Batch:
     outputs: torch.Tensor
     activations: Mapping[str, torch.Tensor]
     masks: torch.Tensor | None = None
-    scalars: torch.Tensor | None = None
+    image_concepts: torch.Tensor | None = None
     target: torch.Tensor | None = None
     pass_index: int = 0
+
+    def detached(self) -> Batch:
+        """The same batch without autograd graphs (what analyses without gradients see)."""
+        return replace(self, inputs=self.inputs.detach(), outputs=self.outputs.detach(),
+                       activations={k: v.detach() for k, v in self.activations.items()})
 
 
 @dataclass
 class RunContext:
-    """What an analysis knows about the run it is part of.
+    """What an analysis knows about the run it is part of; passed to every step.
 
     Attributes:
-        model: The model, in eval mode, on ``device``.
+        model: The model, in eval mode, on ``device``. Use it in
+            :meth:`Analysis.accumulator`, :meth:`Accumulator.after_passes` and
+            :meth:`Accumulator.finalize`; never keep it in accumulator state.
         handle: Extra forward passes (see :class:`ModelHandle`).
-        layers: ``{layer name: module path}`` the analysis may use.
-        device: The run's device.
+        layers: ``{layer name: module path}`` of the run, input to output.
+        device: The run's device; declared state lives here.
+        preprocessing: The model's normalisation and input geometry.
         dataset: The data set (``None`` for weight-only runs).
         arch: The architecture spec, when the model came from the registry.
         seed: The run's seed.
-        artifact_dir: Folder for this analysis's small artifacts.
+        input_shape: ``(C, H, W)`` of one model input (from the dry forward).
+        layer_shapes: ``{layer: shape of one image's activation}``, e.g.
+            ``(K, h, w)``, from a one-image dry forward before the data loop, so
+            state can be allocated in ``accumulator`` (every rank the same).
+        output_shape: Shape of one image's model output.
         rank, world_size: Position in a sharded run.
     """
 
@@ -129,38 +161,55 @@ class RunContext:
     handle: ModelHandle
     layers: Mapping[str, str]
     device: torch.device
+    preprocessing: Preprocessing
     dataset: ProbeDataset | None = None
     arch: ArchitectureSpec | None = None
     seed: int = 0
-    artifact_dir: Path | None = None
+    input_shape: tuple[int, ...] = ()
+    layer_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    output_shape: tuple[int, ...] = ()
     rank: int = 0
     world_size: int = 1
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def module(self, layer: str) -> nn.Module:
         """The module behind a layer name."""
         return self.model.get_submodule(self.layers[layer])
 
 
-class Accumulator(abc.ABC):
-    """Streaming state of one analysis in one run (or one shard of it)."""
+class Accumulator(State):
+    """Streaming state of one analysis in one run (or one shard of it).
+
+    Declare every piece of state with :meth:`add_state` (tensors on
+    ``context.device``, with a reduction); the runner reduces it across shards
+    after each pass with tensor collectives, and :meth:`merge` (two shards in
+    one process) follows the same declarations, so a sum-only accumulator writes
+    no merge code. Keep no model, module or data set in the state: every step
+    that needs them receives the :class:`RunContext`.
+
+    Steps, in the order the runner calls them:
+
+    1. ``update(batch)`` once per batch per pass (on every rank);
+    2. the declared state is reduced across ranks, then ``end_pass(p, context)``;
+    3. ``after_passes(context)`` once, after the last pass, on the rank that
+       writes the tables: work that needs the model after the data loop;
+    4. ``finalize(context)`` and ``artifacts(context)`` on that rank.
+    """
 
     @abc.abstractmethod
     def update(self, batch: Batch) -> None:
         """Fold one batch into the state; called once per batch per pass."""
 
-    def end_pass(self, pass_index: int) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Called after each pass (after shards are merged), e.g. to fix thresholds."""
+    def end_pass(self, pass_index: int, context: RunContext) -> None:
+        """After pass ``pass_index``, its state reduced over shards (e.g. fix thresholds)."""
+
+    def after_passes(self, context: RunContext) -> None:
+        """Model work after the data loop (ablations, probes on a kept sample)."""
 
     @abc.abstractmethod
-    def merge(self, other: Accumulator) -> None:
-        """Fold another accumulator of the same kind (another shard) into this one."""
+    def finalize(self, context: RunContext) -> dict[str, pd.DataFrame]:
+        """Turn the (reduced) state into ``{table name: DataFrame}``."""
 
-    @abc.abstractmethod
-    def finalize(self) -> dict[str, pd.DataFrame]:
-        """Turn the state into ``{table name: DataFrame}``."""
-
-    def artifacts(self) -> dict[str, bytes]:
+    def artifacts(self, context: RunContext) -> dict[str, bytes]:
         """Small files to store beside the tables, ``{relative path: bytes}``."""
         return {}
 
@@ -176,6 +225,9 @@ class Analysis(abc.ABC):
         options: Declared options (validated in ``__init__``).
         passes: Passes over the data (0 = works on the weights alone).
         requires: Data the analysis needs: ``labels``, ``masks``, ``target``.
+        gradients: Whether ``update`` takes gradients through ``batch.inputs``,
+            ``batch.outputs`` or ``batch.activations`` (the runner then keeps
+            their graph for this analysis alone).
         tables: ``{table name: required columns}`` — what ``finalize`` returns.
     """
 
@@ -184,6 +236,7 @@ class Analysis(abc.ABC):
     options: ClassVar[tuple[Option, ...]] = ()
     passes: ClassVar[int] = 1
     requires: ClassVar[frozenset[str]] = frozenset()
+    gradients: ClassVar[bool] = False
     tables: ClassVar[Mapping[str, Sequence[str]]] = {}
 
     def __init__(self, **settings: Any) -> None:
@@ -215,6 +268,7 @@ class Analysis(abc.ABC):
             "description": cls.description,
             "passes": cls.passes,
             "requires": sorted(cls.requires),
+            "gradients": cls.gradients,
             "options": [opt.describe() for opt in cls.options],
             "tables": {name: list(cols) for name, cols in cls.tables.items()},
         }

@@ -10,6 +10,7 @@ from torch import nn
 
 from probe.errors import ProbeError
 from probe.options import Option, resolve_options
+from probe.preprocessing import Preprocessing
 
 Task = Literal["classification", "segmentation"]
 
@@ -66,6 +67,9 @@ class ArchitectureSpec:
             ``--layers``. Defaults to every convolution, named by module path.
         description: One line for listings.
         train: Default training recipe on the embedded data, if any.
+        preprocessing: The normalisation a model of this architecture expects
+            when its checkpoint records none (e.g. ImageNet statistics for
+            families whose torchvision weights load unchanged); ``None``: none.
     """
 
     name: str
@@ -78,6 +82,7 @@ class ArchitectureSpec:
     layers: Callable[[nn.Module], Mapping[str, str]] = discover_conv_layers
     description: str = ""
     train: TrainRecipe | None = None
+    preprocessing: Preprocessing | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("classification", "segmentation"):
@@ -116,6 +121,7 @@ class ArchitectureSpec:
             "options": [opt.describe() for opt in self.options],
             "layers": layers,
             "trainable": self.train is not None,
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.record(),
         }
 
 

@@ -49,7 +49,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The probe metadata of a safetensors checkpoint (``{}`` for other files)."""
     source = Path(path)
     if source.suffix != ".safetensors":
-        return {}
+        return _sidecar_metadata(source)
     from safetensors import safe_open
 
     try:
@@ -62,7 +62,23 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         out["arch"] = raw["probe.arch"]
     if "probe.options" in raw:
         out["options"] = json.loads(raw["probe.options"])
+    if "probe.preprocessing" in raw:
+        out["preprocessing"] = json.loads(raw["probe.preprocessing"])
     return out
+
+
+def _sidecar_metadata(source: Path) -> dict[str, Any]:
+    """A plain ``state_dict`` file's ``<file>.json`` sidecar: its ``preprocessing`` entry."""
+    sidecar = source.with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint sidecar {sidecar}: {exc}") from None
+    if isinstance(record, dict) and isinstance(record.get("preprocessing"), dict):
+        return {"preprocessing": record["preprocessing"]}
+    return {}
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

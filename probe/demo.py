@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from probe.requests import RunRequest
+from probe.runfile import RunRequest
 
 #: Built-in analyses the demo runs on every model they apply to, in run order.
 DEMO_ANALYSES: tuple[str, ...] = ("unit-stats", "dissection", "filters", "equivariance")
@@ -194,11 +194,12 @@ def model_layers(model: DemoModel, checkpoint: Path) -> list[str]:
         return []
     import torch
 
-    from probe.api import get_architecture, model_options
+    from probe.plan import checkpoint_metadata, get_architecture
 
     spec = get_architecture(model.arch)
+    options = spec.resolve(checkpoint_metadata(spec, checkpoint).get("options", {}))
     with torch.device("meta"):
-        built = spec.build(**model_options(spec, checkpoint, None))
+        built = spec.build(**options)
     names = list(spec.layer_map(built))
     convs = [n for n in names if not n.startswith(("pool", "unpool"))]  # pools repeat convs
     return spread_layers(convs if len(convs) >= model.max_layers else names, model.max_layers)

@@ -22,17 +22,3 @@ def resolve_device(requested: str | None = None) -> torch.device:
             raise ProbeError(f"device {requested!r} does not exist; "
                              f"{torch.cuda.device_count()} CUDA device(s) present")
     return device
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch (and numpy) globally; return a generator for data order."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator

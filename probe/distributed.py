@@ -2,9 +2,11 @@
 
 Start with ``torchrun --nproc-per-node N -m probe run ...``. Each rank takes
 every N-th image (no padding, so no image is counted twice); at the end of
-every pass the accumulators are gathered and merged in rank order on every
-rank, so pass-dependent state (such as dissection thresholds) is global and
-the tables equal those of a single process.
+every pass each accumulator's declared state is reduced with tensor collectives
+on the run's device (:func:`probe.state.sync_states`: ``all_reduce`` for sums
+and extrema, ``all_gather`` for concatenations and top-k style merges), so
+pass-dependent state (such as dissection thresholds) is global on every rank
+and the tables equal those of a single process. No accumulator is pickled.
 """
 
 from __future__ import annotations
@@ -48,13 +50,22 @@ def current_shard(device: torch.device) -> Shard:
     return Shard(dist.get_rank(), dist.get_world_size())
 
 
-def gather_objects(obj: Any, shard: Shard) -> Sequence[Any]:
-    """Every rank's ``obj``, in rank order (just ``[obj]`` in a single process)."""
+def any_rank(flags: Sequence[bool], shard: Shard, device: torch.device) -> list[bool]:
+    """For each flag, whether it is set on any rank (one ``all_reduce`` on ``device``)."""
+    if shard.world_size == 1 or not flags:
+        return list(flags)
+    wire = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(wire, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in wire.tolist()]
+
+
+def broadcast_names(names: Sequence[str], shard: Shard) -> list[str]:
+    """The main rank's list of names on every rank (e.g. analyses already complete)."""
     if shard.world_size == 1:
-        return [obj]
-    gathered: list[Any] = [None] * shard.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
+        return list(names)
+    box: list[Any] = [list(names)]
+    dist.broadcast_object_list(box, src=0)
+    return list(box[0])
 
 
 def barrier(shard: Shard) -> None:

@@ -1,66 +1,95 @@
 """The runner: one data loop that feeds every analysis of a run.
 
-For each pass, the model runs once per batch with hooks on the union of the
-layers the active analyses need; every active accumulator gets the same
-:class:`~probe.analysis.Batch`. An analysis that raises is marked failed in
-the manifest and dropped; the others go on and their tables are written.
+It executes a :class:`~probe.plan.RunPlan` and hands each analysis's tables
+to a :class:`ResultSink` (the run directory, or memory for ``probe.measure``).
+Steps: a one-image dry forward checks that model and data fit and measures
+every layer's shape; each analysis builds its accumulator from the
+:class:`~probe.analysis.RunContext`; for each pass the model runs once per
+batch with hooks on the union of the layers the active analyses need; after
+each pass declared state is reduced across shards with tensor collectives
+(:mod:`probe.state`) and ``end_pass`` runs; then ``after_passes`` (model work
+after the loop) and ``finalize``. An analysis that raises is marked failed
+on every rank and dropped; the others go on.
 """
 
 from __future__ import annotations
 
 import json
-import platform
-import shutil
-import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import pandas as pd
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext, check_tables
-from probe.architecture import ArchitectureSpec
 from probe.capture import Capture
-from probe.dataset import ProbeDataset
-from probe.device import seed_everything
-from probe.distributed import Shard, barrier, current_shard, gather_objects
+from probe.distributed import Shard, any_rank
 from probe.errors import ProbeError
+from probe.plan import RunPlan
 from probe.progress import progress_bar
-from probe.store import Run, RunStore, load_run, utc_now
+from probe.state import sync_states
+
+
+class ResultSink(Protocol):
+    """Where a run's results go (see :class:`MemorySink` and ``probe.run_record.StoreSink``)."""
+
+    def completed(self, analysis: Analysis, tables: Mapping[str, pd.DataFrame],
+                  artifacts: Mapping[str, bytes], seconds: float) -> None:
+        """An analysis finished (main rank only)."""
+
+    def failed(self, analysis: Analysis, error: str, details: str | None) -> None:
+        """An analysis failed (main rank only); ``details`` is its traceback."""
 
 
 @dataclass
-class RunConfig:
-    """What defines a run; two runs with equal configs produce equal tables.
+class MemorySink:
+    """Keeps every analysis's tables in memory (``probe.measure``)."""
 
-    ``arch`` and ``dataset`` are records (name, options, checkpoint hash) for
-    the manifest; the live objects are passed to :func:`execute` separately.
-    """
+    tables: dict[str, dict[str, pd.DataFrame]]
+    errors: dict[str, tuple[str, str | None]]
 
-    arch: dict[str, Any]
-    dataset: dict[str, Any] | None
-    analyses: dict[str, dict[str, Any]]
-    layers: list[str]
-    seed: int = 0
-    batch_size: int = 64
+    @classmethod
+    def empty(cls) -> MemorySink:
+        """A sink with nothing in it yet."""
+        return cls({}, {})
 
-    def identity(self) -> dict[str, Any]:
-        """The part of the config a resumed run must match."""
-        return {"arch": self.arch, "dataset": self.dataset, "layers": self.layers,
-                "seed": self.seed}
+    def completed(self, analysis: Analysis, tables: Mapping[str, pd.DataFrame],
+                  artifacts: Mapping[str, bytes], seconds: float) -> None:
+        self.tables[analysis.name] = dict(tables)
+
+    def failed(self, analysis: Analysis, error: str, details: str | None) -> None:
+        self.errors[analysis.name] = (error, details)
 
 
 @dataclass
-class _Slot:
+class RunTimings:
+    """Seconds spent: each pass, each analysis (its own steps), each after-passes step."""
+
+    passes: list[float]
+    analyses: dict[str, float]
+    steps: dict[str, float]
+    total: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready form for the manifest."""
+        return {"passes": self.passes, "analyses": {k: round(v, 4) for k, v in
+                                                    self.analyses.items()},
+                "after_passes": {k: round(v, 4) for k, v in self.steps.items()},
+                "total": self.total}
+
+
+@dataclass
+class Slot:
+    """One analysis in a run: its accumulator, error and time spent."""
+
     analysis: Analysis
-    context: RunContext
     accumulator: Accumulator | None = None
     error: str | None = None
+    details: str | None = None
     seconds: float = 0.0
 
     @property
@@ -68,22 +97,19 @@ class _Slot:
         return self.error is not None
 
 
-def _versions() -> dict[str, str]:
-    import pandas
-    import torchvision
-
-    from probe import __version__
-    from probe.host import get_host
-
-    out = {"probe": __version__, "python": platform.python_version(), "torch": torch.__version__,
-           "torchvision": torchvision.__version__, "pandas": pandas.__version__}
-    for info in get_host().plugins.values():
-        if info.source != "builtin":
-            out[f"plugin:{info.name}"] = info.version
-    return out
+def as_json(value: Any) -> Any:
+    """``value`` as a JSON manifest reads it back (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
-def _check_requirements(analyses: Sequence[Analysis], dataset: ProbeDataset | None) -> None:
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    return value
+
+
+def _check_requirements(analyses: Sequence[Analysis], plan: RunPlan) -> None:
+    dataset = plan.data
     for analysis in analyses:
         if analysis.num_passes() > 0 and dataset is None:
             raise ProbeError(f"analysis {analysis.name} needs a data set (--dataset)")
@@ -100,181 +126,167 @@ def _check_requirements(analyses: Sequence[Analysis], dataset: ProbeDataset | No
                              f"dataset {dataset.name} has none")
 
 
-def _prepare_directory(store: RunStore, config: RunConfig, overwrite: bool) -> set[str]:
-    """Create or reopen the run directory; return analyses already complete (resume)."""
-    existing = store.read_manifest()
-    if existing is None:
-        if store.path.exists() and any(store.path.iterdir()):
-            raise ProbeError(f"output folder {store.path} exists and is not a probe run; "
-                             f"choose another --out")
-        return set()
-    if overwrite:
-        shutil.rmtree(store.path)
-        return set()
-    done = completed_analyses(existing, config)
-    if done is None:
-        raise ProbeError(f"{store.path} holds a different run (architecture, checkpoint, "
-                         f"dataset, layers or seed differ); use another --out or --overwrite")
-    store.manifest = existing
-    return done
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def completed_analyses(manifest: Mapping[str, Any], config: RunConfig) -> set[str] | None:
-    """The analyses of ``config`` a run directory already holds, complete, with the same
-    options; ``None`` when its manifest describes a different run (identity differs).
+def out_of_memory_error(exc: BaseException, batch_size: int) -> ProbeError:
+    """The one-line error for a CUDA out-of-memory failure."""
+    return ProbeError(f"out of GPU memory at batch size {batch_size} ({_first_line(exc)}); "
+                      f"try a smaller --batch-size")
 
-    The one resume rule: the runner resumes with it, a sweep skips finished runs with it.
+
+@dataclass(frozen=True)
+class ProbeShapes:
+    """What the one-image dry forward measured."""
+
+    input_shape: tuple[int, ...]
+    layer_shapes: dict[str, tuple[int, ...]]
+    output_shape: tuple[int, ...]
+
+
+def dry_forward(plan: RunPlan, handle: ModelHandle, device: torch.device) -> ProbeShapes:
+    """Run one image through the model before the data loop; one clear error if it misfits.
+
+    Raises:
+        ProbeError: The model and the data set do not fit (channels, size,
+            classes), or the GPU is out of memory.
     """
-    recorded = (manifest.get("config") or {}).get("identity")
-    if _as_json(recorded) != _as_json(config.identity()):
-        return None
-    done = set()
-    for name, entry in (manifest.get("analyses") or {}).items():
-        same_options = _as_json(entry.get("options")) == _as_json(config.analyses.get(name))
-        if entry.get("status") == "complete" and same_options:
-            done.add(name)
-    return done
-
-
-def _as_json(value: Any) -> Any:
-    """``value`` as a JSON manifest reads it back (tuples become lists, paths strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    return value
-
-
-def execute(model: nn.Module, analyses: Sequence[Analysis], dataset: ProbeDataset | None,
-            out: str | Path, config: RunConfig, *, arch: ArchitectureSpec | None = None,
-            layer_map: Mapping[str, str], device: torch.device, workers: int = 0,
-            progress: bool = True, overwrite: bool = False) -> Run:
-    """Run ``analyses`` over ``dataset`` with ``model`` and write the run directory.
-
-    Returns:
-        The finished run as :func:`probe.load_run` reads it. Its status is
-        ``complete``, or ``partial`` when at least one analysis failed (the
-        CLI then exits non-zero).
-    """
-    from probe.host import get_host
-
-    host = get_host()
-    _check_requirements(analyses, dataset)
-    shard = current_shard(device)
-    store = RunStore(out)
-    done = _prepare_directory(store, config, overwrite) if shard.is_main else set()
-    done = gather_objects(done, shard)[0]
-    todo = [a for a in analyses if a.name not in done]
-    generator = seed_everything(config.seed)
-    started = time.perf_counter()
-    manifest = store.manifest or {}
-    previous = dict(manifest.get("analyses", {}))
-    manifest.update({
-        "schema": 1,
-        "status": "running",
-        "created": manifest.get("created", utc_now()),
-        "arch": config.arch,
-        "dataset": config.dataset,
-        "layers": list(layer_map),
-        "seed": config.seed,
-        "batch_size": config.batch_size,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        platform.processor() or platform.machine(),
-        "world_size": shard.world_size,
-        "versions": _versions(),
-        "command": " ".join(sys.argv),
-        "config": {"identity": config.identity()},
-        "analyses": {a.name: previous.get(a.name, {}) | {"options": config.analyses[a.name]}
-                     for a in analyses},
-    })
-    for analysis in todo:
-        manifest["analyses"][analysis.name].update(
-            {"status": "pending", "error": None, "tables": [], "passes": analysis.num_passes()})
-    store.manifest = manifest
-    if shard.is_main:
-        store.save_manifest()
-        host.notify("probe_run_started", run_dir=str(store.path), manifest=manifest)
-    mean = dataset.mean if dataset is not None else (0.0,)
-    std = dataset.std if dataset is not None else (1.0,)
-    handle = ModelHandle(model, layer_map, mean, std)
-    slots = [_Slot(a, RunContext(model=model, handle=handle, layers=dict(layer_map),
-                                 device=device, dataset=dataset, arch=arch, seed=config.seed,
-                                 artifact_dir=store.analysis_dir(a.name), rank=shard.rank,
-                                 world_size=shard.world_size)) for a in todo]
-    timings: dict[str, Any] = {"passes": []}
+    data = plan.data
+    name = plan.arch_record.get("name") or plan.arch_record.get("class")
+    if data is None or len(data) == 0:
+        return ProbeShapes((), {}, ())
+    channels = (plan.arch_record.get("options") or {}).get("in_channels",
+                                                          plan.preprocessing.channels)
+    if channels is not None and channels != data.channels:
+        raise ProbeError(f"arch {name} takes {channels}-channel input, dataset {data.name} "
+                         f"gives {data.channels}-channel images")
+    if len(plan.preprocessing.mean) not in (1, data.channels):
+        raise ProbeError(f"the model's preprocessing has {len(plan.preprocessing.mean)} "
+                         f"channel statistics, dataset {data.name} gives "
+                         f"{data.channels}-channel images")
+    image = data[0]["image"][None].to(device).float()
     try:
-        for slot in slots:
-            _guard(slot, lambda s: setattr(s, "accumulator", s.analysis.accumulator(s.context)))
-        n_passes = max((s.analysis.num_passes() for s in slots), default=0)
+        with torch.no_grad(), Capture(handle.model, plan.layer_map) as capture:
+            outputs = handle.model(handle.normalize(image))
+            activations = capture.take()
+    except torch.cuda.OutOfMemoryError as exc:
+        raise out_of_memory_error(exc, 1) from None
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        shape = "×".join(str(v) for v in image.shape[1:])
+        raise ProbeError(f"arch {name} does not fit dataset {data.name} (one {shape} image: "
+                         f"{_first_line(exc)}); check --arch, --dataset and arch options "
+                         f"such as input_size") from None
+    output = outputs[0] if isinstance(outputs, tuple | list) else outputs
+    return ProbeShapes(tuple(image.shape[1:]),
+                       {k: tuple(v.shape[1:]) for k, v in activations.items()},
+                       tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ())
+
+
+def build_context(plan: RunPlan, device: torch.device, shard: Shard) -> RunContext:
+    """Move the model to ``device``, run the dry forward and build the run's context."""
+    model = plan.model.to(device)
+    handle = ModelHandle(model, plan.layer_map, plan.preprocessing)
+    shapes = dry_forward(plan, handle, device)
+    return RunContext(model=model, handle=handle, layers=dict(plan.layer_map), device=device,
+                      preprocessing=plan.preprocessing, dataset=plan.data, arch=plan.spec,
+                      seed=plan.seed, input_shape=shapes.input_shape,
+                      layer_shapes=shapes.layer_shapes, output_shape=shapes.output_shape,
+                      rank=shard.rank, world_size=shard.world_size)
+
+
+def execute(plan: RunPlan, analyses: Sequence[Analysis], sink: ResultSink, *,
+            device: torch.device, shard: Shard, workers: int = 0,
+            progress: bool = True) -> RunTimings:
+    """Run ``analyses`` (of ``plan``) over its data and hand each result to ``sink``.
+
+    Raises:
+        ProbeError: A user-facing problem outside any one analysis (model and
+            data do not fit, out of GPU memory); no analysis result is then
+            handed on.
+    """
+    _check_requirements(analyses, plan)
+    started = time.perf_counter()
+    context = build_context(plan, device, shard)
+    slots = [Slot(a) for a in analyses]
+    timings = RunTimings([], {}, {})
+    for slot in slots:
+        guard(slot, lambda s: setattr(s, "accumulator", s.analysis.accumulator(context)))
+    n_passes = max((s.analysis.num_passes() for s in slots), default=0)
+    try:
         for pass_index in range(n_passes):
-            active = [s for s in slots if not s.failed and s.analysis.num_passes() > pass_index]
+            active = [s for s in slots if s.analysis.num_passes() > pass_index]
+            _agree_on_failures(active, shard, device)
+            active = [s for s in active if not s.failed]
             if not active:
                 break
-            seconds = _run_pass(model, dataset, active, handle, shard, config, workers,
-                                device, pass_index, n_passes, generator, progress)
-            timings["passes"].append(seconds)
-            _merge_shards(active, shard, pass_index)
-        _finalize(slots, store, shard, host)
-    except BaseException as exc:
-        if shard.is_main:
-            manifest["status"] = "interrupted"
-            manifest["error"] = f"{type(exc).__name__}: {exc}"
-            store.save_manifest()
-        raise
-    timings["total"] = time.perf_counter() - started
-    timings["analyses"] = {s.analysis.name: round(s.seconds, 4) for s in slots}
-    failed = [s for s in slots if s.failed]
-    any_failed = failed or any(manifest["analyses"][a.name].get("status") != "complete"
-                               for a in analyses)
-    manifest["status"] = "partial" if any_failed else "complete"
-    manifest["timings"] = timings
-    manifest["finished"] = utc_now()
+            seconds = run_pass(plan, active, context, shard, workers, pass_index, n_passes,
+                               progress)
+            timings.passes.append(seconds)
+            _close_pass(active, shard, pass_index, context)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise out_of_memory_error(exc, plan.batch_size) from None
+    _agree_on_failures(slots, shard, device)
     if shard.is_main:
-        store.save_manifest()
-        for slot in failed:
-            host.notify("probe_run_failed", run_dir=str(store.path), manifest=manifest,
-                        error=f"{slot.analysis.name}: {slot.error}")
-        host.notify("probe_run_finished", run_dir=str(store.path), manifest=manifest)
-    barrier(shard)
-    return load_run(store.path)
+        for slot in slots:
+            _finish(slot, context, sink, timings)
+    timings.analyses = {s.analysis.name: s.seconds for s in slots}
+    timings.total = time.perf_counter() - started
+    return timings
 
 
-def _guard(slot: _Slot, action: Any) -> None:
-    """Run ``action(slot)``; on an exception mark the analysis failed instead of raising."""
+def guard(slot: Slot, action: Callable[[Slot], Any]) -> None:
+    """Run ``action(slot)``; on an exception mark the analysis failed instead of raising.
+
+    CUDA out-of-memory is not one analysis's fault: it ends the run with a hint.
+    """
     if slot.failed:
         return
     start = time.perf_counter()
     try:
         action(slot)
+    except torch.cuda.OutOfMemoryError:
+        raise
     except Exception as exc:
         slot.error = f"{type(exc).__name__}: {exc}"
-        slot.context.extras["traceback"] = traceback.format_exc()
+        slot.details = traceback.format_exc()
     finally:
         slot.seconds += time.perf_counter() - start
 
 
-def _run_pass(model: nn.Module, dataset: ProbeDataset | None, active: list[_Slot],
-              handle: ModelHandle, shard: Shard, config: RunConfig, workers: int,
-              device: torch.device, pass_index: int, n_passes: int,
-              generator: torch.Generator, progress: bool) -> float:
+def _agree_on_failures(slots: list[Slot], shard: Shard, device: torch.device) -> None:
+    """An analysis that failed on any rank is failed on every rank (collectives stay paired)."""
+    flags = any_rank([s.failed for s in slots], shard, device)
+    for slot, failed in zip(slots, flags, strict=True):
+        if failed and not slot.failed:
+            slot.error = "failed on another rank (see that rank's output)"
+
+
+def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: Shard,
+             workers: int, pass_index: int, n_passes: int, progress: bool) -> float:
+    """One pass over this shard's images, every active slot's ``update`` once per batch."""
+    handle, device = context.handle, context.device
+    dataset = plan.data
     assert dataset is not None  # checked by _check_requirements
     subset = Subset(dataset, shard.indices(len(dataset)))
-    loader = DataLoader(subset, batch_size=config.batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.type == "cuda",
-                        generator=generator)
+    loader = DataLoader(subset, batch_size=plan.batch_size, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda")
     layers: dict[str, str] = {}
     for slot in active:
-        for name in slot.analysis.select_layers(slot.context):
+        for name in slot.analysis.select_layers(context):
             layers[name] = handle.layers[name]
+    gradients = any(s.analysis.gradients for s in active)
+    model = handle.model
     start = time.perf_counter()
     label = f"pass {pass_index + 1}/{n_passes}"
-    with torch.no_grad(), Capture(model, layers) as capture:
+    with torch.set_grad_enabled(gradients), Capture(model, layers,
+                                                    detach=not gradients) as capture:
         for sample in progress_bar(loader, label, enabled=progress and shard.is_main):
             images = _to_device(sample["image"], device).float()
             inputs = handle.normalize(images)
+            if gradients:
+                inputs = inputs.detach().requires_grad_(True)
             outputs = model(inputs)
             batch = Batch(
                 images=images, inputs=inputs,
@@ -282,61 +294,48 @@ def _run_pass(model: nn.Module, dataset: ProbeDataset | None, active: list[_Slot
                 labels=_to_device(sample.get("label", torch.full((len(images),), -1)), device),
                 outputs=outputs, activations=capture.take(),
                 masks=_to_device(sample.get("masks"), device),
-                scalars=_to_device(sample.get("scalars"), device),
+                image_concepts=_to_device(sample.get("scalars"), device),
                 target=_to_device(sample.get("target"), device),
                 pass_index=pass_index,
             )
+            plain = batch.detached() if gradients else batch
             for slot in active:
-                if slot.analysis.num_passes() > pass_index:
-                    _guard(slot, lambda s, b=batch: s.accumulator.update(b))
+                given = batch if slot.analysis.gradients else plain
+                guard(slot, lambda s, b=given: s.accumulator.update(b))
     return time.perf_counter() - start
 
 
-def _merge_shards(active: list[_Slot], shard: Shard, pass_index: int) -> None:
-    """Merge every rank's accumulators (rank order) and close the pass."""
-    if shard.world_size > 1:
-        states = [(s.accumulator, s.error) for s in active]
-        everyone = gather_objects(states, shard)
-        for i, slot in enumerate(active):
-            errors = [rank_states[i][1] for rank_states in everyone if rank_states[i][1]]
-            if errors:
-                slot.error = slot.error or errors[0]
-                continue
-            merged = everyone[0][i][0]
-            for rank_states in everyone[1:]:
-                merged.merge(rank_states[i][0])
-            slot.accumulator = merged
+def _close_pass(active: list[Slot], shard: Shard, pass_index: int,
+                context: RunContext) -> None:
+    """Reduce each accumulator's state due after this pass across ranks, then ``end_pass``."""
+    _agree_on_failures(active, shard, context.device)
     for slot in active:
-        _guard(slot, lambda s: s.accumulator.end_pass(pass_index))
-
-
-def _finalize(slots: list[_Slot], store: RunStore, shard: Shard, host: Any) -> None:
-    manifest = store.manifest
-    for slot in slots:
-        name = slot.analysis.name
-        entry = manifest["analyses"][name]
-        if shard.is_main:
-            result: dict[str, Any] = {}
-
-            def finish(s: _Slot, result: dict[str, Any] = result) -> None:
-                tables = s.accumulator.finalize()
-                check_tables(s.analysis, tables)
-                artifacts = s.accumulator.artifacts()
-                for rel, data in artifacts.items():
-                    store.write_artifact(s.analysis.name, rel, data)
-                for table, frame in tables.items():
-                    store.write_table(s.analysis.name, table, frame)
-                result.update(tables)
-
-            _guard(slot, finish)
-            if not slot.failed:
-                entry.update(status="complete", tables=sorted(result), error=None,
-                             seconds=round(slot.seconds, 4))
-                store.save_manifest()
-                host.notify("probe_analysis_finished", run_dir=str(store.path),
-                            analysis=name, tables=result)
         if slot.failed:
-            entry.update(status="failed", error=slot.error, tables=[],
-                         traceback=slot.context.extras.get("traceback"))
-            if shard.is_main:
-                store.save_manifest()
+            continue
+        last = slot.analysis.num_passes() - 1
+        if shard.world_size > 1:
+            guard(slot, lambda s, last=last: sync_states(s.accumulator, pass_index, last))
+        guard(slot, lambda s: s.accumulator.end_pass(pass_index, context))
+
+
+def _finish(slot: Slot, context: RunContext, sink: ResultSink, timings: RunTimings) -> None:
+    """After the passes, on the main rank: model work, tables, artifacts, to the sink."""
+    result: dict[str, Any] = {}
+
+    def after(s: Slot) -> None:
+        start = time.perf_counter()
+        s.accumulator.after_passes(context)
+        timings.steps[s.analysis.name] = time.perf_counter() - start
+
+    def finish(s: Slot) -> None:
+        tables = s.accumulator.finalize(context)
+        check_tables(s.analysis, tables)
+        result["tables"] = tables
+        result["artifacts"] = s.accumulator.artifacts(context)
+
+    guard(slot, after)
+    guard(slot, finish)
+    if slot.failed:
+        sink.failed(slot.analysis, slot.error or "", slot.details)
+    else:
+        sink.completed(slot.analysis, result["tables"], result["artifacts"], slot.seconds)

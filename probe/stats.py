@@ -1,40 +1,39 @@
 """Streaming statistics shared by analyses: running moments and exact top-k buffers.
 
-Everything here keeps its state on the device of the tensors it is fed and
-merges exactly, so shards of a data set reduce to the result of one pass.
+Everything here is a :class:`probe.State`: declared tensors on the device they
+were made on, reduced exactly across shards, so a data set split over
+processes gives the result of one pass. Use them as nested state of your
+accumulator: ``self.add_state("moments", RunningMoments(units, device))`` (its
+own sums and maxima) and ``self.add_state("top", TopK(units, k, device), "merge")``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from probe.state import State
 
-@dataclass
-class RunningMoments:
+
+class RunningMoments(State):
     """Per-unit count, sum, sum of squares, maximum and positive count (float64 sums).
 
-    Feed ``Tensor[units, n]`` samples with :meth:`update`.
+    Feed ``Tensor[units, n]`` samples with :meth:`update`. Every field is a
+    declared sum (or max), so shards reduce without merge code.
     """
 
-    count: torch.Tensor
-    total: torch.Tensor
-    total_sq: torch.Tensor
-    maximum: torch.Tensor
-    positive: torch.Tensor
+    def __init__(self, units: int, device: torch.device) -> None:
+        dtype = torch.float64 if device.type != "mps" else torch.float32
+        self.add_state("count", torch.zeros(units, dtype=torch.int64, device=device), "sum")
+        self.add_state("total", torch.zeros(units, dtype=dtype, device=device), "sum")
+        self.add_state("total_sq", torch.zeros(units, dtype=dtype, device=device), "sum")
+        self.add_state("maximum", torch.full((units,), -torch.inf, dtype=torch.float32,
+                                             device=device), "max")
+        self.add_state("positive", torch.zeros(units, dtype=torch.int64, device=device), "sum")
 
     @classmethod
     def zeros(cls, units: int, device: torch.device) -> RunningMoments:
         """Empty moments for ``units`` units."""
-        dtype = torch.float64 if device.type != "mps" else torch.float32
-        return cls(
-            count=torch.zeros(units, dtype=torch.int64, device=device),
-            total=torch.zeros(units, dtype=dtype, device=device),
-            total_sq=torch.zeros(units, dtype=dtype, device=device),
-            maximum=torch.full((units,), -torch.inf, dtype=torch.float32, device=device),
-            positive=torch.zeros(units, dtype=torch.int64, device=device),
-        )
+        return cls(units, device)
 
     def update(self, values: torch.Tensor) -> None:
         """Add ``Tensor[units, n]`` samples."""
@@ -44,14 +43,6 @@ class RunningMoments:
         self.total_sq += (wide * wide).sum(dim=1)
         self.maximum = torch.maximum(self.maximum, values.amax(dim=1).float())
         self.positive += (values > 0).sum(dim=1)
-
-    def merge(self, other: RunningMoments) -> None:
-        """Add another shard's moments."""
-        self.count += other.count.to(self.count.device)
-        self.total += other.total.to(self.total.device)
-        self.total_sq += other.total_sq.to(self.total_sq.device)
-        self.maximum = torch.maximum(self.maximum, other.maximum.to(self.maximum.device))
-        self.positive += other.positive.to(self.positive.device)
 
     def mean(self) -> torch.Tensor:
         """Per-unit mean."""
@@ -64,11 +55,13 @@ class RunningMoments:
         return var.clamp(min=0).sqrt()
 
 
-class TopK:
+class TopK(State):
     """Exact per-unit top-k of scores, with a payload per entry, bounded at ``k``.
 
     Ties are broken towards the lower data-set index, so the order (and thus a
-    sharded run's merge) is deterministic.
+    sharded run's merge) is deterministic. Values, indices and payload only make
+    sense together, so shards are folded by :meth:`merge` (the named top-k
+    merge; ``merge_only``), never field by field.
 
     Attributes:
         values: ``Tensor[units, k]`` best scores, descending (``-inf`` = empty slot).
@@ -76,15 +69,19 @@ class TopK:
         payload: ``Tensor[units, k, ...]`` data kept with each entry, or ``None``.
     """
 
+    merge_only = True
+
     def __init__(self, units: int, k: int, device: torch.device,
                  payload_shape: tuple[int, ...] | None = None,
                  payload_dtype: torch.dtype = torch.float32) -> None:
         self.k = k
-        self.values = torch.full((units, 0), -torch.inf, device=device)
-        self.indices = torch.full((units, 0), -1, dtype=torch.int64, device=device)
-        self.payload = (None if payload_shape is None else
-                        torch.zeros((units, 0, *payload_shape), dtype=payload_dtype,
-                                    device=device))
+        self.add_state("values", torch.full((units, 0), -torch.inf, device=device), "cat")
+        self.add_state("indices", torch.full((units, 0), -1, dtype=torch.int64, device=device),
+                       "cat")
+        self.payload: torch.Tensor | None = None
+        if payload_shape is not None:
+            self.add_state("payload", torch.zeros((units, 0, *payload_shape),
+                                                  dtype=payload_dtype, device=device), "cat")
 
     def update(self, values: torch.Tensor, indices: torch.Tensor,
                payload: torch.Tensor | None = None) -> None:
@@ -103,8 +100,10 @@ class TopK:
                 payload = _gather_payload(payload, keep)
         self._combine(values.float(), idx, payload)
 
-    def merge(self, other: TopK) -> None:
-        """Fold another shard's buffer into this one."""
+    def merge(self, other: State) -> None:
+        """Fold another shard's buffer into this one (the top-k merge)."""
+        if not isinstance(other, TopK):
+            raise TypeError(f"cannot merge {type(other).__name__} into TopK")
         device = self.values.device
         payload = None if other.payload is None else other.payload.to(device)
         self._combine(other.values.to(device), other.indices.to(device), payload)

@@ -16,32 +16,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.errors import ProbeError
-from probe.requests import RunRequest
+from probe.runfile import RunRequest
 from probe.store import RunStore
 
 
 def is_finished(request: RunRequest) -> bool:
     """Whether ``request.out`` already holds this exact run, complete.
 
-    The run is planned without weights (:func:`probe.api.plan_run`, the model on
-    the meta device) and compared by the runner's own resume rule
-    (:func:`probe.runner.completed_analyses`): same identity, and every requested
-    analysis complete under the same options.
+    Reads the manifest's identity and compares it with the request's own
+    (:meth:`RunRequest.identity`: names, given options, checkpoint hash, layers,
+    seed) by the runner's resume rule (:func:`probe.run_record.completed_analyses`);
+    nothing is loaded or planned.
     """
-    from probe.api import plan_run
-    from probe.runner import completed_analyses
+    from probe.plan import make_analyses
+    from probe.run_record import completed_analyses
 
     if request.overwrite:
         return False
     manifest = RunStore(request.out).read_manifest()
     if not manifest or manifest.get("status") != "complete":
         return False
-    kwargs = request.analyze_kwargs()
-    for runtime in ("out", "device", "workers", "overwrite"):
-        kwargs.pop(runtime)
-    plan = plan_run(**kwargs, weights=False)
-    done = completed_analyses(manifest, plan.config)
-    return done is not None and set(plan.config.analyses) <= done
+    options = {a.name: a.settings for a in make_analyses(request.analyses,
+                                                         request.analysis_options)}
+    done = completed_analyses(manifest, request.identity(), options)
+    return done is not None and set(options) <= done
 
 
 @dataclass
@@ -82,12 +80,15 @@ def _partial_detail(run: Any) -> str:
 
 def run_one(request: RunRequest, progress: bool) -> Outcome:
     """Run (or skip) one request; a user-facing error becomes a ``failed`` outcome."""
-    from probe.api import analyze
+    from probe.api import execute_plan
+    from probe.device import resolve_device
 
     start = time.perf_counter()
     if is_finished(request):
         return Outcome(request, "skipped", "skipped (complete)")
-    run = analyze(**request.analyze_kwargs(), progress=progress)
+    run = execute_plan(request.plan(), request.out, device=resolve_device(request.device),
+                       workers=request.workers, progress=progress,
+                       overwrite=request.overwrite)
     seconds = time.perf_counter() - start
     if run.status == "complete":
         return Outcome(request, "complete", f"complete ({seconds:.1f} s)", seconds)

@@ -20,13 +20,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from probe.api import get_architecture, load_dataset, model_options
 from probe.architecture import TrainRecipe
 from probe.checkpoint import file_sha256, load_weights, save_checkpoint
 from probe.dataset import ProbeDataset
-from probe.device import resolve_device, seed_everything
+from probe.device import resolve_device
 from probe.errors import ProbeError
 from probe.options import Option, resolve_options
+from probe.plan import data_derived_options, get_architecture, load_dataset
+from probe.preprocessing import Preprocessing
 from probe.progress import progress_bar
 
 #: Options settable with ``--set train.NAME=VALUE``.
@@ -130,10 +131,22 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
                  **(dataset_options or {})}
     train_set = load_dataset(data_name, **{**data_opts, "split": "train"})
     test_set = load_dataset(data_name, **{**data_opts, "split": "test"})
-    options = model_options(spec, None, {**recipe.arch_options, **(arch_options or {})},
-                            train_set)
+    options = spec.resolve({**data_derived_options(spec, train_set), **recipe.arch_options,
+                            **(arch_options or {})})
     torch_device = resolve_device(device)
-    generator = seed_everything(seed)
+    cuda = [torch_device.index or 0] if torch_device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # the caller's RNG state is left as it was
+        torch.manual_seed(seed)
+        return _train(spec, recipe, options, train_set, test_set, data_name, data_opts,
+                      torch_device, seed, out, init, progress)
+
+
+def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: Any,
+           test_set: Any, data_name: str, data_opts: dict[str, Any],
+           torch_device: torch.device, seed: int, out: str | Path,
+           init: str | Path | None, progress: bool) -> dict[str, Any]:
+    """The training loop under :func:`train`'s seeded RNG fork."""
+    generator = torch.Generator().manual_seed(seed)
     model = spec.build(**options)
     if init is not None:
         load_weights(model, init)
@@ -182,6 +195,12 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
         "init": None if init is None else {"checkpoint": str(init),
                                            "sha256": file_sha256(init)},
     }
-    path = save_checkpoint(model.cpu(), out, spec.name, options, extra={"metrics": metrics})
+    # the model's own preprocessing: what it was trained with, whatever data set runs it later
+    preprocessing = Preprocessing.of_statistics(
+        train_set.mean, train_set.std, input_size=train_set.image_size,
+        channels=train_set.channels, source="checkpoint").record()
+    record["preprocessing"] = preprocessing
+    path = save_checkpoint(model.cpu(), out, spec.name, options,
+                           extra={"metrics": metrics, "preprocessing": preprocessing})
     sidecar_path(path).write_text(json.dumps(record, indent=2, default=str))
     return record

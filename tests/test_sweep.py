@@ -13,7 +13,7 @@ import pytest
 
 import probe
 from probe.errors import ProbeError
-from probe.requests import expand_sweep, load_runfile
+from probe.runfile import expand_sweep, load_runfile
 from probe.sweep import is_finished, run_sweep
 
 

@@ -23,63 +23,50 @@ from probe.stats import RunningMoments, TopK, as_maps, as_units_by_samples
 
 
 class UnitStatsAccumulator(Accumulator):
-    """Running moments and top-k buffers for each layer."""
+    """Running moments and top-k buffers for each layer, allocated from the layer shapes.
 
-    def __init__(self, layers: list[str], top_k: int, map_size: int) -> None:
+    State (declared, so shards reduce with no merge code): per layer a
+    :class:`RunningMoments` (sums and maxima) and a :class:`TopK` (the top-k
+    merge), and the class label of every data-set image (``-1`` = not seen by
+    this shard; the shards' labels reduce with ``max``).
+    """
+
+    def __init__(self, layers: list[str], shapes: Mapping[str, tuple[int, ...]],
+                 num_images: int, top_k: int, map_size: int, device: torch.device) -> None:
         self.layers = layers
         self.top_k = top_k
         self.map_size = map_size
-        self.moments: dict[str, RunningMoments] = {}
-        self.top: dict[str, TopK] = {}
-        # Class label of every image seen, by data-set index (-1 = not seen); grown on demand.
-        self.labels = torch.full((0,), -1, dtype=torch.int64)
+        moments, top = {}, {}
+        for layer in layers:
+            units = shapes[layer][0]
+            moments[layer] = RunningMoments(units, device)
+            top[layer] = TopK(units, top_k, device, self._map_shape(shapes[layer]))
+        self.add_state("moments", moments)
+        self.add_state("top", top, "merge")
+        self.add_state("labels", torch.full((num_images,), -1, dtype=torch.int64,
+                                            device=device), "max")
+
+    def _map_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        h, w = as_maps(torch.empty((1, *shape), device="meta")).shape[-2:]
+        if max(h, w) > self.map_size:
+            scale = self.map_size / max(h, w)
+            return (max(1, round(h * scale)), max(1, round(w * scale)))
+        return (h, w)
 
     def _maps(self, activation: torch.Tensor) -> torch.Tensor:
         maps = as_maps(activation)
-        h, w = maps.shape[-2:]
-        if max(h, w) > self.map_size:
-            scale = self.map_size / max(h, w)
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        size = self._map_shape(tuple(activation.shape[1:]))
+        if tuple(maps.shape[-2:]) != size:
             maps = F.adaptive_avg_pool2d(maps, size)
         return maps
 
     def update(self, batch: Batch) -> None:
         for layer in self.layers:
             act = batch.activations[layer].float()
-            samples = as_units_by_samples(act)
-            maps = self._maps(act)  # [B, K, h, w]
-            if layer not in self.moments:
-                units = samples.shape[0]
-                self.moments[layer] = RunningMoments.zeros(units, act.device)
-                self.top[layer] = TopK(units, self.top_k, act.device, tuple(maps.shape[2:]))
-            self.moments[layer].update(samples)
+            self.moments[layer].update(as_units_by_samples(act))
             peak = as_maps(act).flatten(2).amax(dim=2).T  # [K, B]
-            self.top[layer].update(peak, batch.indices, maps.transpose(0, 1))
-        self._record_labels(batch.indices, batch.labels)
-
-    def _record_labels(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        if self.labels.device != indices.device:
-            self.labels = self.labels.to(indices.device)
-        needed = int(indices.max()) + 1 if indices.numel() else 0
-        if needed > self.labels.numel():
-            grown = torch.full((needed,), -1, dtype=torch.int64, device=indices.device)
-            grown[: self.labels.numel()] = self.labels
-            self.labels = grown
-        self.labels[indices] = labels.to(torch.int64)
-
-    def merge(self, other: Accumulator) -> None:
-        assert isinstance(other, UnitStatsAccumulator)
-        for layer in other.layers:
-            if layer not in other.moments:
-                continue
-            if layer not in self.moments:
-                self.moments[layer], self.top[layer] = other.moments[layer], other.top[layer]
-                continue
-            self.moments[layer].merge(other.moments[layer])
-            self.top[layer].merge(other.top[layer])
-        seen = other.labels >= 0
-        self._record_labels(torch.nonzero(seen).flatten().to(self.labels.device),
-                            other.labels[seen].to(self.labels.device))
+            self.top[layer].update(peak, batch.indices, self._maps(act).transpose(0, 1))
+        self.labels[batch.indices] = batch.labels.to(torch.int64)
 
     def _labels_of(self, indices: np.ndarray) -> np.ndarray:
         table = self.labels.cpu().numpy()
@@ -87,11 +74,9 @@ class UnitStatsAccumulator(Accumulator):
         return np.where(inside, table[np.clip(indices, 0, max(len(table) - 1, 0))], -1) \
             if len(table) else np.full(len(indices), -1)
 
-    def finalize(self) -> dict[str, pd.DataFrame]:
+    def finalize(self, context: RunContext) -> dict[str, pd.DataFrame]:
         unit_rows, top_rows = [], []
         for layer in self.layers:
-            if layer not in self.moments:
-                continue
             m, top = self.moments[layer], self.top[layer]
             units = m.count.shape[0]
             unit_rows.append(pd.DataFrame({
@@ -155,8 +140,10 @@ class UnitStats(Analysis):
     }
 
     def accumulator(self, context: RunContext) -> UnitStatsAccumulator:
-        return UnitStatsAccumulator(self.select_layers(context), self.settings["top_k"],
-                                    self.settings["map_size"])
+        size = len(context.dataset) if context.dataset is not None else 0
+        return UnitStatsAccumulator(self.select_layers(context), context.layer_shapes, size,
+                                    self.settings["top_k"], self.settings["map_size"],
+                                    context.device)
 
     @classmethod
     def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:

@@ -24,6 +24,10 @@ import torch
 from torch import nn
 
 from probe import ArchitectureSpec, Option, TrainRecipe, hookimpl
+from probe.preprocessing import imagenet
+
+#: torchvision's weights for this family expect ImageNet's statistics.
+IMAGENET = imagenet()
 
 #: torchvision's channels for conv1 … conv5.
 CHANNELS = (64, 192, 384, 256, 256)
@@ -157,7 +161,7 @@ def probe_register_architectures(register):
         name="alexnet", build=build_alexnet, task="classification", family="alexnet",
         input_size=224, options=_options(224, 1.0, 4, None, 0.5), layers=lambda m: LAYERS,
         description="AlexNet (Krizhevsky et al. 2012), torchvision layout and state_dict keys",
-        train=replace(PARTS_RECIPE, arch_options=SMALL_OPTIONS)))
+        train=replace(PARTS_RECIPE, arch_options=SMALL_OPTIONS), preprocessing=IMAGENET))
     register(ArchitectureSpec(
         name="alexnet_small", build=build_alexnet, task="classification", family="alexnet",
         input_size=64, options=_options(64, 0.5, 2, 512, 0.3), layers=lambda m: LAYERS,

@@ -25,6 +25,10 @@ from torch import nn
 from torchvision.ops import DeformConv2d
 
 from probe import ArchitectureSpec, Option, TrainRecipe, hookimpl
+from probe.preprocessing import imagenet
+
+#: torchvision's weights for this family expect ImageNet's statistics.
+IMAGENET = imagenet()
 
 #: Table 1 of the paper: channels per 3×3 convolution, ``"M"`` = 2×2 max-pool.
 CFGS: dict[str, list[int | str]] = {
@@ -243,7 +247,8 @@ def _spec(name: str, cfg: str, batch_norm: bool) -> ArchitectureSpec:
         in_channels=3, options=vgg_options(), layers=vgg_layers,
         description=f"VGG config {cfg} ({convs} convs + 3 fcs{', batch norm' if batch_norm else ''}"
                     "; torchvision state_dict keys)",
-        train=PARTS_RECIPE if batch_norm else PLAIN_RECIPE)
+        train=PARTS_RECIPE if batch_norm else PLAIN_RECIPE,
+        preprocessing=IMAGENET)
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from typing import Any
 
 from probe.errors import ProbeError
 from probe.options import parse_assignments
-from probe.requests import RunRequest, load_runfile
+from probe.runfile import RunRequest, load_runfile
 
 
 def add_parser(sub: Any) -> None:

@@ -2,8 +2,8 @@
 
 For every captured layer: per unit, the fraction of activations at or below
 ``epsilon`` (a "dead" unit is one that never exceeds it), and per layer a
-histogram of all activations over fixed bins. Both are sums, so the
-accumulator merges exactly across shards.
+histogram of all activations over fixed bins. Both are declared sums, so
+shards reduce exactly with no merge code.
 """
 
 from __future__ import annotations
@@ -19,50 +19,33 @@ from probe import Accumulator, Analysis, Batch, Option, Register, RunContext, ho
 
 
 class SparsityAccumulator(Accumulator):
-    """Per-layer counts on the model's device."""
+    """Per-layer counts on the model's device, declared as sums: no merge code."""
 
-    def __init__(self, layers: list[str], epsilon: float, bins: int, low: float,
-                 high: float) -> None:
+    def __init__(self, layers: list[str], units: dict[str, int], epsilon: float, bins: int,
+                 low: float, high: float, device: torch.device) -> None:
         self.layers, self.epsilon = layers, epsilon
         self.bins, self.low, self.high = bins, low, high
-        self.quiet: dict[str, torch.Tensor] = {}    # [units] activations <= epsilon
-        self.total: dict[str, torch.Tensor] = {}    # [units] activations seen
-        self.histogram: dict[str, torch.Tensor] = {}  # [bins] counts over the layer
+        counts = {layer: torch.zeros(units[layer], dtype=torch.int64, device=device)
+                  for layer in layers}
+        self.add_state("quiet", counts, "sum")                     # [units] activations <= eps
+        self.add_state("total", {k: v.clone() for k, v in counts.items()}, "sum")  # [units] seen
+        self.add_state("histogram", {layer: torch.zeros(bins, dtype=torch.int64, device=device)
+                                     for layer in layers}, "sum")  # [bins] over the layer
 
     def update(self, batch: Batch) -> None:
         for layer in self.layers:
             act = batch.activations[layer].float()
             per_unit = act.transpose(0, 1).reshape(act.shape[1], -1)   # [units, samples]
-            if layer not in self.quiet:
-                self.quiet[layer] = torch.zeros(per_unit.shape[0], dtype=torch.int64,
-                                                device=act.device)
-                self.total[layer] = torch.zeros_like(self.quiet[layer])
-                self.histogram[layer] = torch.zeros(self.bins, dtype=torch.int64,
-                                                    device=act.device)
             self.quiet[layer] += (per_unit <= self.epsilon).sum(dim=1)
             self.total[layer] += per_unit.shape[1]
             clipped = act.clamp(self.low, self.high)
             self.histogram[layer] += torch.histc(clipped, self.bins, self.low,
                                                  self.high).long()
 
-    def merge(self, other: Accumulator) -> None:
-        assert isinstance(other, SparsityAccumulator)
-        for layer in other.quiet:
-            if layer not in self.quiet:
-                self.quiet[layer] = other.quiet[layer].clone()
-                self.total[layer] = other.total[layer].clone()
-                self.histogram[layer] = other.histogram[layer].clone()
-                continue
-            self.quiet[layer] += other.quiet[layer].to(self.quiet[layer].device)
-            self.total[layer] += other.total[layer].to(self.total[layer].device)
-            self.histogram[layer] += other.histogram[layer].to(self.histogram[layer].device)
-
-    def finalize(self) -> dict[str, pd.DataFrame]:
+    def finalize(self, context: RunContext) -> dict[str, pd.DataFrame]:
         units, histograms = [], []
         edges = np.linspace(self.low, self.high, self.bins + 1)
         for layer in self.layers:
-            if layer not in self.quiet:
-                continue
             fraction = (self.quiet[layer].double() / self.total[layer].double()).cpu().numpy()
             units.append(pd.DataFrame({"layer": layer, "unit": np.arange(len(fraction)),
                                        "fraction_quiet": fraction, "dead": fraction == 1.0}))
@@ -98,8 +81,10 @@ class Sparsity(Analysis):
 
     def accumulator(self, context: RunContext) -> SparsityAccumulator:
         s = self.settings
-        return SparsityAccumulator(self.select_layers(context), s["epsilon"], s["bins"],
-                                   s["low"], s["high"])
+        layers = self.select_layers(context)
+        units = {layer: context.layer_shapes[layer][0] for layer in layers}
+        return SparsityAccumulator(layers, units, s["epsilon"], s["bins"], s["low"], s["high"],
+                                   context.device)
 
     @classmethod
     def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:

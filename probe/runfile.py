@@ -41,10 +41,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.errors import ProbeError
 from probe.options import parse_assignments
+
+if TYPE_CHECKING:
+    from probe.plan import RunPlan
 
 KEYS = ("arch", "dataset", "analysis", "out", "checkpoint", "layers", "device", "batch_size",
         "workers", "seed", "set", "overwrite")
@@ -68,8 +71,8 @@ class RunRequest:
     overwrite: bool = False
     label: str = ""
 
-    def analyze_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`probe.api.analyze`."""
+    def validate(self) -> None:
+        """Check what needs no loading: ``--set`` owners and the checkpoint file."""
         owners = set(self.settings)
         allowed = {"arch", "dataset", *self.analyses}
         stray = sorted(owners - allowed)
@@ -78,23 +81,37 @@ class RunRequest:
                              f"nor an analysis of this run ({', '.join(self.analyses)})")
         if self.checkpoint is not None and not self.checkpoint.is_file():
             raise ProbeError(f"checkpoint file not found: {self.checkpoint}")
-        return {
-            "model_or_arch": self.arch,
-            "dataset": self.dataset,
-            "analyses": self.analyses,
-            "out": self.out,
-            "checkpoint": self.checkpoint,
-            "arch_options": self.settings.get("arch", {}),
-            "dataset_options": self.settings.get("dataset", {}),
-            "analysis_options": {a: self.settings[a] for a in self.analyses
-                                 if a in self.settings},
-            "layers": self.layers,
-            "device": self.device,
-            "batch_size": self.batch_size,
-            "workers": self.workers,
-            "seed": self.seed,
-            "overwrite": self.overwrite,
-        }
+        if self.batch_size < 1:
+            raise ProbeError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ProbeError(f"workers must be >= 0, got {self.workers}")
+
+    @property
+    def analysis_options(self) -> dict[str, dict[str, Any]]:
+        """``--set ANALYSIS.OPTION`` values, by analysis."""
+        return {a: self.settings[a] for a in self.analyses if a in self.settings}
+
+    def identity(self) -> dict[str, Any]:
+        """The run's identity, computed without loading data or weights."""
+        from probe.plan import identity_of_request
+
+        self.validate()
+        return identity_of_request(
+            self.arch, self.dataset, checkpoint=self.checkpoint,
+            arch_options=self.settings.get("arch", {}),
+            dataset_options=self.settings.get("dataset", {}), layers=self.layers,
+            seed=self.seed)
+
+    def plan(self) -> RunPlan:
+        """Resolve the request into a :class:`~probe.plan.RunPlan` (loads data and model)."""
+        from probe.plan import plan_run
+
+        self.validate()
+        return plan_run(self.arch, self.dataset, self.analyses, checkpoint=self.checkpoint,
+                        arch_options=self.settings.get("arch", {}),
+                        dataset_options=self.settings.get("dataset", {}),
+                        analysis_options=self.analysis_options, layers=self.layers,
+                        batch_size=self.batch_size, seed=self.seed)
 
 
 def _as_list(value: Any) -> list[str]:
