@@ -6,7 +6,7 @@ untrained at a chosen width, or trained weights with ``--checkpoint``):
 * bare forward pass with the same capture hooks (images/s);
 * dissection pass 1 (forward + thresholds) and pass 2 (forward + IoU tallies), and
   the tally step alone (pass 2 minus its forward), images/s and ratios;
-* the reference-style tally (``dissection_reference``: numpy, a Python loop over
+* the reference-style tally (``tests/dissection_reference.py``: numpy, a Python loop over
   images × units on the CPU, PIL bilinear resize, as the original tools do) on
   the first ``--reference-images`` images, and the agreement of its counts with
   the device tallies on the same images.
@@ -20,18 +20,27 @@ Batches are prepared on the device first, so data loading is not timed.
 from __future__ import annotations
 
 import argparse
+import copy
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import probe
-from probe import Batch, ModelHandle, RunContext
-from probe.api import get_architecture
+from probe import Batch
 from probe.capture import Capture
+from probe.distributed import Shard
+from probe.plan import plan_run
 from probe.plugins.analyses.dissection import Dissection
-from probe.plugins.analyses.dissection_reference import ReferenceTally
-from probe.plugins.analyses.dissection_tally import BatchLabels, LayerTally
+from probe.plugins.analyses.dissection.labels import BatchLabels
+from probe.plugins.analyses.dissection.tally import LayerTally
+from probe.runner import build_context
+
+# the numpy reference loop is a test helper (tests/dissection_reference.py), not plugin code
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from dissection_reference import ReferenceTally
 
 
 def sync(device: torch.device) -> None:
@@ -57,11 +66,10 @@ def main() -> None:
     data = probe.load_dataset("parts", size=args.images)
     options = {} if args.checkpoint else {"width": args.width}
     model = probe.load_model(args.arch, args.checkpoint, dataset=data, **options)
-    model = model.to(device).eval()
-    layers = get_architecture(args.arch).layer_map(model)
-    handle = ModelHandle(model, layers, data.mean, data.std)
-    context = RunContext(model=model, handle=handle, layers=layers, device=device, dataset=data)
     analysis = Dissection(hierarchy=False)
+    plan = plan_run(model, data, [analysis], batch_size=args.batch_size)
+    context = build_context(plan, device, Shard(0, 1))  # the dry forward: layer shapes
+    model, handle, layers = context.model, context.handle, context.layers
     chosen = analysis.select_layers(context)
     capture_map = {name: layers[name] for name in chosen}
 
@@ -77,7 +85,8 @@ def main() -> None:
                 outputs = model(inputs)
                 yield Batch(images=images, inputs=inputs, indices=s["index"],
                             labels=s["label"], outputs=outputs, activations=capture.take(),
-                            masks=s["masks"], scalars=s["scalars"], pass_index=pass_index)
+                            masks=s["masks"], image_concepts=s["scalars"],
+                            pass_index=pass_index)
 
     cpu_seconds: list[float] = []  # process CPU time of each timed() call, in call order
 
@@ -103,17 +112,18 @@ def main() -> None:
     acc = analysis.accumulator(context)
 
     def pass_one() -> None:
-        acc.quantiles.clear()
+        nonlocal acc
+        acc = analysis.accumulator(context)  # fresh state (allocation is part of the pass)
         for batch in forward_batches(0):
             acc.update(batch)
-        acc.end_pass(0)
+        acc.end_pass(0, context)
 
     t_pass1 = timed(pass_one)
+    thresholded = acc  # pass 1 done: thresholds fixed, its buffers released
 
     def pass_two() -> None:
-        acc.tallies.clear()
-        acc.exemplars.clear()
-        acc.truth = None
+        nonlocal acc
+        acc = copy.deepcopy(thresholded)  # empty tallies, the same thresholds
         for batch in forward_batches(1):
             acc.update(batch)
 
@@ -121,14 +131,13 @@ def main() -> None:
     stored = list(forward_batches(1))
 
     def tally_only() -> None:
-        acc.tallies.clear()
-        acc.exemplars.clear()
-        acc.truth = None
+        nonlocal acc
+        acc = copy.deepcopy(thresholded)
         for batch in stored:
             acc.update(batch)
 
     t_tally = timed(tally_only)
-    tables = acc.finalize()
+    tables = acc.finalize(context)
 
     # reference-style loop on the first images, and the same images on the device
     ref_n = min(args.reference_images, n)
@@ -140,7 +149,7 @@ def main() -> None:
             break
         ref_batches.append((
             {k: v[:take].cpu().numpy() for k, v in batch.activations.items() if k in chosen},
-            batch.masks[:take].cpu().numpy(), batch.scalars[:take].cpu().numpy()))
+            batch.masks[:take].cpu().numpy(), batch.image_concepts[:take].cpu().numpy()))
         done += take
     thresholds = {k: v.cpu().numpy() for k, v in acc.thresholds.items()}
     reference = {k: ReferenceTally.zeros(len(thresholds[k]), space) for k in acc.quantiles}

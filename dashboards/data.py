@@ -7,14 +7,15 @@ outside the root are refused), a layer one of the run's layers, a table one
 the manifest lists as complete. Nothing from a run is ever executed; pickled
 or code-bearing files are never opened.
 
-Runs and tables are cached with :func:`functools.lru_cache`, keyed by the run
-path and the manifest's modification time, so a run that is rewritten (or
-resumed) is re-read and an unchanged run is read once.
+The reading and caching itself is :mod:`probe.dashboards.table_cache`: runs
+and tables are cached keyed by the run path and the manifest's modification
+time, so a run that is rewritten (or resumed) is re-read and an unchanged run
+is read once. :func:`clear_caches` and :func:`wait_for_prefetch` stay
+importable from here.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -26,14 +27,20 @@ from typing import Any
 
 import pandas as pd
 
+from probe.dashboards import table_cache
+from probe.dashboards.table_cache import stamp as _stamp
+from probe.dashboards.table_cache import wait_for_prefetch
 from probe.errors import ProbeError
-from probe.store import MANIFEST, Run, load_run
+from probe.store import MANIFEST, Run
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 #: Artifact types the dashboard is willing to serve, with their MIME types.
 SERVABLE = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
             ".svg": "image/svg+xml", ".csv": "text/csv", ".txt": "text/plain",
             ".json": "application/json"}
+
+__all__ = ["CONFIG_KEY", "SERVABLE", "NotFound", "RunSource", "clear_caches", "get_source",
+           "safe_name", "set_source", "wait_for_prefetch"]
 
 
 class NotFound(ProbeError):
@@ -45,75 +52,6 @@ def safe_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise NotFound(f"{what} name must be letters, digits, '_', '-', '.', got {name!r}")
     return name
-
-
-def _stamp(path: Path) -> int:
-    """The manifest's modification time in nanoseconds (the cache key of a run)."""
-    return (path / MANIFEST).stat().st_mtime_ns
-
-
-@functools.lru_cache(maxsize=64)
-def _load_run(path: str, stamp: int) -> Run:
-    return load_run(path)
-
-
-_ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_ARROW_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
-_ARROW_GUARD = threading.Lock()
-#: Most bytes of decoded tables kept (``PROBE_DASH_CACHE_MB``, default 1 GiB); the
-#: least recently used go first, but the newest table always stays.
-_ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
-_PREFETCHING: list[threading.Thread] = []
-_IN_FLIGHT: set[tuple[Any, ...]] = set()
-
-
-def _read_arrow(path: str, stamp: int, analysis: str, table: str,
-                columns: tuple[str, ...] | None) -> Any:
-    # The whole file is read once (a parquet file written in one row group
-    # cannot be read in parts) and kept in Arrow form: slicing a layer or a
-    # unit out of it later costs milliseconds, and only those rows ever
-    # become pandas objects. A per-key lock lets a background prefetch and a
-    # request share one read instead of decoding the file twice.
-    import pyarrow.parquet as pq
-
-    key = (path, stamp, analysis, table, columns)
-    with _ARROW_GUARD:
-        lock = _ARROW_LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        with _ARROW_GUARD:
-            if key in _ARROW:
-                _ARROW.move_to_end(key)
-                return _ARROW[key]
-        data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
-                             columns=list(columns) if columns else None)
-        with _ARROW_GUARD:
-            _ARROW[key] = data
-            while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > _ARROW_BUDGET:
-                _ARROW.popitem(last=False)
-        return data
-
-
-@functools.lru_cache(maxsize=256)
-def _read_table(path: str, stamp: int, analysis: str, table: str,
-                columns: tuple[str, ...] | None, layer: str | None) -> pd.DataFrame:
-    wanted = columns
-    if columns is not None and layer is not None and "layer" not in columns:
-        wanted = (*columns, "layer")
-    data = _read_arrow(path, stamp, analysis, table, wanted)
-    if layer is not None:
-        import pyarrow.compute as pc
-
-        data = data.filter(pc.equal(data["layer"], layer))
-    if columns is not None:
-        data = data.select(list(columns))
-    return data.to_pandas().reset_index(drop=True)
-
-
-@functools.lru_cache(maxsize=16)
-def _load_dataset(name: str, options_json: str) -> Any:
-    from probe.api import load_dataset
-
-    return load_dataset(name, **json.loads(options_json))
 
 
 class RunSource:
@@ -169,7 +107,7 @@ class RunSource:
         path = self.run_paths().get(str(name))
         if path is None:
             raise NotFound(f"no run {name!r} under {self.root}")
-        return _load_run(str(path), _stamp(path))
+        return table_cache.load_run(str(path), _stamp(path))
 
     def runs(self) -> list[Run]:
         """Every run that can be read."""
@@ -246,8 +184,8 @@ class RunSource:
         if columns is not None:
             available = self.columns(run, analysis, table)
             columns = tuple(c for c in columns if c in available)
-        return _read_table(str(run.path), _stamp(run.path), analysis, table,
-                           tuple(columns) if columns is not None else None, layer)
+        return table_cache.read_table(str(run.path), _stamp(run.path), analysis, table,
+                                      tuple(columns) if columns is not None else None, layer)
 
     def unit_rows(self, run: Run, analysis: str, table: str, layer: str, unit: int,
                   unit_column: str = "unit") -> pd.DataFrame:
@@ -256,50 +194,15 @@ class RunSource:
         Raises:
             NotFound: when the run has no such completed table.
         """
-        import pyarrow.compute as pc
-
         if not run.has_table(analysis, table):
             raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
-        path, stamp = str(run.path), _stamp(run.path)
-        key = (path, stamp, analysis, table, None)
-        with _ARROW_GUARD:
-            data = _ARROW.get(key)
-        if data is None and _row_groups(path, stamp, analysis, table) > 1:
-            # Written in small row groups (probe.store): statistics let parquet skip
-            # all but the groups holding this unit, so nothing else is decoded.
-            import pyarrow.parquet as pq
-
-            file = Path(path) / analysis / f"{table}.parquet"
-            data = pq.read_table(file, filters=[("layer", "==", layer),
-                                                (unit_column, "==", unit)])
-            return data.to_pandas().reset_index(drop=True)
-        if data is None:
-            data = _read_arrow(path, stamp, analysis, table, None)
-        mask = pc.and_(pc.equal(data["layer"], layer), pc.equal(data[unit_column], unit))
-        return data.filter(mask).to_pandas().reset_index(drop=True)
+        return table_cache.read_unit_rows(str(run.path), _stamp(run.path), analysis, table,
+                                          layer, unit, unit_column)
 
     def prefetch(self, run: Run, tables: Sequence[tuple[str, str]]) -> None:
         """Read tables into the cache in a background thread (the next page is then warm)."""
-        path, stamp = str(run.path), _stamp(run.path)
-        with _ARROW_GUARD:  # skip what is cached or already being read
-            wanted = [(a, t) for a, t in tables if run.has_table(a, t)
-                      and (path, stamp, a, t, None) not in _ARROW
-                      and (path, stamp, a, t, None) not in _IN_FLIGHT]
-            _IN_FLIGHT.update((path, stamp, a, t, None) for a, t in wanted)
-        if not wanted:
-            return
-
-        def load() -> None:
-            for analysis, table in wanted:
-                try:
-                    _read_arrow(path, stamp, analysis, table, None)
-                finally:
-                    with _ARROW_GUARD:
-                        _IN_FLIGHT.discard((path, stamp, analysis, table, None))
-
-        thread = threading.Thread(target=load, name="probe-dash-prefetch", daemon=True)
-        thread.start()
-        _PREFETCHING.append(thread)
+        table_cache.prefetch(str(run.path), _stamp(run.path),
+                             [(a, t) for a, t in tables if run.has_table(a, t)])
 
     def head(self, run: Run, analysis: str, table: str, rows: int) -> tuple[pd.DataFrame, int]:
         """The first ``rows`` rows of a table's scalar columns, and its total row count.
@@ -335,7 +238,7 @@ class RunSource:
 
     def columns(self, run: Run, analysis: str, table: str) -> list[str]:
         """Column names of a stored table (read from the parquet schema only)."""
-        return _schema(str(run.path), _stamp(run.path), analysis, table)
+        return table_cache.schema(str(run.path), _stamp(run.path), analysis, table)
 
     # -- files -------------------------------------------------------------------
     def artifact(self, run_name: object, analysis: object, relative: object) -> Path:
@@ -380,45 +283,21 @@ class RunSource:
             return None
         options = json.dumps(record.get("options") or {}, sort_keys=True, default=str)
         try:
-            return _load_dataset(str(name), options)
+            return table_cache.load_dataset(str(name), options)
         except ProbeError:
             return None
 
 
-@functools.lru_cache(maxsize=256)
-def _row_groups(path: str, stamp: int, analysis: str, table: str) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").metadata.num_row_groups
-
-
-@functools.lru_cache(maxsize=256)
-def _schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return list(pq.read_schema(Path(path) / analysis / f"{table}.parquet").names)
+_ACTIVE: RunSource | None = None
+CONFIG_KEY = "PROBE_RUN_SOURCE"
 
 
 def clear_caches() -> None:
     """Forget every cached run, table and data set (tests and benchmarks)."""
-    for cached in (_load_run, _read_table, _load_dataset, _schema, _row_groups):
-        cached.cache_clear()
-    with _ARROW_GUARD:
-        _ARROW.clear()
-        _ARROW_LOCKS.clear()
+    table_cache.clear()
     if _ACTIVE is not None:
         with _ACTIVE._memo_lock:
             _ACTIVE._memo.clear()
-
-
-def wait_for_prefetch(timeout: float | None = None) -> None:
-    """Wait until background prefetches have finished (benchmarks and tests)."""
-    while _PREFETCHING:
-        _PREFETCHING.pop().join(timeout)
-
-
-_ACTIVE: RunSource | None = None
-CONFIG_KEY = "PROBE_RUN_SOURCE"
 
 
 def set_source(source: RunSource) -> None:

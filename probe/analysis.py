@@ -115,6 +115,8 @@ class Batch:
             image-level category, e.g. scene or texture; 0 = none), when present.
         target: ``Tensor[B, H, W]`` segmentation target, when present.
         pass_index: Which pass over the data this is (0-based).
+        handle: The model for extra forward passes inside this batch step
+            (transformed inputs, gradients); see :class:`ModelHandle`.
     """
 
     images: torch.Tensor
@@ -127,9 +129,13 @@ class Batch:
     image_concepts: torch.Tensor | None = None
     target: torch.Tensor | None = None
     pass_index: int = 0
+    handle: ModelHandle | None = None
 
     def detached(self) -> Batch:
-        """The same batch without autograd graphs (what analyses without gradients see)."""
+        """The same batch without autograd graphs (what analyses without gradients see).
+
+        Every other field, ``handle`` included, is carried over unchanged.
+        """
         return replace(self, inputs=self.inputs.detach(), outputs=self.outputs.detach(),
                        activations={k: v.detach() for k, v in self.activations.items()})
 

@@ -19,15 +19,8 @@ from probe.dataset import ProbeDataset
 from probe.device import resolve_device
 from probe.distributed import barrier, broadcast_names, current_shard
 from probe.errors import ProbeError
-from probe.plan import (
-    AnalysisRequest,
-    RunPlan,
-    get_architecture,
-    load_dataset,
-    load_model,
-    make_analyses,
-    plan_run,
-)
+from probe.models import get_architecture, load_dataset, load_model
+from probe.plan import AnalysisRequest, RunPlan, make_analyses, plan_run
 from probe.preprocessing import Preprocessing
 from probe.runner import MemorySink, execute
 from probe.store import Run, load_run

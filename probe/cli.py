@@ -17,7 +17,7 @@ from probe.errors import ProbeError
 
 #: Subcommand modules, in help order.
 COMMANDS = ("plugins", "architectures", "datasets", "analyses", "train", "run", "report",
-            "dash", "demo")
+            "dash", "demo", "new_plugin")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -194,7 +194,7 @@ def model_layers(model: DemoModel, checkpoint: Path) -> list[str]:
         return []
     import torch
 
-    from probe.plan import checkpoint_metadata, get_architecture
+    from probe.models import checkpoint_metadata, get_architecture
 
     spec = get_architecture(model.arch)
     options = spec.resolve(checkpoint_metadata(spec, checkpoint).get("options", {}))

@@ -20,40 +20,21 @@ from torch import nn
 
 from probe.analysis import Analysis
 from probe.architecture import DATA_DERIVED_OPTIONS, ArchitectureSpec, resolve_layers
-from probe.checkpoint import file_sha256, load_weights, read_metadata
+from probe.checkpoint import file_sha256
 from probe.dataset import ProbeDataset
-from probe.errors import CheckpointError, ProbeError
-from probe.preprocessing import (
-    IDENTITY,
-    Preprocessing,
-    attach_preprocessing,
-    attached_preprocessing,
+from probe.errors import ProbeError
+from probe.models import (
+    ORIGIN_ATTRIBUTE,
+    ModelOrigin,
+    checkpoint_metadata,
+    get_architecture,
+    load_dataset,
+    load_model,
+    model_preprocessing,
 )
+from probe.preprocessing import Preprocessing, attached_preprocessing
 
 AnalysisRequest = str | Analysis | tuple[str, Mapping[str, Any]]
-
-#: Where ``load_model`` records which architecture (and options) built a module.
-ORIGIN_ATTRIBUTE = "probe_origin"
-
-
-@dataclass(frozen=True)
-class ModelOrigin:
-    """What built a model: its architecture, resolved options and checkpoint."""
-
-    arch: str
-    options: Mapping[str, Any]
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = None
-
-    def record(self, spec: ArchitectureSpec) -> dict[str, Any]:
-        """The manifest's ``arch`` entry."""
-        out: dict[str, Any] = {"name": spec.name, "options": dict(self.options),
-                               "task": spec.task, "family": spec.family}
-        if self.checkpoint is not None:
-            out["checkpoint"] = self.checkpoint
-            out["checkpoint_sha256"] = self.checkpoint_sha256
-        return out
-
 
 @dataclass
 class RunPlan:
@@ -83,111 +64,6 @@ class RunPlan:
     seed: int = 0
     batch_size: int = 64
     analysis_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def get_architecture(name: str) -> ArchitectureSpec:
-    """The architecture called ``name``; ``torchvision:NAME`` and ``pkg.mod:fn`` are adapted."""
-    from probe.host import get_host
-
-    host = get_host()
-    if ":" in name and name not in host.architectures:
-        from probe.adapters import adapt_external
-
-        return adapt_external(name)
-    return host.architectures.get(name)
-
-
-def load_dataset(name: str, **options: Any) -> ProbeDataset:
-    """Load data source ``name`` with validated options."""
-    from probe.host import get_host
-
-    spec = get_host().datasets.get(name)
-    try:
-        return spec.instantiate(options)
-    except (ValueError, TypeError) as exc:
-        raise ProbeError(f"dataset {name}: {exc}") from None
-
-
-def data_derived_options(spec: ArchitectureSpec, dataset: ProbeDataset | None) -> dict[str, Any]:
-    """Options an architecture takes from the data set (classes, channels, input size)."""
-    if dataset is None:
-        return {}
-    declared = {opt.name for opt in spec.options}
-    values = {"num_classes": dataset.num_classes, "in_channels": dataset.channels,
-              "input_size": dataset.image_size}
-    return {k: v for k, v in values.items()
-            if k in declared and k in DATA_DERIVED_OPTIONS and v}
-
-
-def checkpoint_metadata(spec: ArchitectureSpec, checkpoint: str | Path | None) -> dict[str, Any]:
-    """A checkpoint's probe metadata, checked against the architecture (``{}`` if none)."""
-    if checkpoint is None:
-        return {}
-    if not Path(checkpoint).is_file():
-        raise ProbeError(f"checkpoint file not found: {checkpoint}")
-    meta = read_metadata(checkpoint)
-    if meta.get("arch") and meta["arch"] != spec.name:
-        raise CheckpointError(f"checkpoint {checkpoint} was saved for architecture "
-                              f"{meta['arch']!r}, not {spec.name!r}")
-    return meta
-
-
-def model_preprocessing(spec: ArchitectureSpec | None, meta: Mapping[str, Any],
-                        options: Mapping[str, Any]) -> Preprocessing:
-    """The model's preprocessing: checkpoint, else the architecture's default, else none."""
-    if meta.get("preprocessing"):
-        return Preprocessing.from_record(meta["preprocessing"], source="checkpoint")
-    size = options.get("input_size", spec.input_size if spec else None)
-    channels = options.get("in_channels", spec.in_channels if spec else None)
-    default = spec.preprocessing if spec is not None else None
-    if default is not None:
-        return Preprocessing(default.mean, default.std, size, channels, default.source)
-    return Preprocessing(IDENTITY.mean, IDENTITY.std, size, channels, "none")
-
-
-def build_model(spec: ArchitectureSpec, options: Mapping[str, Any], seed: int = 0) -> nn.Module:
-    """Build ``spec`` with ``options``, its initial weights drawn from ``seed`` alone.
-
-    The build runs under a forked RNG seeded with ``seed``: the same seed gives
-    the same weights in every process, and the caller's global RNG state is
-    left exactly as it was.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            return spec.build(**options)
-        except (ValueError, TypeError) as exc:
-            raise ProbeError(f"arch {spec.name}: {exc}") from None
-
-
-def load_model(arch: str, checkpoint: str | Path | None = None, *,
-               dataset: ProbeDataset | None = None, seed: int = 0,
-               **options: Any) -> nn.Module:
-    """Build architecture ``arch`` (in eval mode), loading ``checkpoint`` if given.
-
-    Options recorded in a probe checkpoint are used unless overridden here. The
-    model remembers its architecture, options and preprocessing, so every entry
-    point (``probe.analyze(load_model(...))`` or ``probe run``) analyses the
-    same layers with the same normalisation.
-
-    Args:
-        arch: A registered architecture, ``torchvision:NAME`` or ``pkg.mod:fn``.
-        checkpoint: safetensors or a ``state_dict`` file (``weights_only``).
-        dataset: Fill in data-derived options (classes, channels, input size).
-        seed: Seed of the initial weights (used when there is no checkpoint).
-    """
-    spec = get_architecture(arch)
-    meta = checkpoint_metadata(spec, checkpoint)
-    merged = {**data_derived_options(spec, dataset), **meta.get("options", {}), **options}
-    resolved = spec.resolve(merged)
-    model = build_model(spec, resolved, seed)
-    if checkpoint is not None:
-        load_weights(model, checkpoint)
-    origin = ModelOrigin(spec.name, resolved, None if checkpoint is None else str(checkpoint),
-                         None if checkpoint is None else file_sha256(checkpoint))
-    object.__setattr__(model, ORIGIN_ATTRIBUTE, origin)
-    attach_preprocessing(model, model_preprocessing(spec, meta, resolved))
-    return model.eval()
 
 
 def make_analyses(requests: Sequence[AnalysisRequest],
@@ -239,11 +115,37 @@ def request_identity(arch: Mapping[str, Any], dataset: Mapping[str, Any] | None,
 
 def _arch_identity(name: str, given: Mapping[str, Any] | None,
                    checkpoint: str | Path | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "options": dict(given or {})}
+    """Name, the options that differ from what the checkpoint (or default) gives, and the
+    checkpoint hash: an option given explicitly at its default value changes nothing."""
+    spec = get_architecture(name)
+    recorded = checkpoint_metadata(spec, checkpoint).get("options", {})
+    try:
+        base = spec.resolve(recorded)
+        asked = spec.resolve({**recorded, **(given or {})})
+    except (ValueError, TypeError) as exc:
+        raise ProbeError(f"arch {spec.name}: {exc}") from None
+    options = {k: asked[k] for k in (given or {})
+               if k in DATA_DERIVED_OPTIONS or asked[k] != base[k]}
+    out: dict[str, Any] = {"name": name, "options": options}
     if checkpoint is not None:
-        out["checkpoint_sha256"] = file_sha256(checkpoint) if Path(checkpoint).is_file() \
-            else None
+        out["checkpoint_sha256"] = file_sha256(checkpoint)
     return out
+
+
+def _layers_identity(name: str, given: Mapping[str, Any] | None,
+                     checkpoint: str | Path | None, layers: Sequence[str]) -> list[str]:
+    """The requested layers, or ``[]`` when they are every layer of the architecture."""
+    if not layers:
+        return []
+    spec = get_architecture(name)
+    recorded = checkpoint_metadata(spec, checkpoint).get("options", {})
+    try:
+        with torch.device("meta"):
+            every = list(spec.layer_map(spec.build(**spec.resolve({**recorded,
+                                                                    **(given or {})}))))
+    except Exception:  # a builder that cannot run on meta: keep the names as given
+        return list(layers)
+    return [] if list(layers) == every else list(layers)
 
 
 def _dataset_identity(name: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -264,7 +166,8 @@ def identity_of_request(arch: str, dataset: str | None, *, checkpoint: str | Pat
     return request_identity(_arch_identity(arch, arch_options, checkpoint),
                             None if dataset is None else _dataset_identity(dataset,
                                                                            dataset_options),
-                            list(layers or []), seed)
+                            _layers_identity(arch, arch_options, checkpoint, layers or []),
+                            seed)
 
 
 def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
@@ -293,6 +196,8 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
         model = load_model(model_or_arch, checkpoint, dataset=data, seed=seed,
                            **(arch_options or {}))
         arch_identity = _arch_identity(model_or_arch, arch_options, checkpoint)
+        layers_identity = _layers_identity(model_or_arch, arch_options, checkpoint,
+                                           layers or [])
     elif isinstance(model_or_arch, nn.Module):
         model = model_or_arch.eval()
         origin = getattr(model, ORIGIN_ATTRIBUTE, None)
@@ -300,6 +205,7 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
         arch_identity = {"name": origin.arch, "options": dict(origin.options),
                          "checkpoint_sha256": origin.checkpoint_sha256} if spec else \
             {"name": None, "class": type(model).__qualname__}
+        layers_identity = list(layers or [])
     else:
         raise TypeError(f"model_or_arch must be an nn.Module or an architecture name, "
                         f"got {type(model_or_arch).__name__}")
@@ -315,10 +221,10 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
     dataset_record = None
     dataset_identity = None
     if data is not None:
-        _check_fit(arch_record, chosen, data)
         dataset_record = {"name": data.name, "options": dict(data.options), "size": len(data)}
         dataset_identity = {"name": data.name, "options": dict(data.options)}
-    identity = request_identity(arch_identity, dataset_identity, list(layers or []), seed)
+    check_requirements(instances, data)
+    identity = request_identity(arch_identity, dataset_identity, layers_identity, seed)
     return RunPlan(model=model, spec=spec, data=data, analyses=instances, layer_map=layer_map,
                    preprocessing=chosen, identity=identity, arch_record=arch_record,
                    dataset_record=dataset_record, seed=seed, batch_size=batch_size,
@@ -338,15 +244,19 @@ def _module_layers(model: nn.Module, layers: Sequence[str] | None) -> dict[str, 
     return layer_map
 
 
-def _check_fit(arch_record: Mapping[str, Any], preprocessing: Preprocessing,
-               data: ProbeDataset) -> None:
-    """Explain an obvious model/data mismatch in one line (the dry forward checks the rest)."""
-    options = arch_record.get("options") or {}
-    channels = options.get("in_channels", preprocessing.channels)
-    name = arch_record.get("name") or arch_record.get("class")
-    if channels is not None and channels != data.channels:
-        raise ProbeError(f"arch {name} takes {channels}-channel input, dataset "
-                         f"{data.name} gives {data.channels}-channel images")
-    if len(preprocessing.mean) not in (1, data.channels):
-        raise ProbeError(f"the model's preprocessing has {len(preprocessing.mean)} channel "
-                         f"statistics, dataset {data.name} gives {data.channels}-channel images")
+def check_requirements(analyses: Sequence[Analysis], dataset: ProbeDataset | None) -> None:
+    """Check that the data set gives what each analysis requires (before anything runs)."""
+    for analysis in analyses:
+        if analysis.num_passes() > 0 and dataset is None:
+            raise ProbeError(f"analysis {analysis.name} needs a data set (--dataset)")
+        if dataset is None:
+            continue
+        if "masks" in analysis.requires and not dataset.has_masks:
+            raise ProbeError(f"analysis {analysis.name} needs concept masks, but dataset "
+                             f"{dataset.name} has none (try --dataset parts or broden)")
+        if "labels" in analysis.requires and dataset.num_classes <= 0:
+            raise ProbeError(f"analysis {analysis.name} needs class labels, but dataset "
+                             f"{dataset.name} has none")
+        if "target" in analysis.requires and len(dataset) and "target" not in dataset[0]:
+            raise ProbeError(f"analysis {analysis.name} needs segmentation targets, but "
+                             f"dataset {dataset.name} has none")

@@ -108,24 +108,6 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
-def _check_requirements(analyses: Sequence[Analysis], plan: RunPlan) -> None:
-    dataset = plan.data
-    for analysis in analyses:
-        if analysis.num_passes() > 0 and dataset is None:
-            raise ProbeError(f"analysis {analysis.name} needs a data set (--dataset)")
-        if dataset is None:
-            continue
-        if "masks" in analysis.requires and not dataset.has_masks:
-            raise ProbeError(f"analysis {analysis.name} needs concept masks, but dataset "
-                             f"{dataset.name} has none (try --dataset parts or broden)")
-        if "labels" in analysis.requires and dataset.num_classes <= 0:
-            raise ProbeError(f"analysis {analysis.name} needs class labels, but dataset "
-                             f"{dataset.name} has none")
-        if "target" in analysis.requires and len(dataset) and "target" not in dataset[0]:
-            raise ProbeError(f"analysis {analysis.name} needs segmentation targets, but "
-                             f"dataset {dataset.name} has none")
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -206,7 +188,6 @@ def execute(plan: RunPlan, analyses: Sequence[Analysis], sink: ResultSink, *,
             data do not fit, out of GPU memory); no analysis result is then
             handed on.
     """
-    _check_requirements(analyses, plan)
     started = time.perf_counter()
     context = build_context(plan, device, shard)
     slots = [Slot(a) for a in analyses]
@@ -268,10 +249,12 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
     """One pass over this shard's images, every active slot's ``update`` once per batch."""
     handle, device = context.handle, context.device
     dataset = plan.data
-    assert dataset is not None  # checked by _check_requirements
+    assert dataset is not None  # checked by probe.plan.check_requirements
     subset = Subset(dataset, shard.indices(len(dataset)))
+    # a local generator: the loader's worker seeds must not draw from the caller's global RNG
     loader = DataLoader(subset, batch_size=plan.batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.type == "cuda")
+                        num_workers=workers, pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(plan.seed))
     layers: dict[str, str] = {}
     for slot in active:
         for name in slot.analysis.select_layers(context):
@@ -296,7 +279,7 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
                 masks=_to_device(sample.get("masks"), device),
                 image_concepts=_to_device(sample.get("scalars"), device),
                 target=_to_device(sample.get("target"), device),
-                pass_index=pass_index,
+                pass_index=pass_index, handle=handle,
             )
             plain = batch.detached() if gradients else batch
             for slot in active:

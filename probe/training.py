@@ -25,8 +25,8 @@ from probe.checkpoint import file_sha256, load_weights, save_checkpoint
 from probe.dataset import ProbeDataset
 from probe.device import resolve_device
 from probe.errors import ProbeError
+from probe.models import data_derived_options, get_architecture, load_dataset
 from probe.options import Option, resolve_options
-from probe.plan import data_derived_options, get_architecture, load_dataset
 from probe.preprocessing import Preprocessing
 from probe.progress import progress_bar
 

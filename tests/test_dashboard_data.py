@@ -119,14 +119,14 @@ def test_dataset_of_a_run_is_reloaded_by_name(tmp_path: Path) -> None:
 
 def test_decoded_tables_stay_within_the_memory_budget(root: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from probe.dashboards import data
+    from probe.dashboards import table_cache
 
     source = RunSource(root)
     run = source.run("good")
-    first = data._read_arrow(str(run.path), 1, "unit-stats", "units", None)
-    monkeypatch.setattr(data, "_ARROW_BUDGET", first.nbytes)  # room for one table
-    data._read_arrow(str(run.path), 2, "unit-stats", "units", None)
-    assert [k[1] for k in data._ARROW] == [2]  # the older one was evicted
+    first = table_cache.read_arrow(str(run.path), 1, "unit-stats", "units", None)
+    monkeypatch.setattr(table_cache, "ARROW_BUDGET", first.nbytes)  # room for one table
+    table_cache.read_arrow(str(run.path), 2, "unit-stats", "units", None)
+    assert [k[1] for k in table_cache.cached_keys()] == [2]  # the older one was evicted
     assert len(source.unit_rows(run, "unit-stats", "units", "c1", 2)) == 1
 
 

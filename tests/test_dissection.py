@@ -1,8 +1,6 @@
-"""``dissection`` end to end: planted detectors, merge == one pass, tables, figures."""
+"""``dissection`` end to end: planted detectors, shards == one pass, tables, figures."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pandas as pd
@@ -11,14 +9,14 @@ import torch
 from torch import nn
 
 import probe
-from probe import Batch, ProbeDataset
-from probe.plugins.analyses.dissection import (
-    TABLES,
-    Dissection,
-    DissectionAccumulator,
-    unpack_mask,
-)
-from probe.plugins.analyses.dissection_tally import LabelSpace
+from probe import Batch, ModelHandle, ProbeDataset, RunContext
+from probe.plugins.analyses.dissection import Dissection
+from probe.plugins.analyses.dissection.accumulator import DissectionAccumulator
+from probe.plugins.analyses.dissection.labels import LabelSpace
+from probe.plugins.analyses.dissection.tables import TABLES, unpack_mask
+from probe.preprocessing import Preprocessing
+from probe.state import reduce_in_process
+from probe.testing import check_analysis
 
 CONCEPTS = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["car", "wheel", "red", "striped"],
                          "category": ["object", "part", "color", "texture"]})
@@ -135,38 +133,50 @@ def make_batch(part: dict, pass_index: int) -> Batch:
     images = torch.rand((n, 3, 12, 12))
     return Batch(images=images, inputs=images, indices=part["indices"],
                  labels=torch.zeros(n), outputs=torch.zeros(n), activations={"l": part["acts"]},
-                 masks=part["masks"], scalars=part["scalars"], pass_index=pass_index)
+                 masks=part["masks"], image_concepts=part["scalars"], pass_index=pass_index)
+
+
+def bare_context() -> RunContext:
+    """A context for driving the accumulator by hand (its steps here never use the model)."""
+    model = nn.Identity()
+    return RunContext(model=model, handle=ModelHandle(model, {"l": ""}, Preprocessing()),
+                      layers={"l": ""}, device=torch.device("cpu"),
+                      preprocessing=Preprocessing(), input_shape=(3, 12, 12),
+                      layer_shapes={"l": (6, 6, 6)})
 
 
 def new_accumulator(**options) -> DissectionAccumulator:
     space = LabelSpace.from_concepts(CONCEPTS, ["object", "part", "color"], ["texture"])
     settings = Dissection(quantile=0.05, exemplars=3, **options).settings
-    return DissectionAccumulator(settings, space, ["l"], num_images=20)
+    return DissectionAccumulator(settings, space, ["l"], {"l": (6, 6, 6)}, num_images=20,
+                                 mask_size=(12, 12), input_shape=(3, 12, 12),
+                                 device=torch.device("cpu"))
 
 
-def one_pass(parts) -> dict[str, pd.DataFrame]:
-    acc = new_accumulator()
+def one_pass(parts, **options) -> dict[str, pd.DataFrame]:
+    acc, context = new_accumulator(**options), bare_context()
     for pass_index in (0, 1):
         for part in parts:
             acc.update(make_batch(part, pass_index))
-        acc.end_pass(pass_index)
-    return acc.finalize()
+        acc.end_pass(pass_index, context)
+    acc.after_passes(context)
+    return acc.finalize(context)
 
 
 def sharded(parts) -> dict[str, pd.DataFrame]:
-    """Two shards as the runner drives them: merge after each pass, then end_pass."""
+    """Two shards as the runner drives them: only declared state reduced, then end_pass."""
     shards = [parts[0::2], parts[1::2]]
     accs = [new_accumulator(), new_accumulator()]
+    context = bare_context()
     for pass_index in (0, 1):
         for acc, mine in zip(accs, shards, strict=True):
             for part in mine:
                 acc.update(make_batch(part, pass_index))
-        copies = [copy.deepcopy(a) for a in accs]  # as all_gather_object hands them over
-        merged = copies[0]
-        merged.merge(copies[1])
-        merged.end_pass(pass_index)
-        accs = [copy.deepcopy(merged), copy.deepcopy(merged)]
-    return merged.finalize()
+        reduce_in_process(accs, pass_index, last_pass=1)
+        for acc in accs:
+            acc.end_pass(pass_index, context)
+    accs[0].after_passes(context)
+    return accs[0].finalize(context)
 
 
 def test_two_shards_merged_equal_one_pass():
@@ -222,7 +232,7 @@ def test_unknown_layer_option_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_run_equals_single_process(tmp_path, single_and_sharded):
-    """torch.distributed (gloo, 2 ranks): thresholds merged before end_pass, tables identical."""
+    """torch.distributed (gloo, 2 ranks): state reduced by collectives, tables identical."""
     from probe.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
@@ -237,19 +247,52 @@ def test_two_process_run_equals_single_process(tmp_path, single_and_sharded):
     for table in ("units", "labels", "summary", "layers", "exemplars", "edges"):
         pd.testing.assert_frame_equal(a.table("dissection", table), b.table("dissection", table))
     assert a.table("dissection", "units")["iou"].max() > 0
+    # the ablations ran on the merged sample (the same lowest-index images on both)
+    edges = a.table("dissection", "edges")
+    assert len(edges) > 0 and edges["ablation_drop"].notna().all()
 
 
 def test_sketch_thresholds_report_their_bound():
     parts = smooth_batches()
-    acc = new_accumulator(exact_cap=3)
-    for pass_index in (0, 1):
-        for part in parts:
-            acc.update(make_batch(part, pass_index))
-        acc.end_pass(pass_index)
-    units = acc.finalize()["units"]
+    units = one_pass(parts, exact_cap=3)["units"]
     assert (units["threshold_method"] == "sketch").all()
     acts = torch.cat([p["acts"] for p in parts])
     exact = torch.quantile(acts.transpose(0, 1).reshape(6, -1), 1 - 0.05, dim=1).numpy()
     error = np.abs(units["threshold"].to_numpy() - exact)
     assert (error <= units["threshold_error_bound"].to_numpy()).all()
     assert (units["threshold_error_bound"] <= 2.0**-7 * np.abs(exact) + 1e-30).all()
+
+
+@pytest.mark.slow
+def test_conforms_to_the_analysis_contract():
+    """probe.testing's kit: declared state on the device, no model kept, 2 shards == 1."""
+    results = check_analysis(Dissection, options={"quantile": 0.02, "iou_threshold": 0.01},
+                             device="cpu")
+    assert all(r.passed for r in results)
+
+
+@pytest.mark.slow
+def test_parts_and_its_broden_export_give_identical_tables(tmp_path):
+    """The same model on ``parts`` and on its Broden export: every table identical.
+
+    Broden has no part → object field, so the export is read back without
+    ``part_parents``; the test hands it the parts world's own relation (the
+    one thing the format cannot carry), so the ``edges`` table is compared too.
+    """
+    from probe.plugins.datasets.broden_export import export_broden
+    from probe.testing import assert_tables_equal
+
+    parts = probe.load_dataset("parts", split="val", size=24, image_size=32, mask_size=16,
+                               seed=3)
+    broden = probe.load_dataset("broden", path=str(export_broden(parts, tmp_path / "broden")))
+    assert broden.part_parents is None
+    broden.part_parents = parts.part_parents
+    model = probe.load_model("vgg11_bn", width=0.125, input_size=32, fc_width=32,
+                             num_classes=9, seed=1)
+    request = [("dissection", {"quantile": 0.02, "iou_threshold": 0.01})]
+    one, two = (probe.measure(model, data, request, device="cpu", batch_size=8,
+                              layers=["conv2_1", "conv3_2", "conv4_2"])["dissection"]
+                for data in (parts, broden))
+    assert_tables_equal(one, two, rtol=0, atol=0)  # exactly, every column
+    assert one["units"]["iou"].max() > 0 and len(one["exemplars"]) > 0
+    assert len(one["edges"]) > 0 and one["edges"]["ablation_drop"].notna().any()

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from probe import ModelHandle
-from probe.plugins.analyses.dissection_hierarchy import (
+from probe.plugins.analyses.dissection.hierarchy import (
     add_ablation_drops,
     candidate_edges,
     weight_path_matrix,
 )
+from probe.preprocessing import Preprocessing
 
 
 def chain_model() -> nn.Sequential:
@@ -54,7 +55,7 @@ def test_candidate_edges_follow_part_parents_and_layer_order():
 
 def test_ablation_drop_of_a_copied_unit_is_one():
     model = chain_model()
-    handle = ModelHandle(model, {"1": "1", "4": "4"}, (0.0,), (1.0,))
+    handle = ModelHandle(model, {"1": "1", "4": "4"}, Preprocessing())
     edges = pd.DataFrame({"part_layer": ["1"], "part_unit": [1], "part_iou": [0.5],
                           "object_layer": ["4"], "object_unit": [1]})
     inputs = torch.rand((4, 1, 6, 6)) + 0.1
@@ -77,3 +78,22 @@ def test_weight_path_includes_following_batch_norm_scale():
     assert torch.allclose(matrix, torch.tensor([[2 / 3, 1 / 3], [0.0, 1.0]], dtype=torch.float64))
     two = weight_path_matrix(model, "1", "7")  # [1, 1] @ [[1, .5], [0, 9]] = [1, 9.5]
     assert torch.allclose(two, torch.tensor([[1 / 10.5, 9.5 / 10.5]], dtype=torch.float64))
+
+
+def test_ablation_sample_keeps_the_lowest_indices_whatever_the_sharding():
+    from probe.plugins.analyses.dissection.hierarchy import AblationSample
+    from probe.state import combine
+
+    inputs = torch.arange(10.0).view(10, 1, 1, 1).expand(10, 1, 2, 2)
+    whole = AblationSample(4, (1, 2, 2), torch.device("cpu"))
+    shards = [AblationSample(4, (1, 2, 2), torch.device("cpu")) for _ in range(2)]
+    for start in range(0, 10, 3):  # batches of 3, shards take turns, out of order
+        rows = torch.arange(start, min(start + 3, 10)).flip(0)
+        whole.update(inputs[rows], rows)
+        shards[(start // 3) % 2].update(inputs[rows], rows)
+    merged = combine(shards, "merge")
+    assert merged.indices.tolist() == whole.indices.tolist() == [0, 1, 2, 3]
+    assert torch.equal(merged.inputs, inputs[:4]) and torch.equal(whole.inputs, inputs[:4])
+    none = AblationSample(0, (1, 2, 2), torch.device("cpu"))
+    none.update(inputs, torch.arange(10))
+    assert len(none.inputs) == 0

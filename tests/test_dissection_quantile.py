@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probe.plugins.analyses.dissection_quantile import (
+from probe.plugins.analyses.dissection.quantile import (
     TopQuantile,
     float_keys,
     key_to_float,
@@ -118,3 +118,43 @@ def test_streamed_maps_equal_torch_quantile_and_merge(q):
     for batch in act.split(6):
         strided.update_maps(batch.to(memory_format=torch.channels_last))
     assert torch.equal(strided.result()[0], expected)
+
+
+def test_declared_state_reduces_through_probe_state_with_pending_candidates_settled():
+    """Buffer, sketch and count are declared tensors; ``settle`` flushes pending candidates."""
+    from probe.state import combine, state_tensors
+
+    gen = torch.Generator().manual_seed(3)
+    act = torch.randn((40, 3, 9, 9), generator=gen).relu()
+    count, q = 40 * 81, 0.3
+    whole = TopQuantile(3, q, count, 10_000, 7, CPU)
+    shards = [TopQuantile(3, q, count, 10_000, 7, CPU) for _ in range(2)]
+    for i, batch in enumerate(act.split(4)):
+        whole.update_maps(batch)
+        shards[i % 2].update_maps(batch)
+    assert [name for name, _ in state_tensors(shards[0])] == ["count", "top", "hist"]
+    assert shards[0]._pending_count > 0  # not yet in the declared buffer
+    merged = combine(shards, "merge")
+    assert int(merged.count) == count and merged.count.dtype == torch.int64
+    expected = torch.quantile(act.transpose(0, 1).reshape(3, -1), 1 - q, dim=1)
+    assert torch.equal(merged.result()[0], expected)
+    assert torch.equal(whole.result()[0], expected)
+    shards[1].settle()
+    assert shards[1]._pending_count == 0 and shards[1].top.shape == (3, needed_top(count, q))
+    merged.release()
+    assert merged.top.numel() == 0 and int(merged.count) == count
+
+
+def test_sketch_state_is_summed_histogram_and_count():
+    values = sample(2, 5000, seed=4) + 0.01
+    parts = [TopQuantile(2, 0.005, 5000, 8, 7, CPU) for _ in range(2)]
+    parts[0].update(values[:, :2000])
+    parts[1].update(values[:, 2000:])
+    assert parts[0].top.numel() == 0 and parts[0].hist.numel() == 2 * parts[0].buckets
+    from probe.state import combine
+
+    merged = combine(parts, "merge")
+    whole = TopQuantile(2, 0.005, 5000, 8, 7, CPU)
+    whole.update(values)
+    assert torch.equal(merged.hist, whole.hist) and int(merged.count) == 5000
+    assert torch.equal(merged.result()[0], whole.result()[0])

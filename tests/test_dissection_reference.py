@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from dissection_reference import ReferenceTally, pil_upsample
 from test_dissection_tally import (
     ACTIVATION,
     INTERSECTION,
@@ -13,8 +14,7 @@ from test_dissection_tally import (
     fixture_batch,
 )
 
-from probe.plugins.analyses.dissection_reference import ReferenceTally, pil_upsample
-from probe.plugins.analyses.dissection_upsample import upsample
+from probe.plugins.analyses.dissection.upsample import upsample
 
 
 def test_reference_loop_reproduces_hand_counts():

@@ -8,17 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dissection_reference import ReferenceTally
 
 from probe import ProbeDataset
-from probe.plugins.analyses.dissection_reference import ReferenceTally
-from probe.plugins.analyses.dissection_tally import (
-    BatchLabels,
-    LabelSpace,
-    LayerTally,
-    iou,
-    primary_categories,
-)
-from probe.plugins.analyses.dissection_upsample import upsample
+from probe.plugins.analyses.dissection.labels import BatchLabels, LabelSpace
+from probe.plugins.analyses.dissection.tally import LayerTally, iou, primary_categories
+from probe.plugins.analyses.dissection.upsample import upsample
 
 CONCEPTS = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["car", "wheel", "window", "striped"],
                          "category": ["object", "part", "part", "texture"]})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from probe.plugins.analyses.dissection_upsample import AxisPlan, active_pixels, upsample
+from probe.plugins.analyses.dissection.upsample import AxisPlan, active_pixels, upsample
 
 
 def test_two_to_four_by_hand():

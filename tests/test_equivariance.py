@@ -1,13 +1,12 @@
 """The ``equivariance`` analysis against the ground truths of REFERENCE §4 (items 1–5, 7, 8).
 
-Every check goes through the analysis itself (its accumulator, or ``probe.analyze``),
+Every check goes through the analysis itself, driven by probe's one runner
+(``probe.measure``, ``probe.analyze``, or ``probe.testing.drive`` for shards),
 on the reference models of ``plugins/architectures/reference.py``, in float64
 where the ground truth is exact.
 """
 
 from __future__ import annotations
-
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -17,8 +16,7 @@ from torch import nn
 
 import probe
 from probe import ProbeDataset
-from probe.plugins.analyses.equivariance import Equivariance
-from probe.plugins.analyses.equivariance.analysis import accumulate
+from probe.plan import plan_run
 from probe.plugins.analyses.equivariance.consistency import agreement, crop_shift
 from probe.plugins.analyses.equivariance.lie import OUTPUT
 from probe.plugins.architectures.reference import (
@@ -40,9 +38,46 @@ def _net(**kwargs) -> ReferenceNet:
     return ReferenceNet(**{"channels": 6, "seed": 1, **kwargs}).double().eval()
 
 
+class _Images(ProbeDataset):
+    """A tensor of images in [0, 1] as a data set (index = position, no labels)."""
+
+    name = "tensor-images"
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+        self.channels = images.shape[1]
+        self.image_size = images.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return {"image": self.images[index], "index": index}
+
+
+def _float64_inputs(model: nn.Module) -> nn.Module:
+    """``model`` in float64, taking the runner's float32 batches (cast on entry).
+
+    The runner hands models ``float32`` images; casting them on entry keeps every
+    forward pass in float64 (the images are float32 values, exact in float64), so
+    the analysis measures in float64, as it does for any model computing in it.
+    """
+    if not getattr(model, "_casts_to_float64", False):
+        model.double().register_forward_pre_hook(
+            lambda module, args: tuple(a.double() if torch.is_tensor(a) else a for a in args))
+        model._casts_to_float64 = True
+    return model
+
+
 def _tables(model: nn.Module, images: torch.Tensor, layers=None, **options):
+    """``probe.measure`` on a float64 model, layer names as in ``layers`` (name → path)."""
     layers = reference_layers(model) if layers is None else layers
-    return accumulate(model, images, layers, batch_size=4, **options).finalize()
+    tables = probe.measure(_float64_inputs(model), _Images(images),
+                           [("equivariance", options)], layers=list(layers.values()),
+                           batch_size=4)["equivariance"]
+    names = {path: name for name, path in layers.items()}
+    return {table: frame.assign(layer=frame["layer"].map(lambda v: names.get(v, v)))
+            if "layer" in frame.columns else frame for table, frame in tables.items()}
 
 
 def _errors(tables, transform: str) -> pd.DataFrame:
@@ -193,12 +228,12 @@ def test_end_to_end_lie_derivative_equals_a_one_sided_finite_difference():
     from probe.analysis import ModelHandle
     from probe.plugins.analyses.equivariance.geometry import layer_grids
     from probe.plugins.analyses.equivariance.lie import lie_derivatives
-    from probe.transforms import get_transforms
+    from probe.transform_registry import get_transforms
 
     model = _net(stages=1)
     layers = reference_layers(model)
     images = _noise(2, 12)
-    handle = ModelHandle(model, layers, (0.0,), (1.0,))
+    handle = ModelHandle(model, layers, probe.Preprocessing())
     grids, order = layer_grids(model, layers, images[:1])
     (shift,) = get_transforms(["shift-x"])
     _, vectors = lie_derivatives(handle, images, shift, order, grids, None)
@@ -208,69 +243,24 @@ def test_end_to_end_lie_derivative_equals_a_one_sided_finite_difference():
     torch.testing.assert_close(vectors["total"], finite, rtol=1e-4, atol=1e-6)
 
 
-def test_two_shards_merged_equal_one_pass():
-    model = _net(stages=1)
-    images = _noise(8, 12)
+def test_two_shards_reduced_through_declared_state_equal_one_pass():
+    """Shards (images 0, 2, ... and 1, 3, ...) reduced only through the declared sums."""
+    from probe.testing import drive
+
+    model = _float64_inputs(_net(stages=1))
     options = {"transforms": ("shift-x", "hflip"), "magnitudes": ("shift-x=0;1;2px",),
                "consistency_steps": 2}
-    layers = reference_layers(model)
-    whole = accumulate(model, images, layers, batch_size=4, **options).finalize()
-    first = accumulate(model, images[:3], layers, batch_size=2, **options)
-    second = accumulate(model, images[3:], layers, indices=torch.arange(3, 8), batch_size=5,
-                        **options)
-    first.merge(pickle.loads(pickle.dumps(second)))  # as gather_objects ships it
-    merged = first.finalize()
+    plan = plan_run(model, _Images(_noise(8, 12)), [("equivariance", options)],
+                    layers=list(reference_layers(model).values()), batch_size=3)
+    accumulator, _, whole = drive(plan, torch.device("cpu"), shards=1)
+    assert "merge" not in vars(type(accumulator))  # no merge code: declared sums reduce
+    _, _, merged = drive(plan, torch.device("cpu"), shards=2)
     for name, frame in whole.items():
         pd.testing.assert_frame_equal(merged[name].reset_index(drop=True),
                                       frame.reset_index(drop=True), rtol=1e-9,
                                       check_dtype=False)
     assert len(whole["consistency"]) == 1 and len(whole["learned_maps"]) > 0
-
-
-class _Bordered(ProbeDataset):
-    """Noise in the top-left part of black images, so zero-fill shifts equal circular ones."""
-
-    name = "bordered-noise"
-    channels = 3
-    num_classes = 10
-    mean = (0.5, 0.5, 0.5)
-    std = (0.25, 0.25, 0.25)
-
-    def __init__(self, n: int = 6, size: int = 20) -> None:
-        self.images = torch.zeros(n, 3, size, size)
-        self.images[:, :, 3:10, 3:10] = _noise(n, 7).float()
-        self.image_size = size
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return {"image": self.images[index], "label": index % 3, "index": index}
-
-
-def test_consistency_and_accuracy_through_probe_analyze(tmp_path):
-    """An exactly shift-invariant model is perfectly consistent; accuracy is reported beside it."""
-    data = _Bordered()
-    options = {"transforms": ("translate-x",), "magnitudes": ("translate-x=0;2px",),
-               "consistency_shift": 0.1, "consistency_steps": 3, "lie": False}
-    run = probe.analyze("ref-circular", data, [("equivariance", options)],
-                        out=tmp_path / "run", arch_options={"width": 0.5}, batch_size=4)
-    assert run.manifest["analyses"]["equivariance"]["status"] == "complete"
-    summary = run.table("equivariance", "consistency").iloc[0]
-    assert summary["task"] == "classification" and summary["pairs"] == 6
-    assert summary["consistency"] == 1.0 and summary["top1_change"] == 0.0
-    assert summary["mean_abs_change"] < 1e-5
-    model = probe.load_model("ref-circular", width=0.5, num_classes=10)
-    with torch.no_grad():
-        predicted = model((data.images - 0.5) / 0.25).argmax(1)
-    expected = (predicted == torch.arange(6) % 3).double().mean().item()
-    assert summary["accuracy"] == pytest.approx(expected)
-    curve = run.table("equivariance", "shift_curve")
-    assert curve["to_pixels"].tolist() == [1, 2, 3] and (curve["top1_change"] == 0).all()
-    for name, columns in Equivariance.tables.items():
-        assert set(columns) <= set(run.table("equivariance", name).columns), name
-    figures = Equivariance.figures({n: run.table("equivariance", n) for n in Equivariance.tables})
-    assert len(figures) == 3  # translate error curve, learned maps, consistency
+    assert (whole["errors"]["images"] == 8).all()
 
 
 def test_consistency_helpers_and_segmentation_outputs():
@@ -293,60 +283,19 @@ def test_consistency_helpers_and_segmentation_outputs():
 
     assert n == sum(seen(int(a), int(c)) * seen(int(b), int(d))
                     for a, b, c, d in zip(oy, ox, *other, strict=True))
-    tables = accumulate(nn.Identity().double(), _noise(4, 8), {}, transforms=("hflip",),
-                        lie=False, learned_maps="none", consistency_steps=2).finalize()
+    tables = _tables(nn.Identity(), _noise(4, 8), {}, transforms=("hflip",), lie=False,
+                     learned_maps="none", consistency_steps=2)
     summary = tables["consistency"].iloc[0]
     assert summary["task"] == "segmentation" and summary["unit_compared"] == "pixel"
     assert summary["consistency"] == 1.0 and summary["top1_change"] == 0.0
     assert np.isnan(summary["accuracy"])  # no segmentation targets given
 
 
-def test_lenet_layers_get_their_grids_and_all_tables(tmp_path):
-    options = {"transforms": ("shift-x", "hflip", "rot90", "rotate"), "consistency_steps": 2,
-               "magnitudes": ("shift-x=0;1;2;4px", "rotate=0;30")}
-    run = probe.analyze("lenet5", "digits", [("equivariance", options)],
-                        out=tmp_path / "lenet", dataset_options={"size": 8}, batch_size=8)
-    errors = run.table("equivariance", "errors")
-    strides = errors.groupby("layer")["stride"].first()
-    assert strides[["c1", "s2", "c3", "s4"]].tolist() == [1, 2, 2, 4]
-    assert np.isnan(strides["c5"])  # a single cell: compared as an invariant
-    shifted = errors[(errors["transform"] == "shift-x") & (errors["layer"] == "s4")]
-    assert (shifted["exact_action"] == (shifted["pixels"] % 4 == 0)).all()
-    assert len(Equivariance.figures({n: run.table("equivariance", n)
-                                     for n in Equivariance.tables})) == 6
-    parts = run.table("equivariance", "lie_attribution")
-    assert parts["closure"].max() < 1e-4  # float32 run
-
-
-def test_command_line_sweeps_and_one_line_mistakes(capsys, tmp_path):
-    from probe.cli import main
-
-    base = ["run", "--arch", "ref-strided", "--dataset", "digits", "--analysis", "equivariance",
-            "--set", "dataset.size=4", "--set", "arch.width=0.25", "--quiet",
-            "--set", "equivariance.transforms=shift-x,hflip", "--set", "equivariance.lie=false",
-            "--set", "equivariance.consistency=false"]
-    assert main([*base, "--set", "equivariance.magnitudes=shift-x=0:8:4px",
-                 "--out", str(tmp_path / "ok")]) == 0
-    errors = probe.load_run(tmp_path / "ok").table("equivariance", "errors")
-    shifted = errors[errors["transform"] == "shift-x"]
-    assert sorted(set(shifted["pixels"])) == [0.0, 4.0, 8.0]
-    assert shifted["relative_error"].max() < 1e-5  # multiples of the total stride 4
-    capsys.readouterr()
-    for setting, message in (
-            ("equivariance.transforms=shear", "unknown transform 'shear'; known transforms: "),
-            ("equivariance.magnitudes=rotate=0;5", "names transform 'rotate', which is not in"),
-            ("equivariance.magnitudes=shift-x", "entries look like NAME=a;b;c")):
-        assert main([*base, "--set", setting, "--out", str(tmp_path / "bad")]) == 2
-        lines = capsys.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and message in lines[0], lines
-        assert not (tmp_path / "bad").exists()
-
-
 def test_circular_conv_operator_is_block_circulant_and_diagonalised_by_the_dft():
     """§4.5: the operator matrix of a circular conv commutes with the shift actions, is a
     polynomial in them (block-circulant), and the 2-D DFT diagonalises it with the
     kernel's FFT as eigenvalues."""
-    from probe.transforms import get_transforms
+    from probe.transform_registry import get_transforms
 
     n = 6
     torch.manual_seed(3)

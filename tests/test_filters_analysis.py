@@ -13,13 +13,12 @@ from torch.nn import functional as F
 
 import probe
 from probe.analysis import ModelHandle, RunContext
-from probe.plugins.analyses.filters.analysis import (
-    Filters,
-    FiltersAccumulator,
-    _filters_module,
-    layer_filters,
-)
+from probe.plugins.analyses.filters.accumulator import FiltersAccumulator, PatchMoments
+from probe.plugins.analyses.filters.analysis import Filters
 from probe.plugins.analyses.filters.gabor import gabor
+from probe.plugins.analyses.filters.weights import filters_module, kernel_sizes, layer_filters
+from probe.preprocessing import Preprocessing
+from probe.testing import assert_tables_equal
 
 THETAS = (0.2, 0.9, 1.7, 2.5)
 
@@ -41,16 +40,23 @@ def _planted_model() -> nn.Module:
 
 
 def _context(model: nn.Module, layers: dict[str, str]) -> RunContext:
-    return RunContext(model=model, handle=ModelHandle(model, layers, (0.0,), (1.0,)),
-                      layers=layers, device=torch.device("cpu"))
+    preprocessing = Preprocessing()
+    return RunContext(model=model, handle=ModelHandle(model, layers, preprocessing),
+                      layers=layers, device=torch.device("cpu"), preprocessing=preprocessing)
+
+
+def _tables(analysis: Filters, model: nn.Module,
+            layers: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """A weight-only run: the accumulator built and finalised with the same context."""
+    context = _context(model, layers)
+    return analysis.accumulator(context).finalize(context)
 
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
     model = _planted_model()
     layers = {"conv1": "1", "conv2": "2", "fc": "6"}
-    analysis = Filters(patches=2000, random_filters=64)
-    return analysis.accumulator(_context(model, layers)).finalize()
+    return _tables(Filters(patches=2000, random_filters=64), model, layers)
 
 
 def test_conv_transpose_filters_are_the_equivalent_correlation_kernels():
@@ -76,10 +82,26 @@ def test_deformable_and_plain_conv_layouts():
 
 def test_layers_behind_a_linear_have_no_filters():
     model = _planted_model()
-    assert _filters_module(model, "1") is model[0]     # ReLU after conv1
-    assert _filters_module(model, "3") is model[2]
-    assert _filters_module(model, "6") is None         # ReLU after the Linear
-    assert _filters_module(model, "5") is None
+    assert filters_module(model, "1") is model[0]     # ReLU after conv1
+    assert filters_module(model, "3") is model[2]
+    assert filters_module(model, "6") is None         # ReLU after the Linear
+    assert filters_module(model, "5") is None
+    assert kernel_sizes(model, ["1", "3", "5", "6"]) == [(3, 3), (11, 11)]
+
+
+def test_the_accumulator_keeps_no_module_and_declares_its_patch_sums():
+    model = _planted_model()
+    layers = {"conv1": "1", "conv2": "2", "fc": "6"}
+    weight_only = Filters().accumulator(_context(model, layers))
+    assert not any(isinstance(v, nn.Module) for v in vars(weight_only).values())
+    assert weight_only.patches == {}
+    data = Filters(pca_source="dataset").accumulator(_context(model, layers))
+    assert sorted(data.patches) == ["11x11", "3x3"]
+    assert [s.label for s in data.patches["3x3"].state_specs().values()] == ["sum"] * 3
+    moments = data.patches["11x11"]
+    assert isinstance(moments, PatchMoments) and moments.outer.shape == (121, 121)
+    assert moments.total.dtype == torch.float64 and moments.count.dtype == torch.int64
+    assert FiltersAccumulator.merge is probe.State.merge  # no merge code of its own
 
 
 def test_units_table_recovers_planted_gabors_and_rotated_copies(tables):
@@ -151,20 +173,23 @@ def test_dataset_pca_pass_merges_exactly():
                            indices=torch.arange(lo, hi), labels=torch.full((hi - lo,), -1),
                            outputs=torch.zeros(hi - lo), activations={})
 
-    whole = analysis.accumulator(_context(model, layers))
+    context = _context(model, layers)
+    whole = analysis.accumulator(context)
     whole.update(batch(0, 6))
     left = analysis.accumulator(_context(model, layers))
     right = analysis.accumulator(_context(model, layers))
     left.update(batch(0, 2))
     right.update(batch(2, 6))
-    left.merge(right)
-    a, b = whole.moments[(11, 11)], left.moments[(11, 11)]
-    assert a.count == b.count == 6 * 3 * 3  # stride 5: 3×3 positions per 24-px image
+    left.merge(right)  # probe.State.merge, following the declared sums
+    a, b = whole.patches["11x11"], left.patches["11x11"]
+    assert int(a.count) == int(b.count) == 6 * 3 * 3  # stride 5: 3×3 positions per 24-px image
     torch.testing.assert_close(a.outer, b.outer, rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(a.total, b.total, rtol=1e-12, atol=1e-9)
     assert isinstance(whole, FiltersAccumulator)
-    out = whole.finalize()
+    out = whole.finalize(context)
     assert out["layers"]["pca_source"].tolist() == ["dataset"]
+    merged = left.finalize(context)
+    assert_tables_equal(out, merged)
 
 
 def test_runs_weight_only_through_the_public_api(tmp_path):
@@ -180,12 +205,12 @@ def test_runs_weight_only_through_the_public_api(tmp_path):
 
 
 def test_large_layers_compare_reduced_maps_for_redundancy(monkeypatch):
-    from probe.plugins.analyses.filters import analysis as module
+    from probe.plugins.analyses.filters import measure
 
-    monkeypatch.setattr(module, "REDUNDANCY_BUDGET", 0)
+    monkeypatch.setattr(measure, "REDUNDANCY_BUDGET", 0)
     model = _planted_model()
-    out = Filters(patches=500, random_filters=8, iterations=10).accumulator(
-        _context(model, {"conv1": "0"})).finalize()
+    out = _tables(Filters(patches=500, random_filters=8, iterations=10), model,
+                  {"conv1": "0"})
     assert out["layers"]["redundancy_on"].tolist() == ["maps"]
     units = out["units"].set_index("unit")
     assert units.loc[[0, 1, 4, 5], "redundancy_partner"].tolist() == [4, 5, 0, 1]
@@ -195,7 +220,7 @@ def test_a_model_without_convolutions_gives_empty_declared_tables():
     from probe.analysis import check_tables
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-    out = Filters().accumulator(_context(model, {"fc": "1"})).finalize()
+    out = _tables(Filters(), model, {"fc": "1"})
     check_tables(Filters(), out)
     assert len(out["units"]) == 0
     assert out["layers"]["status"].tolist() == ["no_convolution"]
@@ -204,8 +229,7 @@ def test_a_model_without_convolutions_gives_empty_declared_tables():
 def test_colour_layers_get_a_colour_pca_basis():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv2d(3, 4, 5))
-    out = Filters(patches=600, random_filters=64, iterations=5).accumulator(
-        _context(model, {"conv": "0"})).finalize()
+    out = _tables(Filters(patches=600, random_filters=64, iterations=5), model, {"conv": "0"})
     energy = out["energy"]
     colour = energy[energy["basis"] == "pca_color"]
     assert colour["dim"].max() == 75
@@ -218,3 +242,14 @@ def test_colour_layers_get_a_colour_pca_basis():
     # The first RGB component is (nearly) achromatic: equal sign in the three channels.
     values = np.asarray(first["values"]).reshape(3, 25)
     assert (np.sign(values) == np.sign(values[0])).all()
+
+
+@pytest.mark.parametrize("source", ["natural", "dataset"])
+def test_passes_the_conformance_kit(source):
+    from probe.testing import check_analysis
+
+    results = check_analysis(Filters, options={"pca_source": source, "patches": 500,
+                                               "random_filters": 16, "iterations": 5},
+                             device="cpu", raise_on_failure=False)
+    assert all(r.passed for r in results), "\n".join(map(str, results))
+    assert {r.name for r in results} >= {"no_model_in_state", "shards_equal_one_pass"}

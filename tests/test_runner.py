@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 
 import probe
 from probe import Accumulator, Analysis, hookimpl
@@ -12,19 +13,16 @@ from probe.host import get_host
 
 class CountingAccumulator(Accumulator):
     def __init__(self, fail_at=None):
-        self.images = 0
+        self.add_state("images", torch.zeros((), dtype=torch.int64), "sum")
         self.fail_at = fail_at
 
     def update(self, batch):
-        if self.fail_at is not None and self.images >= self.fail_at:
+        if self.fail_at is not None and int(self.images) >= self.fail_at:
             raise RuntimeError("deliberate failure in update")
         self.images += len(batch.indices)
 
-    def merge(self, other):
-        self.images += other.images
-
-    def finalize(self):
-        return {"count": pd.DataFrame({"images": [self.images]})}
+    def finalize(self, context):
+        return {"count": pd.DataFrame({"images": [int(self.images)]})}
 
 
 class Counter(Analysis):

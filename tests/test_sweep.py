@@ -18,13 +18,10 @@ from probe.sweep import is_finished, run_sweep
 
 
 def _lenet_checkpoint(path: Path, seed: int = 0) -> Path:
-    import torch
-
     from probe.api import load_model
     from probe.checkpoint import save_checkpoint
 
-    torch.manual_seed(seed)
-    model = load_model("lenet5")
+    model = load_model("lenet5", seed=seed)
     options = {"num_classes": 10, "in_channels": 1, "input_size": 32, "activation": "tanh",
                "c3_table": False}
     return save_checkpoint(model, path, "lenet5", options)
@@ -99,7 +96,10 @@ def finished(tmp_path_factory):
                     f'analysis = "unit-stats"\nout = "runs/a"\n'
                     f'set = {{ "dataset.size" = 32, "unit-stats.top_k" = 3 }}\n')
     request = load_runfile(path)[0]
-    run = probe.analyze(**request.analyze_kwargs())
+    from probe.sweep import run_one
+
+    assert run_one(request, progress=False).status == "complete"
+    run = probe.load_run(request.out)
     assert run.status == "complete"
     return root, path
 

@@ -11,7 +11,8 @@ from torch.nn import functional as F
 from probe import hookimpl
 from probe.errors import PluginError, ProbeError
 from probe.host import Host, get_host
-from probe.transforms import Grid, Transform, builtin_transforms, get_transforms, resample
+from probe.transform_registry import get_transforms
+from probe.transforms import Grid, Transform, builtin_transforms, resample
 
 BUILTIN = {t.name: t for t in builtin_transforms()}
 

@@ -4,7 +4,6 @@ import numpy as np
 import torch
 
 import probe
-from probe.analysis import Batch, ModelHandle, RunContext
 from probe.capture import Capture
 from probe.dataset import normalize
 from probe.plugins.analyses.unit_stats import UnitStats
@@ -44,31 +43,22 @@ def test_statistics_and_exemplars_match_direct_computation(lenet_run, lenet_chec
 
 
 def test_two_shards_merge_to_one_pass(lenet_checkpoint):
+    """Two in-process shards reduced through their declared state equal one pass, and so
+    does ``State.merge`` of two accumulators fed each half."""
+    from probe.plan import plan_run
+    from probe.testing import drive
+
     model = probe.load_model("lenet5", checkpoint=lenet_checkpoint)
     data = probe.load_dataset("digits", split="test", size=96)
-    layers = {"c1": "act1", "c3": "act3", "f6": "act6"}
-    handle = ModelHandle(model, layers, data.mean, data.std)
-    context = RunContext(model=model, handle=handle, layers=layers, device=torch.device("cpu"))
-
-    def feed(acc, idx):
-        images = data.images[idx]
-        inputs = normalize(images, data)
-        outputs, activations = handle.capture(inputs, layers)
-        acc.update(Batch(images=images, inputs=inputs, indices=torch.tensor(idx),
-                         labels=data.labels[idx], outputs=outputs, activations=activations))
-
-    analysis = UnitStats(top_k=5, map_size=4)
-    whole = analysis.accumulator(context)
-    for start in range(0, 96, 32):
-        feed(whole, list(range(start, start + 32)))
-    even, odd = analysis.accumulator(context), analysis.accumulator(context)
-    feed(even, list(range(0, 96, 2)))
-    feed(odd, list(range(1, 96, 2)))
-    even.merge(odd)
-    a, b = whole.finalize(), even.finalize()
+    plan = plan_run(model, data, [UnitStats(top_k=5, map_size=4)], layers=["c1", "c3", "f6"],
+                    batch_size=32)
+    device = torch.device("cpu")
+    _, _, a = drive(plan, device, shards=1)
+    _, _, b = drive(plan, device, shards=2)
     np.testing.assert_allclose(a["units"]["mean"], b["units"]["mean"], rtol=1e-9, atol=1e-12)
     assert a["units"]["max"].tolist() == b["units"]["max"].tolist()
     assert a["top_images"]["image"].tolist() == b["top_images"]["image"].tolist()
+    assert a["top_images"]["label"].tolist() == b["top_images"]["label"].tolist()
     for left, right in zip(a["top_images"]["map"], b["top_images"]["map"], strict=True):
         np.testing.assert_array_equal(left, right)
     assert a["top_images"]["map_height"].iloc[0] == 4  # 28×28 maps pooled to 4×4

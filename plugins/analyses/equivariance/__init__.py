@@ -1,8 +1,10 @@
 """``equivariance``: per-layer equivariance error, consistency, learned maps, Lie derivatives.
 
-Modules: :mod:`.analysis` (the analysis and its accumulator), :mod:`.geometry`
-(where each layer's cells sit in the input), :mod:`.lie` (Lie derivatives and
-their chain-rule attribution), :mod:`.ridge` (mergeable ridge regression for
+Modules: :mod:`.analysis` (the analysis), :mod:`.accumulator` (its declared
+sums), :mod:`.sweep` (options and grids → what is measured, fixed before the
+data loop), :mod:`.tables` (sums → tables), :mod:`.geometry` (where each
+layer's cells sit in the input), :mod:`.lie` (Lie derivatives and their
+chain-rule attribution), :mod:`.ridge` (ridge regression on Gram sums for
 learned maps), :mod:`.consistency` (shifted-crop helpers), :mod:`.figures`.
 The built-in transformations are registered by :mod:`.default_transforms`.
 """

@@ -9,19 +9,20 @@ import pandas as pd
 
 from probe import Analysis, Option, RunContext
 from probe.errors import OptionError
-from probe.transforms import get_transforms
+from probe.transform_registry import get_transforms
 
-from .accumulator import EquivarianceAccumulator, accumulate, parse_magnitudes
+from .accumulator import EquivarianceAccumulator
 from .schema import TABLES
+from .sweep import parse_magnitudes, plan_sweep
 
-__all__ = ["Equivariance", "EquivarianceAccumulator", "accumulate"]
+__all__ = ["Equivariance", "EquivarianceAccumulator"]
 
 
 class Equivariance(Analysis):
     """Per-layer equivariance and output invariance under input transformations.
 
     Four families of measurements, all from the run's single pass (extra
-    forward passes on transformed inputs go through the model handle inside
+    forward passes on transformed inputs go through ``batch.handle`` inside
     the batch step):
 
     1. Direct error ``‖f(g·x) − g′·f(x)‖ / ‖f(x)‖`` per layer over a sweep of
@@ -87,7 +88,11 @@ class Equivariance(Analysis):
         parse_magnitudes(self.settings["magnitudes"], names)
 
     def accumulator(self, context: RunContext) -> EquivarianceAccumulator:
-        return EquivarianceAccumulator(self.settings, context, self.select_layers(context))
+        """All state allocated from the dry forward's shapes and one blank forward (grids)."""
+        if not context.input_shape:  # no images: nothing to measure, empty tables
+            return EquivarianceAccumulator(None, context.device, context.seed)
+        sweep = plan_sweep(self.settings, context, self.select_layers(context))
+        return EquivarianceAccumulator(sweep, context.device, context.seed)
 
     @classmethod
     def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:

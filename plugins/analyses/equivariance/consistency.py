@@ -20,6 +20,11 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from probe.state import State
+
+#: Crop offsets are drawn in chunks of this many data-set indices.
+DRAW_CHUNK = 4096
+
 
 def crop_shift(images: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor,
                pad: int) -> torch.Tensor:
@@ -86,3 +91,37 @@ def agreement(out1: torch.Tensor, out2: torch.Tensor, offsets1: tuple[torch.Tens
     agree = ((top1 == top2) & valid).double().sum()
     n = valid.double().sum()
     return agree, n, change, n - agree
+
+
+def crop_draws(indices: torch.Tensor, seed: int) -> torch.Tensor:
+    """Two random crop offsets (y, x) per data-set index, as fractions in [0, 1): ``[B, 4]``.
+
+    Drawn in fixed chunks of indices from the run's seed, so an image gets the
+    same offsets whichever shard or batch it falls in (CPU, float64).
+    """
+    indices = indices.cpu()
+    chunks = indices.div(DRAW_CHUNK, rounding_mode="floor")
+    out = torch.empty(len(indices), 4, dtype=torch.float64)
+    for c in chunks.unique().tolist():
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + c)
+        draws = torch.rand(DRAW_CHUNK, 4, generator=generator, dtype=torch.float64)
+        chosen = chunks == c
+        out[chosen] = draws[indices[chosen] % DRAW_CHUNK]
+    return out
+
+
+class ConsistencySums(State):
+    """Sums over images of the consistency measurements (declared sum states, float64).
+
+    Attributes:
+        agree, pairs: Agreeing and compared predictions under two random crops.
+        correct, labelled: Correct and labelled predictions (images or pixels).
+        steps: ``Tensor[steps, 3]``: compared, Σ|Δp| and top-1 changes for each
+            neighbouring shift ``k → k + 1``.
+    """
+
+    def __init__(self, steps: int, device: torch.device) -> None:
+        z = {"dtype": torch.float64, "device": device}
+        for name in ("agree", "pairs", "correct", "labelled"):
+            self.add_state(name, torch.zeros((), **z), "sum")
+        self.add_state("steps", torch.zeros(steps, 3, **z), "sum")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from probe.capture import Capture
-from probe.transforms import Grid
+from probe.grid import Grid
 
 
 def _pair(value: object) -> tuple[float, float]:

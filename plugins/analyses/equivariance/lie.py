@@ -34,7 +34,9 @@ from torch import nn
 
 from probe.analysis import ModelHandle
 from probe.capture import Capture
-from probe.transforms import Grid, Transform
+from probe.grid import Grid
+from probe.state import State
+from probe.transforms import Transform
 
 OUTPUT = "<output>"
 
@@ -91,6 +93,40 @@ class LieResult:
     closure: torch.Tensor
     layers: dict[str, torch.Tensor]
     norms: dict[str, torch.Tensor]
+
+
+class LieSums(State):
+    """Sums over images of one transform's :class:`LieResult` (declared sum states, float64).
+
+    Attributes:
+        order: Captured layers in execution order; ``ends`` = ``[*order, OUTPUT]``
+            (configuration, the same on every rank).
+        images, total, closure: Scalars: images seen, Σ‖L F‖², Σ closure².
+        parts, dots: ``Tensor[len(ends)]``: Σ‖c_i‖² and Σ⟨c_i, L F⟩ per segment end.
+        layers, norms: ``Tensor[len(order)]``: Σ‖L φ_i‖² and Σ‖φ_i‖² per layer.
+    """
+
+    def __init__(self, order: Sequence[str], device: torch.device) -> None:
+        self.order = list(order)
+        self.ends = [*self.order, OUTPUT]
+        z = {"dtype": torch.float64, "device": device}
+        for name in ("images", "total", "closure"):
+            self.add_state(name, torch.zeros((), **z), "sum")
+        self.add_state("parts", torch.zeros(len(self.ends), **z), "sum")
+        self.add_state("dots", torch.zeros(len(self.ends), **z), "sum")
+        self.add_state("layers", torch.zeros(len(self.order), **z), "sum")
+        self.add_state("norms", torch.zeros(len(self.order), **z), "sum")
+
+    def update(self, result: LieResult) -> None:
+        """Fold one batch's per-image values."""
+        self.images += torch.ones_like(result.total).sum().double()
+        self.total += result.total.sum().double()
+        self.closure += result.closure.sum().double()
+        self.parts += torch.stack([result.parts[e].sum().double() for e in self.ends])
+        self.dots += torch.stack([result.dots[e].sum().double() for e in self.ends])
+        if self.order:
+            self.layers += torch.stack([result.layers[n].sum().double() for n in self.order])
+            self.norms += torch.stack([result.norms[n].sum().double() for n in self.order])
 
 
 def _sq(v: torch.Tensor) -> torch.Tensor:

@@ -4,20 +4,19 @@ The map ``M_g`` is the known spatial action followed by a 1×1 channel mixing
 ``W`` (with a bias) fitted by ridge regression: ``φ(g·x) ≈ Wᵀ [g′·φ(x); 1]``.
 Everything needed is a sum over positions, so the state is a few Gram
 matrices (float64) per (layer, transformation, magnitude), split by image:
-even data-set indices fit the map, odd ones are held out to score it. Two
-shards merged hold exactly the sums of one pass.
+even data-set indices fit the map, odd ones are held out to score it. Every
+sum is a declared ``"sum"`` state, so shards reduce exactly with no merge code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from probe.state import State
 
-@dataclass
-class GramState:
-    """Sums over valid positions of one half (fit or held out).
+
+class GramState(State):
+    """Sums over valid positions of one half (fit or held out), declared as sum states.
 
     Attributes:
         xx: ``Tensor[K+1, K+1]`` Σ x̃ x̃ᵀ with x̃ = [g′·φ(x); 1].
@@ -28,19 +27,14 @@ class GramState:
         identity_sse: Σ ‖y − φ(x)‖² (identity = invariance baseline).
     """
 
-    xx: torch.Tensor
-    xy: torch.Tensor
-    yy: torch.Tensor
-    y_sum: torch.Tensor
-    spatial_sse: torch.Tensor
-    identity_sse: torch.Tensor
-
-    @classmethod
-    def zeros(cls, units: int, device: torch.device) -> GramState:
+    def __init__(self, units: int, device: torch.device) -> None:
         z = {"dtype": torch.float64, "device": device}
-        return cls(torch.zeros(units + 1, units + 1, **z), torch.zeros(units + 1, units, **z),
-                   torch.zeros(units, **z), torch.zeros(units, **z), torch.zeros((), **z),
-                   torch.zeros((), **z))
+        self.add_state("xx", torch.zeros(units + 1, units + 1, **z), "sum")
+        self.add_state("xy", torch.zeros(units + 1, units, **z), "sum")
+        self.add_state("yy", torch.zeros(units, **z), "sum")
+        self.add_state("y_sum", torch.zeros(units, **z), "sum")
+        self.add_state("spatial_sse", torch.zeros((), **z), "sum")
+        self.add_state("identity_sse", torch.zeros((), **z), "sum")
 
     def update(self, acted: torch.Tensor, target: torch.Tensor, plain: torch.Tensor) -> None:
         """Fold ``Tensor[N, K]`` rows: acted = g′·φ(x), target = φ(g·x), plain = φ(x)."""
@@ -53,10 +47,6 @@ class GramState:
         self.y_sum += target.sum(0)
         self.spatial_sse += ((target - acted) ** 2).sum()
         self.identity_sse += ((target - plain) ** 2).sum()
-
-    def merge(self, other: GramState) -> None:
-        for name in ("xx", "xy", "yy", "y_sum", "spatial_sse", "identity_sse"):
-            getattr(self, name).add_(getattr(other, name).to(getattr(self, name).device))
 
     @property
     def count(self) -> float:

@@ -1,59 +1,74 @@
-"""Turning the ``equivariance`` accumulator's sums into tidy tables."""
+"""Turning the ``equivariance`` sums into tidy tables.
+
+Every builder takes explicit inputs: the run's :class:`~.sweep.Sweep`
+(configuration) and the reduced sums (tensors and small sum states), in the
+order the rows should come in.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .lie import OUTPUT
-from .ridge import fit_map, score_map
+from .consistency import ConsistencySums
+from .lie import OUTPUT, LieSums
+from .ridge import GramState, fit_map, score_map
 from .schema import TABLES
-
-if TYPE_CHECKING:
-    from .accumulator import EquivarianceAccumulator
+from .sweep import ErrorKey, Sweep, SweepKey
 
 #: Full channel-mixing matrices are stored only for layers with at most this many units.
 MAP_WEIGHTS_MAX_UNITS = 64
 
+#: One learned map: its key and the Gram sums of its fit and held-out halves.
+FittedMap = tuple[ErrorKey, GramState, GramState]
 
-def _stride(acc: EquivarianceAccumulator, layer: str) -> float:
-    grid = acc.grids.get(layer)
+
+def _stride(sweep: Sweep, layer: str) -> float:
+    grid = sweep.grids.get(layer)
     return float(grid.stride[1]) if grid is not None else math.nan
 
 
-def error_table(acc: EquivarianceAccumulator) -> pd.DataFrame:
-    """The ``errors`` table: one row per (layer, transform, magnitude)."""
-    by_name = {t.name: t for t in acc.transforms}
-    width = acc.input_size[1]  # type: ignore[index]
+def error_table(sweep: Sweep, keys: Sequence[ErrorKey], errors: torch.Tensor,
+                points: Sequence[SweepKey], images: torch.Tensor) -> pd.DataFrame:
+    """The ``errors`` table: one row per (layer, transform, magnitude).
+
+    Args:
+        sweep: The run's sweep (transforms, grids, input width).
+        keys: ``(layer, transform, magnitude)`` of each row of ``errors``.
+        errors: ``Tensor[len(keys), 3]``: error², reference² and compared cells.
+        points: ``(transform, magnitude)`` of each entry of ``images``.
+        images: ``Tensor[len(points)]`` images measured.
+    """
+    counts = dict(zip(points, images.cpu().tolist(), strict=True))
     rows = []
-    for (layer, name, magnitude), sums in acc.errors.items():
-        err, ref, cells = (float(v) for v in sums.cpu())
-        transform = by_name[name]
-        pixels = transform.pixels(magnitude, width)
-        grid = acc.grids.get(layer)
+    for (layer, name, magnitude), sums in zip(keys, errors.cpu(), strict=True):
+        err, ref, cells = (float(v) for v in sums)
+        transform = sweep.transform(name)
+        pixels = transform.pixels(magnitude, sweep.width)
+        grid = sweep.grids.get(layer)
         exact = grid is None or transform.is_exact(magnitude, grid)
         rows.append({
             "layer": layer, "transform": name, "magnitude": magnitude,
             "unit": transform.unit, "pixels": pixels,
-            "stride": _stride(acc, layer), "cells": pixels / _stride(acc, layer)
+            "stride": _stride(sweep, layer), "cells": pixels / _stride(sweep, layer)
             if grid is not None else math.nan,
             "relative_error": math.nan if cells == 0 else math.sqrt(err / ref) if ref > 0
             else (0.0 if err == 0 else math.inf),
             "error_sq": err, "reference_sq": ref, "valid_cells": cells,
-            "images": acc.images.get((name, magnitude), 0), "exact_action": exact,
+            "images": int(counts[(name, magnitude)]), "exact_action": exact,
         })
     return pd.DataFrame(rows, columns=list(TABLES["errors"]))
 
 
-def map_tables(acc: EquivarianceAccumulator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def map_tables(ridge: float,
+               fits: Sequence[FittedMap]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``learned_maps`` and ``learned_map_units`` tables (fit on even, score on odd)."""
-    ridge = acc.settings["ridge"]
     rows, unit_rows = [], []
-    for (layer, name, magnitude), (fit, held) in acc.maps.items():
+    for (layer, name, magnitude), fit, held in fits:
         units = fit.xx.shape[0] - 1
         if fit.count > 0:
             weights = fit_map(fit, ridge)
@@ -82,14 +97,14 @@ def map_tables(acc: EquivarianceAccumulator) -> tuple[pd.DataFrame, pd.DataFrame
     return maps, units
 
 
-def weights_table(acc: EquivarianceAccumulator) -> pd.DataFrame:
+def weights_table(ridge: float, fits: Sequence[FittedMap]) -> pd.DataFrame:
     """The ``learned_map_weights`` table (full mixing matrices of small layers)."""
     frames = []
-    for (layer, name, magnitude), (fit, _) in acc.maps.items():
+    for (layer, name, magnitude), fit, _ in fits:
         units = fit.xx.shape[0] - 1
         if fit.count <= 0 or units > MAP_WEIGHTS_MAX_UNITS:
             continue
-        mixing = fit_map(fit, acc.settings["ridge"])[:units].T.cpu().numpy()
+        mixing = fit_map(fit, ridge)[:units].T.cpu().numpy()
         unit, source = np.meshgrid(np.arange(units), np.arange(units), indexing="ij")
         frames.append(pd.DataFrame({"layer": layer, "transform": name,
                                     "magnitude": magnitude, "unit": unit.ravel(),
@@ -99,50 +114,49 @@ def weights_table(acc: EquivarianceAccumulator) -> pd.DataFrame:
             pd.DataFrame(columns=list(TABLES["learned_map_weights"])))
 
 
-def lie_tables(acc: EquivarianceAccumulator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``lie`` and ``lie_attribution`` tables."""
-    by_name = {t.name: t for t in acc.transforms}
-    width = acc.input_size[1]  # type: ignore[index]
+def lie_tables(sweep: Sweep,
+               sums: Sequence[tuple[str, LieSums]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``lie`` and ``lie_attribution`` tables, one block per ``(transform, sums)``."""
     layer_rows, part_rows = [], []
-    for name, sums in acc.lie.items():
-        transform = by_name[name]
-        per_pixel = transform.pixels(1.0, width)
+    for name, lie in sums:
+        transform = sweep.transform(name)
+        per_pixel = transform.pixels(1.0, sweep.width)
         scale = 1.0 / per_pixel ** 2 if math.isfinite(per_pixel) else 1.0
         per = "input pixel" if math.isfinite(per_pixel) else transform.unit
-        n = float(sums["images"])
-        total = float(sums["total"])
-        for layer in acc.order:
-            lee = float(sums[f"layer:{layer}"])
-            norm = float(sums[f"norm:{layer}"])
+        n = float(lie.images)
+        total = float(lie.total)
+        layers, norms = lie.layers.cpu().tolist(), lie.norms.cpu().tolist()
+        for layer, lee, norm in zip(lie.order, layers, norms, strict=True):
             layer_rows.append({"layer": layer, "transform": name, "per": per,
                                "lee": lee * scale / n,
                                "relative": math.sqrt(lee * scale / norm) if norm > 0
                                else math.nan, "images": n})
         layer_rows.append({"layer": OUTPUT, "transform": name, "per": per,
                            "lee": total * scale / n, "relative": math.nan, "images": n})
-        closure = math.sqrt(float(sums["closure"]) / total) if total > 0 else \
-            math.sqrt(float(sums["closure"]))
-        for end in [*acc.order, OUTPUT]:
+        closure = math.sqrt(float(lie.closure) / total) if total > 0 else \
+            math.sqrt(float(lie.closure))
+        parts, dots = lie.parts.cpu().tolist(), lie.dots.cpu().tolist()
+        for end, part, dot in zip(lie.ends, parts, dots, strict=True):
             part_rows.append({"layer": end, "transform": name, "per": per,
-                              "contribution_sq": float(sums[f"part:{end}"]) * scale / n,
-                              "share": float(sums[f"dot:{end}"]) / total if total > 0
+                              "contribution_sq": part * scale / n,
+                              "share": dot / total if total > 0
                               else math.nan, "total_lee": total * scale / n,
                               "closure": closure, "images": n})
     return (pd.DataFrame(layer_rows, columns=list(TABLES["lie"])),
             pd.DataFrame(part_rows, columns=list(TABLES["lie_attribution"])))
 
 
-def consistency_tables(acc: EquivarianceAccumulator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def consistency_tables(sweep: Sweep,
+                       sums: ConsistencySums) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``consistency`` summary and the neighbouring-shift ``shift_curve``."""
-    s = {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else v
-         for k, v in acc.consistency.items()}
-    steps = acc.settings["consistency_steps"]
-    width = acc.input_size[1]  # type: ignore[index]
-    task = "segmentation" if acc.output_dims == 4 else "classification"
-    labelled = float(s.get("labelled", 0.0))
+    s = {"agree": float(sums.agree), "pairs": float(sums.pairs),
+         "correct": float(sums.correct)}
+    steps = sweep.consistency_steps
+    width = sweep.width
+    task = "segmentation" if sweep.output_dims == 4 else "classification"
+    labelled = float(sums.labelled)
     curve = []
-    for k in range(steps):
-        n, change, flipped = (float(v) for v in s[f"step:{k}"])
+    for k, (n, change, flipped) in enumerate(sums.steps.cpu().tolist()):
         curve.append({"step": k, "from_pixels": k, "to_pixels": k + 1,
                       "top1_change": flipped / n if n else math.nan,
                       "mean_abs_change": change / n if n else math.nan, "compared": n})
@@ -158,7 +172,7 @@ def consistency_tables(acc: EquivarianceAccumulator) -> tuple[pd.DataFrame, pd.D
         "mean_abs_change": float((curve_frame["mean_abs_change"]
                                   * curve_frame["compared"]).sum() / compared)
         if compared else math.nan,
-        "max_offset_pixels": max(1, round(acc.settings["consistency_shift"] * width)),
+        "max_offset_pixels": max(1, round(sweep.consistency_shift * width)),
         "steps": steps, "pairs": float(s["pairs"]),
     }], columns=list(TABLES["consistency"]))
     return summary, curve_frame

@@ -3,9 +3,13 @@
 This is how the original tools count (NetDissect / NetDissect-Lite): for each
 image, for each unit, upsample the map (PIL bilinear by default), threshold it
 and count labels. It serves as the baseline of ``benchmarks/bench_dissection.py``
-and as an independent cross-check of :mod:`dissection_tally` in the tests; it
-follows the same conventions (label 0 ignored, layers OR-ed per pixel, scalar
-labels as whole-image masks, the three activation rules).
+and as an independent cross-check of ``probe.plugins.analyses.dissection.tally``
+in the tests; it follows the same conventions (label 0 ignored, layers OR-ed per
+pixel, scalar labels as whole-image masks, the three activation rules).
+
+A test helper, not shipped with the plugin: the tests import it as
+``dissection_reference`` (``tests/`` is on their path), the benchmark puts
+``tests/`` on ``sys.path`` first.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from probe.plugins.analyses.dissection_tally import LabelSpace
+from probe.plugins.analyses.dissection.labels import LabelSpace
 
 Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
 

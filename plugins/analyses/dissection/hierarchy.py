@@ -13,7 +13,10 @@ part. Each edge gets two strengths:
   (``NaN`` when the chain is not a plain sequence of convolutions);
 * ``ablation_drop``: the relative drop ``(a - a') / |a|`` of the object unit's
   mean activation (over positions and a bounded sample of images) when the
-  part unit's channel is set to 0 at the part layer's output.
+  part unit's channel is set to 0 at the part layer's output, on the
+  :class:`AblationSample` (the lowest-index inputs of the data set, kept in
+  pass 2 as declared state; the ablations run in the accumulator's
+  ``after_passes``, the step for model work after the data loop).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import nn
 
 from probe import ModelHandle
 from probe.architecture import conv_for_layer
+from probe.state import State
 
 EDGE_COLUMNS = ("part_layer", "part_unit", "part_label", "part_name", "part_iou",
                 "object_layer", "object_unit", "object_label", "object_name", "object_iou",
@@ -34,6 +38,38 @@ EDGE_COLUMNS = ("part_layer", "part_unit", "part_label", "part_name", "part_iou"
 
 #: Largest number of images in one ablation forward pass (sample × ablated units).
 ABLATION_BATCH = 256
+
+
+class AblationSample(State):
+    """The ``limit`` lowest-index model inputs seen (a deterministic, mergeable sample).
+
+    Declared tensors ``inputs`` (``Tensor[n, C, H, W]``) and ``indices``
+    (``Tensor[n]``, data-set positions, ascending), ``n <= limit``; shards fold by
+    :meth:`merge` (``merge_only``): the union, cut to the ``limit`` lowest
+    indices, is the same whatever the sharding.
+    """
+
+    merge_only = True
+
+    def __init__(self, limit: int, input_shape: Sequence[int], device: torch.device) -> None:
+        self.limit = limit
+        self.add_state("inputs", torch.zeros((0, *input_shape), device=device), "cat")
+        self.add_state("indices", torch.zeros(0, dtype=torch.int64, device=device), "cat")
+
+    def update(self, inputs: torch.Tensor, indices: torch.Tensor) -> None:
+        """Offer ``inputs [B, C, H, W]`` at data-set ``indices [B]``."""
+        if self.limit == 0:
+            return
+        inputs = torch.cat([self.inputs, inputs.to(self.inputs.device, self.inputs.dtype)])
+        indices = torch.cat([self.indices, indices.to(self.indices.device, torch.int64)])
+        order = indices.argsort(stable=True)[:self.limit]
+        self.inputs, self.indices = inputs[order], indices[order]
+
+    def merge(self, other: State) -> None:
+        """Fold another shard's sample in."""
+        if not isinstance(other, AblationSample):
+            raise TypeError(f"cannot merge {type(other).__name__} into AblationSample")
+        self.update(other.inputs, other.indices)
 
 
 def candidate_edges(units: pd.DataFrame, part_parents: pd.DataFrame,

@@ -1,4 +1,4 @@
-"""Per-unit top-quantile thresholds for Network Dissection, streamed and mergeable.
+"""Per-unit top-quantile thresholds for Network Dissection, streamed, as declared state.
 
 Definition (recorded in the ``units`` table of ``dissection``): the threshold of
 unit ``k`` is ``torch.quantile(x_k, 1 - q, interpolation="linear")`` over ALL
@@ -24,7 +24,10 @@ Two methods, chosen per layer when the planned ``N`` is known:
   order statistics, i.e. ``<= 2**-bits · |T|`` for normal floats
   (0.78 % for ``bits = 7``).
 
-Either way memory is independent of the number of images.
+Either way memory is independent of the number of images. :class:`TopQuantile`
+is a :class:`probe.State`: the buffer, the sketch and the count are declared
+tensors, folded across shards by its exact :meth:`TopQuantile.merge`; the
+pending candidates are merged into the buffer by ``settle()`` before that.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from probe.state import State
 
 _MANTISSA = 23
 
@@ -97,8 +102,15 @@ def key_to_float(keys: torch.Tensor) -> torch.Tensor:
     return bits.view(torch.float32)
 
 
-class TopQuantile:
-    """Streaming ``1 - q`` quantile of every unit's activations (one layer).
+class TopQuantile(State):
+    """Streaming ``1 - q`` quantile of every unit's activations (one layer), as declared state.
+
+    Declared tensors (``merge_only``: shards fold by :meth:`merge`, exactly):
+    ``top`` (``Tensor[units, m]`` float32, the buffer, ``m <= size``; empty
+    when only the sketch is kept), ``hist`` (``Tensor[units·buckets]`` int64,
+    the sketch; empty when only the buffer is kept) and ``count`` (int64
+    scalar, values seen per unit). Candidates collected by :meth:`update_maps`
+    are merged into ``top`` by :meth:`settle` before any reduction or read.
 
     Args:
         units: Number of units (rows).
@@ -111,6 +123,8 @@ class TopQuantile:
         device: Where the state lives.
     """
 
+    merge_only = True
+
     def __init__(self, units: int, q: float, planned: int | None, cap: int, bits: int,
                  device: torch.device) -> None:
         if not 0.0 < q < 1.0:
@@ -118,17 +132,17 @@ class TopQuantile:
         if not 0 <= bits <= _MANTISSA:
             raise ValueError(f"sketch bits must be in [0, 23], got {bits}")
         self.units, self.q, self.cap, self.bits = units, q, cap, bits
-        self.count = 0
         need = None if planned is None else needed_top(planned, q)
         self.size = cap if need is None else min(cap, need)
-        self.top: torch.Tensor | None = torch.empty((units, 0), device=device)
-        if need is not None and need > cap:
-            self.top = None
+        # configuration, the same on every rank (planned counts the whole data set)
+        self.keeps_top = need is None or need <= cap
+        self.keeps_hist = need is None or need > cap
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) candidates
         self._pending_count = 0
-        self.hist: torch.Tensor | None = None
-        if need is None or need > cap:
-            self.hist = torch.zeros(units * self.buckets, dtype=torch.int64, device=device)
+        self.add_state("count", torch.zeros((), dtype=torch.int64, device=device), "sum")
+        self.add_state("top", torch.empty((units, 0), device=device), "cat")
+        hist = units * self.buckets if self.keeps_hist else 0
+        self.add_state("hist", torch.zeros(hist, dtype=torch.int64, device=device), "sum")
 
     @property
     def buckets(self) -> int:
@@ -142,9 +156,9 @@ class TopQuantile:
     def memory_bytes(self) -> int:
         """Upper bound of the persistent state in bytes."""
         total = 0
-        if self.top is not None:  # the buffer, plus at most as many pending candidates
+        if self.keeps_top:  # the buffer, plus at most as many pending candidates
             total += 4 * self.units * self.size + 12 * self.units * self.size
-        if self.hist is not None:
+        if self.keeps_hist:
             total += 8 * self.units * self.buckets
         return total
 
@@ -152,7 +166,7 @@ class TopQuantile:
         """Add ``Tensor[units, n]`` values."""
         values = values.float()
         self.count += values.shape[1]
-        if self.top is not None:
+        if self.keeps_top:
             k = min(self.size, values.shape[1])
             if self.top.shape[1] == self.size:
                 # a full buffer: only values above its smallest entry can change the
@@ -167,7 +181,7 @@ class TopQuantile:
                 merged = torch.cat([self.top, batch_top], dim=1)
                 k = min(self.size, merged.shape[1])
                 self.top = merged.topk(k, dim=1, sorted=False).values
-        if self.hist is not None:
+        if self.keeps_hist:
             self.hist += self._bucket_counts(values)
 
     def update_maps(self, act: torch.Tensor) -> None:
@@ -176,9 +190,9 @@ class TopQuantile:
         Once the buffer is full, only the entries above each unit's buffer floor
         can still change its top values (equal ones cannot); they are collected
         without reordering the activations and merged into the buffer when as
-        many are pending as the buffer holds (or before any read).
+        many are pending as the buffer holds (or in :meth:`settle`, before any read).
         """
-        full = self.top is not None and self.size > 0 and self.top.shape[1] == self.size
+        full = self.keeps_top and self.size > 0 and self.top.shape[1] == self.size
         if not full:
             self.update(act.transpose(0, 1).reshape(self.units, -1))
             return
@@ -191,8 +205,12 @@ class TopQuantile:
         self._pending_count += unit.numel()
         if self._pending_count > self.units * self.size:
             self._flush()
-        if self.hist is not None:
+        if self.keeps_hist:
             self.hist += self._bucket_counts(act.transpose(0, 1).reshape(self.units, -1))
+
+    def settle(self) -> None:
+        """Merge the pending candidates into ``top`` (before a reduction or a read)."""
+        self._flush()
 
     def _flush(self) -> None:
         """Merge the pending candidates into the (full) buffer: a ragged top-k by one sort.
@@ -204,7 +222,6 @@ class TopQuantile:
         """
         if not self._pending:
             return
-        assert self.top is not None
         device = self.top.device
         units = torch.cat([u for u, _ in self._pending]).to(device)
         values = torch.cat([v for _, v in self._pending]).to(device)
@@ -224,42 +241,50 @@ class TopQuantile:
         rows = torch.arange(self.units, device=values.device).view(-1, 1) * self.buckets
         return torch.bincount((bucket + rows).flatten(), minlength=self.units * self.buckets)
 
-    def merge(self, other: TopQuantile) -> None:
+    def merge(self, other: State) -> None:
         """Fold another shard's state in (exact)."""
-        if (self.q, self.size, self.bits, self.units) != (other.q, other.size, other.bits,
-                                                          other.units):
+        if not isinstance(other, TopQuantile):
+            raise TypeError(f"cannot merge {type(other).__name__} into TopQuantile")
+        if (self.q, self.size, self.bits, self.units, self.keeps_top, self.keeps_hist) != \
+                (other.q, other.size, other.bits, other.units, other.keeps_top,
+                 other.keeps_hist):
             raise ValueError("cannot merge quantile states with different settings")
-        self._flush()
-        other._flush()
-        self.count += other.count
-        if self.top is not None and other.top is not None:
+        self.settle()
+        other.settle()
+        self.count = self.count + other.count.to(self.count.device)
+        if self.keeps_top:
             merged = torch.cat([self.top, other.top.to(self.top.device)], dim=1)
             self.top = merged.topk(min(self.size, merged.shape[1]), dim=1).values
-        if self.hist is not None and other.hist is not None:
-            self.hist += other.hist.to(self.hist.device)
+        if self.keeps_hist:
+            self.hist = self.hist + other.hist.to(self.hist.device)
+
+    def release(self) -> None:
+        """Drop the buffer and the sketch (after :meth:`result`; the count is kept)."""
+        self.settle()
+        self.top = self.top.new_empty((self.units, 0))  # new storage: the buffer is freed
+        self.hist = self.hist.new_zeros(0)
 
     @property
     def method(self) -> str:
         """``exact`` when the buffer holds the needed values, else ``sketch``."""
-        self._flush()
-        if self.top is not None and self.top.shape[1] >= needed_top(self.count, self.q):
+        self.settle()
+        if self.keeps_top and self.top.shape[1] >= needed_top(int(self.count), self.q):
             return "exact"
         return "sketch"
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(thresholds Tensor[units], error bound Tensor[units])`` (bound 0 when exact)."""
-        self._flush()
+        self.settle()
         if self.method == "exact":
-            assert self.top is not None
             top = self.top.sort(dim=1, descending=True).values
-            thresholds = quantile_from_top(top, self.count, self.q)
+            thresholds = quantile_from_top(top, int(self.count), self.q)
             return thresholds, torch.zeros_like(thresholds)
-        if self.hist is None:
+        if not self.keeps_hist or self.hist.numel() == 0:
             raise RuntimeError("quantile buffer too small and no sketch kept")
         return self._from_sketch()
 
     def _from_sketch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        count, q = self.count, self.q
+        count, q = int(self.count), self.q
         hist = self.hist.view(self.units, self.buckets).flip(1)  # descending buckets
         cum = hist.cumsum(1)
         lo_asc, hi_asc, weight = quantile_positions(count, q)

@@ -1,0 +1,187 @@
+"""The dashboard's caches of runs, decoded tables and data sets (no name checking here).
+
+Everything is keyed by the run path and the manifest's modification time
+(:func:`stamp`), so a run that is rewritten (or resumed) is re-read and an
+unchanged run is read once. Callers pass paths that
+:class:`probe.dashboards.data.RunSource` has already checked against what is
+on disk; this module only reads and caches.
+
+* runs: :func:`load_run` (``functools.lru_cache``);
+* tables: each parquet file is decoded once into Arrow form (:func:`read_arrow`,
+  an LRU cache of at most :data:`ARROW_BUDGET` bytes) and slices of it (some
+  columns, one layer, one unit) become pandas objects on demand
+  (:func:`read_table`, :func:`read_unit_rows`); :func:`prefetch` fills the
+  cache in a background thread;
+* data sets: :func:`load_dataset` reloads a run's data set by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from probe.store import MANIFEST, Run
+from probe.store import load_run as _read_run
+
+_ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_ARROW_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+_ARROW_GUARD = threading.Lock()
+#: Most bytes of decoded tables kept (``PROBE_DASH_CACHE_MB``, default 1 GiB); the
+#: least recently used go first, but the newest table always stays.
+ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
+_PREFETCHING: list[threading.Thread] = []
+_IN_FLIGHT: set[tuple[Any, ...]] = set()
+
+
+def stamp(path: Path) -> int:
+    """The manifest's modification time in nanoseconds (the cache key of a run)."""
+    return (path / MANIFEST).stat().st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def load_run(path: str, stamp: int) -> Run:
+    """The run at ``path`` (read once per manifest ``stamp``)."""
+    return _read_run(path)
+
+
+def read_arrow(path: str, stamp: int, analysis: str, table: str,
+               columns: tuple[str, ...] | None) -> Any:
+    """A whole table (or some columns) as a ``pyarrow.Table``, decoded once and kept."""
+    # The whole file is read once (a parquet file written in one row group
+    # cannot be read in parts) and kept in Arrow form: slicing a layer or a
+    # unit out of it later costs milliseconds, and only those rows ever
+    # become pandas objects. A per-key lock lets a background prefetch and a
+    # request share one read instead of decoding the file twice.
+    import pyarrow.parquet as pq
+
+    key = (path, stamp, analysis, table, columns)
+    with _ARROW_GUARD:
+        lock = _ARROW_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _ARROW_GUARD:
+            if key in _ARROW:
+                _ARROW.move_to_end(key)
+                return _ARROW[key]
+        data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
+                             columns=list(columns) if columns else None)
+        with _ARROW_GUARD:
+            _ARROW[key] = data
+            while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > ARROW_BUDGET:
+                _ARROW.popitem(last=False)
+        return data
+
+
+def cached_keys() -> list[tuple[Any, ...]]:
+    """Keys ``(path, stamp, analysis, table, columns)`` of the decoded tables, oldest first."""
+    with _ARROW_GUARD:
+        return list(_ARROW)
+
+
+@functools.lru_cache(maxsize=256)
+def read_table(path: str, stamp: int, analysis: str, table: str,
+               columns: tuple[str, ...] | None, layer: str | None) -> pd.DataFrame:
+    """Some columns (``None``: all) and optionally one layer's rows of a table, as pandas."""
+    wanted = columns
+    if columns is not None and layer is not None and "layer" not in columns:
+        wanted = (*columns, "layer")
+    data = read_arrow(path, stamp, analysis, table, wanted)
+    if layer is not None:
+        import pyarrow.compute as pc
+
+        data = data.filter(pc.equal(data["layer"], layer))
+    if columns is not None:
+        data = data.select(list(columns))
+    return data.to_pandas().reset_index(drop=True)
+
+
+def read_unit_rows(path: str, stamp: int, analysis: str, table: str, layer: str, unit: int,
+                   unit_column: str = "unit") -> pd.DataFrame:
+    """The rows of one unit of one layer (only they are converted to pandas)."""
+    import pyarrow.compute as pc
+
+    key = (path, stamp, analysis, table, None)
+    with _ARROW_GUARD:
+        data = _ARROW.get(key)
+    if data is None and row_groups(path, stamp, analysis, table) > 1:
+        # Written in small row groups (probe.store): statistics let parquet skip
+        # all but the groups holding this unit, so nothing else is decoded.
+        import pyarrow.parquet as pq
+
+        file = Path(path) / analysis / f"{table}.parquet"
+        data = pq.read_table(file, filters=[("layer", "==", layer),
+                                            (unit_column, "==", unit)])
+        return data.to_pandas().reset_index(drop=True)
+    if data is None:
+        data = read_arrow(path, stamp, analysis, table, None)
+    mask = pc.and_(pc.equal(data["layer"], layer), pc.equal(data[unit_column], unit))
+    return data.filter(mask).to_pandas().reset_index(drop=True)
+
+
+def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
+    """Decode whole tables ``(analysis, table)`` in a background thread (skips cached ones)."""
+    with _ARROW_GUARD:  # skip what is cached or already being read
+        wanted = [(a, t) for a, t in tables
+                  if (path, stamp, a, t, None) not in _ARROW
+                  and (path, stamp, a, t, None) not in _IN_FLIGHT]
+        _IN_FLIGHT.update((path, stamp, a, t, None) for a, t in wanted)
+    if not wanted:
+        return
+
+    def load() -> None:
+        for analysis, table in wanted:
+            try:
+                read_arrow(path, stamp, analysis, table, None)
+            finally:
+                with _ARROW_GUARD:
+                    _IN_FLIGHT.discard((path, stamp, analysis, table, None))
+
+    thread = threading.Thread(target=load, name="probe-dash-prefetch", daemon=True)
+    thread.start()
+    _PREFETCHING.append(thread)
+
+
+def wait_for_prefetch(timeout: float | None = None) -> None:
+    """Wait until background prefetches have finished (benchmarks and tests)."""
+    while _PREFETCHING:
+        _PREFETCHING.pop().join(timeout)
+
+
+@functools.lru_cache(maxsize=16)
+def load_dataset(name: str, options_json: str) -> Any:
+    """A data set by plugin name and JSON options (cached)."""
+    from probe.api import load_dataset as load
+
+    return load(name, **json.loads(options_json))
+
+
+@functools.lru_cache(maxsize=256)
+def row_groups(path: str, stamp: int, analysis: str, table: str) -> int:
+    """Number of parquet row groups of a stored table."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").metadata.num_row_groups
+
+
+@functools.lru_cache(maxsize=256)
+def schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
+    """Column names of a stored table (read from the parquet schema only)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(Path(path) / analysis / f"{table}.parquet").names)
+
+
+def clear() -> None:
+    """Forget every cached run, table and data set."""
+    for cached in (load_run, read_table, load_dataset, schema, row_groups):
+        cached.cache_clear()
+    with _ARROW_GUARD:
+        _ARROW.clear()
+        _ARROW_LOCKS.clear()
