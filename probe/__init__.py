@@ -45,6 +45,7 @@ __all__ = [
     "__version__",
     "analyze",
     "hookimpl",
+    "layer_map",
     "load_dataset",
     "load_model",
     "load_run",
@@ -57,4 +58,12 @@ def __getattr__(name: str):
         from probe import api
 
         return getattr(api, name)
+    if name == "layer_map":
+        from probe.plan import model_layers
+
+        return model_layers
+    if name == "testing":
+        import probe.testing
+
+        return probe.testing
     raise AttributeError(f"module 'probe' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from probe.dataset import ProbeDataset
@@ -33,9 +34,13 @@ class AnalysisFailed(ProbeError):
     """An analysis of :func:`measure` raised; the message names it and its error."""
 
 
-def _check_runtime(workers: int) -> None:
+def _planned(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
+             analyses: Sequence[AnalysisRequest], device: str | None, workers: int,
+             **options: Any) -> tuple[RunPlan, torch.device]:
+    """The plan (:func:`probe.plan.plan_run`) and the device of an API call."""
     if workers < 0:
         raise ProbeError(f"workers must be >= 0, got {workers}")
+    return plan_run(model_or_arch, dataset, analyses, **options), resolve_device(device)
 
 
 def measure(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
@@ -69,12 +74,11 @@ def measure(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
         AnalysisFailed: An analysis raised (the others' tables are lost with it;
             use :func:`analyze` to keep them on disk).
     """
-    _check_runtime(workers)
-    torch_device = resolve_device(device)
-    plan = plan_run(model_or_arch, dataset, analyses, checkpoint=checkpoint,
-                    arch_options=arch_options, dataset_options=dataset_options,
-                    analysis_options=analysis_options, layers=layers, batch_size=batch_size,
-                    seed=seed, preprocessing=preprocessing)
+    plan, torch_device = _planned(
+        model_or_arch, dataset, analyses, device, workers, checkpoint=checkpoint,
+        arch_options=arch_options, dataset_options=dataset_options,
+        analysis_options=analysis_options, layers=layers, batch_size=batch_size, seed=seed,
+        preprocessing=preprocessing)
     sink = MemorySink.empty()
     shard = current_shard(torch_device)
     execute(plan, plan.analyses, sink, device=torch_device, shard=shard, workers=workers,
@@ -105,12 +109,11 @@ def analyze(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
     Returns:
         The run, as :func:`probe.load_run` reads it.
     """
-    _check_runtime(workers)
-    torch_device = resolve_device(device)
-    plan = plan_run(model_or_arch, dataset, analyses, checkpoint=checkpoint,
-                    arch_options=arch_options, dataset_options=dataset_options,
-                    analysis_options=analysis_options, layers=layers, batch_size=batch_size,
-                    seed=seed, preprocessing=preprocessing)
+    plan, torch_device = _planned(
+        model_or_arch, dataset, analyses, device, workers, checkpoint=checkpoint,
+        arch_options=arch_options, dataset_options=dataset_options,
+        analysis_options=analysis_options, layers=layers, batch_size=batch_size, seed=seed,
+        preprocessing=preprocessing)
     return execute_plan(plan, out, device=torch_device, workers=workers, progress=progress,
                         overwrite=overwrite)
 

@@ -36,7 +36,9 @@ class ProbeDataset(Dataset):
         name: Registry name of the source.
         image_size: Side of the (square) images in pixels.
         channels: Image channels (1 or 3).
-        mean, std: Per-channel normalisation applied before the model.
+        mean, std: The data set's per-channel statistics. ``probe train`` normalises
+            with them and records them as the trained model's preprocessing; a
+            run always applies the *model's* preprocessing, never these.
         num_classes: Number of classification (or segmentation) classes.
         class_names: Name of each class.
         concepts: Concept table (``id``, ``name``, ``category``; id 0 is never

@@ -210,12 +210,9 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
         raise TypeError(f"model_or_arch must be an nn.Module or an architecture name, "
                         f"got {type(model_or_arch).__name__}")
     origin = getattr(model, ORIGIN_ATTRIBUTE, None)
-    if spec is not None and isinstance(origin, ModelOrigin):
-        arch_record = origin.record(spec)
-        layer_map = resolve_layers(spec, model, list(layers or []))
-    else:
-        arch_record = {"name": None, "class": type(model).__qualname__}
-        layer_map = _module_layers(model, layers)
+    arch_record = origin.record(spec) if spec is not None and isinstance(origin, ModelOrigin) \
+        else {"name": None, "class": type(model).__qualname__}
+    layer_map = model_layers(model, layers)
     chosen = preprocessing or attached_preprocessing(model) or \
         model_preprocessing(None, {}, {})
     dataset_record = None
@@ -229,6 +226,23 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
                    preprocessing=chosen, identity=identity, arch_record=arch_record,
                    dataset_record=dataset_record, seed=seed, batch_size=batch_size,
                    analysis_options={a.name: a.settings for a in instances})
+
+
+def model_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[str, str]:
+    """``{layer name: module path}`` a run of ``model`` analyses, input to output.
+
+    A model from :func:`probe.load_model` gets its architecture's layer names
+    (the same as ``probe run --arch``); any other ``nn.Module`` its
+    convolutions, named by module path. ``layers`` picks some of them (for an
+    architecture, a name may also be any module path).
+
+    Raises:
+        ProbeError: A requested layer does not exist (the message lists them).
+    """
+    origin = getattr(model, ORIGIN_ATTRIBUTE, None)
+    if isinstance(origin, ModelOrigin):
+        return resolve_layers(get_architecture(origin.arch), model, list(layers or []))
+    return _module_layers(model, layers)
 
 
 def _module_layers(model: nn.Module, layers: Sequence[str] | None) -> dict[str, str]:

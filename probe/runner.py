@@ -108,6 +108,14 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype images are given to ``model`` in: its parameters' (else float32)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -148,7 +156,7 @@ def dry_forward(plan: RunPlan, handle: ModelHandle, device: torch.device) -> Pro
         raise ProbeError(f"the model's preprocessing has {len(plan.preprocessing.mean)} "
                          f"channel statistics, dataset {data.name} gives "
                          f"{data.channels}-channel images")
-    image = data[0]["image"][None].to(device).float()
+    image = data[0]["image"][None].to(device, model_dtype(handle.model))
     try:
         with torch.no_grad(), Capture(handle.model, plan.layer_map) as capture:
             outputs = handle.model(handle.normalize(image))
@@ -261,12 +269,13 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
             layers[name] = handle.layers[name]
     gradients = any(s.analysis.gradients for s in active)
     model = handle.model
+    dtype = model_dtype(model)
     start = time.perf_counter()
     label = f"pass {pass_index + 1}/{n_passes}"
     with torch.set_grad_enabled(gradients), Capture(model, layers,
                                                     detach=not gradients) as capture:
         for sample in progress_bar(loader, label, enabled=progress and shard.is_main):
-            images = _to_device(sample["image"], device).float()
+            images = _to_device(sample["image"], device).to(dtype)
             inputs = handle.normalize(images)
             if gradients:
                 inputs = inputs.detach().requires_grad_(True)

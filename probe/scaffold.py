@@ -121,7 +121,6 @@ import numpy as np
 import torch
 
 import probe
-from probe.api import get_architecture
 from probe.testing import check_analysis
 from {package} import {cls}
 
@@ -136,8 +135,7 @@ def test_mean_and_peak_match_a_direct_computation():
     tables = probe.measure(model, data, [{cls}()], layers=["c1"], batch_size=8)
     units = tables["{name}"]["units"]
     images = torch.stack([data[i]["image"] for i in range(len(data))])
-    layers = get_architecture("lenet5").layer_map(model)       # layer name -> module path
-    handle = probe.ModelHandle(model, layers, model.probe_preprocessing)
+    handle = probe.ModelHandle(model, probe.layer_map(model), model.probe_preprocessing)
     _, acts = handle.capture(handle.normalize(images), ["c1"])
     per_unit = acts["c1"].transpose(0, 1).flatten(1).double()
     np.testing.assert_allclose(units["mean"], per_unit.mean(1).numpy(), rtol=1e-9)

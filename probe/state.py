@@ -235,8 +235,9 @@ def sync_states(state: State, pass_index: int, last_pass: int) -> None:
 
 def _sync_value(value: Any, reduce: Reduction | None) -> Any:
     if isinstance(value, dict):
-        # keys in one sorted order on every rank, whatever order they were added in
-        return {k: _sync_value(value[k], reduce) for k in sorted(value, key=repr)}
+        # reduced in one sorted order on every rank; handed back in the order they were added
+        synced = {k: _sync_value(value[k], reduce) for k in sorted(value, key=repr)}
+        return {k: synced[k] for k in value}
     if isinstance(value, State):
         value.settle()
         if _effective(value, reduce) == "merge":

@@ -56,17 +56,9 @@ class _Images(ProbeDataset):
 
 
 def _float64_inputs(model: nn.Module) -> nn.Module:
-    """``model`` in float64, taking the runner's float32 batches (cast on entry).
-
-    The runner hands models ``float32`` images; casting them on entry keeps every
-    forward pass in float64 (the images are float32 values, exact in float64), so
-    the analysis measures in float64, as it does for any model computing in it.
-    """
-    if not getattr(model, "_casts_to_float64", False):
-        model.double().register_forward_pre_hook(
-            lambda module, args: tuple(a.double() if torch.is_tensor(a) else a for a in args))
-        model._casts_to_float64 = True
-    return model
+    """``model`` in float64: the runner hands a model images in its own dtype, so every
+    forward pass, and the analysis's measurements, are then float64."""
+    return model.double()
 
 
 def _tables(model: nn.Module, images: torch.Tensor, layers=None, **options):

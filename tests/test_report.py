@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import probe
 from probe import Accumulator, Analysis, hookimpl
@@ -29,24 +30,21 @@ CHROMIUM = shutil.which("chromium")
 
 # -- a third-party analysis (with figures) and one that always fails ----------------------
 class _MeanAccumulator(Accumulator):
-    def __init__(self, layers: list[str]) -> None:
+    def __init__(self, layers: list[str], device) -> None:
         self.layers = layers
-        self.sums = {layer: 0.0 for layer in layers}
-        self.count = 0
+        self.add_state("sums", {layer: torch.zeros((), dtype=torch.float64, device=device)
+                                for layer in layers}, "sum")
+        self.add_state("count", torch.zeros((), dtype=torch.int64, device=device), "sum")
 
     def update(self, batch):
         for layer in self.layers:
-            self.sums[layer] += float(batch.activations[layer].float().mean()) * len(batch.images)
+            self.sums[layer] += batch.activations[layer].double().mean() * len(batch.images)
         self.count += len(batch.images)
 
-    def merge(self, other):
-        for layer in self.layers:
-            self.sums[layer] += other.sums[layer]
-        self.count += other.count
-
-    def finalize(self):
+    def finalize(self, context):
         return {"layer_means": pd.DataFrame({
-            "layer": self.layers, "mean": [self.sums[x] / self.count for x in self.layers]})}
+            "layer": self.layers,
+            "mean": [float(self.sums[x] / self.count) for x in self.layers]})}
 
 
 class LayerMean(Analysis):
@@ -57,7 +55,7 @@ class LayerMean(Analysis):
     tables = {"layer_means": ("layer", "mean")}
 
     def accumulator(self, context):
-        return _MeanAccumulator(list(context.layers))
+        return _MeanAccumulator(list(context.layers), context.device)
 
     @classmethod
     def figures(cls, tables):
@@ -72,10 +70,7 @@ class _Broken(Accumulator):
     def update(self, batch):
         raise RuntimeError("deliberate failure")
 
-    def merge(self, other):
-        pass
-
-    def finalize(self):
+    def finalize(self, context):
         return {}
 
 

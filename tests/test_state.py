@@ -104,7 +104,9 @@ def _rank_main(rank: int, world: int, port: int, queue) -> None:
         total = state.total.clone()
         sync_states(state, pass_index=1, last_pass=1)
         assert early == 6.0 and torch.equal(total, Everything(rank).total)
-        queue.put((rank, [(p, t.clone()) for p, t in state_tensors(state)]))
+        # plain numpy copies: a tensor sent through the queue is shared by file descriptor,
+        # which dies with this process
+        queue.put((rank, [(p, str(t.dtype), t.numpy().copy()) for p, t in state_tensors(state)]))
     finally:
         dist.destroy_process_group()
 
@@ -129,6 +131,6 @@ def test_collectives_across_real_processes_equal_the_local_rule():
         assert p.exitcode == 0
     expected = state_tensors(_expected(world))
     for rank in range(world):
-        for (path, got), (_, want) in zip(results[rank], expected, strict=True):
-            assert got.dtype == want.dtype, path
-            assert torch.equal(got, want), f"rank {rank}: {path}"
+        for (path, dtype, got), (_, want) in zip(results[rank], expected, strict=True):
+            assert dtype == str(want.dtype), path
+            assert torch.equal(torch.from_numpy(got), want), f"rank {rank}: {path}"
