@@ -19,9 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import probe
-from probe.api import get_architecture
 from probe.capture import Capture
-from probe.dataset import normalize
 from probe.device import resolve_device
 
 
@@ -55,7 +53,8 @@ def main() -> None:
     device = resolve_device(args.device)
     data = probe.load_dataset(args.dataset, size=args.size, split=args.split)
     model = probe.load_model(args.arch, dataset=data).to(device).eval()
-    layers = get_architecture(args.arch).layer_map(model)
+    layers = probe.layer_map(model)
+    normalize = model.probe_preprocessing.normalize  # what a run applies, whatever the data
     loader = DataLoader(data, batch_size=args.batch_size)
 
     def forward(capture: bool) -> None:
@@ -63,16 +62,16 @@ def main() -> None:
             if capture:
                 with Capture(model, layers) as cap:
                     for sample in loader:
-                        model(normalize(sample["image"].to(device), data))
+                        model(normalize(sample["image"].to(device)))
                         cap.take()
             else:
                 for sample in loader:
-                    model(normalize(sample["image"].to(device), data))
+                    model(normalize(sample["image"].to(device)))
 
     def full_run() -> None:
         with tempfile.TemporaryDirectory() as out:
             probe.analyze(model, data, ["unit-stats"], out=out + "/run",
-                          layers=list(layers.values()), batch_size=args.batch_size,
+                          layers=list(layers), batch_size=args.batch_size,
                           device=str(device))
 
     bare = best_of(args.repeat, lambda: forward(False))

@@ -104,6 +104,23 @@ def finished(tmp_path_factory):
     return root, path
 
 
+def test_the_skip_check_loads_no_data_and_no_weights(finished, monkeypatch):
+    """It reads the manifest's identity; planning (data set, model) is not needed."""
+    import probe.models
+    import probe.plan
+
+    _, path = finished
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the skip check must not load data or build models")
+
+    for module in (probe.models, probe.plan):
+        monkeypatch.setattr(module, "load_dataset", refuse)
+        monkeypatch.setattr(module, "load_model", refuse)
+    monkeypatch.setattr(probe.models, "build_model", refuse)
+    assert is_finished(load_runfile(path)[0])
+
+
 def test_is_finished_matches_only_the_same_complete_run(finished):
     root, path = finished
     request = load_runfile(path)[0]
