@@ -68,7 +68,8 @@ def measure(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
         preprocessing: Override the model's own normalisation.
 
     Returns:
-        ``{analysis name: {table name: DataFrame}}``.
+        ``{analysis name: {table name: DataFrame}}``. Under ``torchrun`` every
+        rank takes part and rank 0 returns the tables (the others ``{}``).
 
     Raises:
         AnalysisFailed: An analysis raised (the others' tables are lost with it;
