@@ -13,23 +13,112 @@ on disk; this module only reads and caches.
   (:func:`read_table`, :func:`read_unit_rows`); :func:`prefetch` fills the
   cache in a background thread;
 * data sets: :func:`load_dataset` reloads a run's data set by name.
+
+A damaged file never escapes as a pyarrow or JSON error: a manifest that is
+not a probe manifest raises :class:`~probe.errors.ProbeError` with the reason,
+and a table that cannot be read raises :class:`UnreadableTable`, one line
+naming the file, so a page can show it in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from probe.errors import ProbeError
 from probe.store import MANIFEST, Run
 from probe.store import load_run as _read_run
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class UnreadableTable(ProbeError):
+    """A table the manifest lists as complete whose parquet file cannot be read."""
+
+
+def _one_line(exc: BaseException, path: str = "") -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if path:  # the reader's message repeats the absolute path; the page names the file
+        text = text.replace(f"'{path}'", "").replace(path, "").replace(" : ", ": ").strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def reading(path: str, analysis: str, table: str) -> Iterator[None]:
+    """Turn any failure while reading ``RUN/<analysis>/<table>.parquet`` into one line.
+
+    Raises:
+        UnreadableTable: ``run name/analysis/table.parquet cannot be read (reason)``.
+    """
+    try:
+        yield
+    except ProbeError:
+        raise
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        file = str(Path(path) / analysis / f"{table}.parquet")
+        raise UnreadableTable(f"{Path(path).name}/{analysis}/{table}.parquet cannot be read "
+                              f"({_one_line(exc, file)})") from None
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What makes ``manifest`` unusable for the dashboard, or ``None`` when it is fine.
+
+    Checks the type of every field the dashboard reads, and that analysis and
+    table names are plain names (a table path is built from them).
+    """
+    if not isinstance(manifest, dict):
+        return f"it is a JSON {type(manifest).__name__}, not an object"
+    for key in ("arch", "dataset", "timings"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            return f"'{key}' is a {type(manifest[key]).__name__}, not an object"
+    analyses = manifest.get("analyses", {})
+    if not isinstance(analyses, dict):
+        return f"'analyses' is a {type(analyses).__name__}, not an object"
+    for name, entry in analyses.items():
+        if not _SAFE_NAME.match(name) or ".." in name:
+            return f"analysis name {name!r} is not a plain name"
+        if not isinstance(entry, dict):
+            return f"analysis {name!r} is a {type(entry).__name__}, not an object"
+        tables = entry.get("tables", [])
+        if not isinstance(tables, list) or not all(
+                isinstance(t, str) and _SAFE_NAME.match(t) and ".." not in t for t in tables):
+            return f"the tables of analysis {name!r} are not a list of plain names"
+        if not isinstance(entry.get("status", ""), str):
+            return f"the status of analysis {name!r} is not a string"
+        if entry.get("options") is not None and not isinstance(entry["options"], dict):
+            return f"the options of analysis {name!r} are not an object"
+    layers = manifest.get("layers")
+    if layers is not None and not (isinstance(layers, list) and all(
+            isinstance(x, (str, int)) and not isinstance(x, bool) for x in layers)):
+        return "'layers' is not a list of names"
+    if not isinstance(manifest.get("status", ""), str):
+        return "'status' is not a string"
+    timings = manifest.get("timings") or {}
+    if "total" in timings and not _number(timings["total"]):
+        return "'timings.total' is not a number"
+    per_analysis = timings.get("analyses") or {}
+    if not isinstance(per_analysis, dict) or not all(_number(v) for v in per_analysis.values()):
+        return "'timings.analyses' is not an object of numbers"
+    dataset = manifest.get("dataset") or {}
+    if dataset.get("options") is not None and not isinstance(dataset["options"], dict):
+        return "'dataset.options' is not an object"
+    if dataset.get("name") is not None and not isinstance(dataset["name"], str):
+        return "'dataset.name' is not a string"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 _ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _ARROW_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
@@ -48,8 +137,23 @@ def stamp(path: Path) -> int:
 
 @functools.lru_cache(maxsize=64)
 def load_run(path: str, stamp: int) -> Run:
-    """The run at ``path`` (read once per manifest ``stamp``)."""
-    return _read_run(path)
+    """The run at ``path`` (read once per manifest ``stamp``).
+
+    Raises:
+        ProbeError: when the manifest cannot be read or is not a probe manifest
+            (one line with the reason).
+    """
+    file = Path(path) / MANIFEST
+    try:
+        run = _read_run(path)
+    except ProbeError:
+        raise
+    except Exception as exc:  # unreadable bytes, permissions, a store that raises otherwise
+        raise ProbeError(f"{file} cannot be read ({_one_line(exc)})") from None
+    problem = manifest_problem(run.manifest)
+    if problem:
+        raise ProbeError(f"{file} is not a probe manifest: {problem}")
+    return run
 
 
 def read_arrow(path: str, stamp: int, analysis: str, table: str,
@@ -70,8 +174,9 @@ def read_arrow(path: str, stamp: int, analysis: str, table: str,
             if key in _ARROW:
                 _ARROW.move_to_end(key)
                 return _ARROW[key]
-        data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
-                             columns=list(columns) if columns else None)
+        with reading(path, analysis, table):
+            data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
+                                 columns=list(columns) if columns else None)
         with _ARROW_GUARD:
             _ARROW[key] = data
             while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > ARROW_BUDGET:
@@ -93,13 +198,14 @@ def read_table(path: str, stamp: int, analysis: str, table: str,
     if columns is not None and layer is not None and "layer" not in columns:
         wanted = (*columns, "layer")
     data = read_arrow(path, stamp, analysis, table, wanted)
-    if layer is not None:
-        import pyarrow.compute as pc
+    with reading(path, analysis, table):
+        if layer is not None:
+            import pyarrow.compute as pc
 
-        data = data.filter(pc.equal(data["layer"], layer))
-    if columns is not None:
-        data = data.select(list(columns))
-    return data.to_pandas().reset_index(drop=True)
+            data = data.filter(pc.equal(data["layer"], layer))
+        if columns is not None:
+            data = data.select(list(columns))
+        return data.to_pandas().reset_index(drop=True)
 
 
 def read_unit_rows(path: str, stamp: int, analysis: str, table: str, layer: str, unit: int,

@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +129,37 @@ def execute_plan(plan: RunPlan, out: str | Path, *, device: Any, workers: int = 
 
     shard = current_shard(device)
     sink = StoreSink(out, plan, shard, device, overwrite)
-    done = set(broadcast_names(sorted(sink.done), shard))
     try:
-        timings = execute(plan, sink.todo(done), sink, device=device, shard=shard,
-                          workers=workers, progress=progress)
-    except BaseException as exc:
-        sink.abort(exc)
-        raise
-    sink.finish(timings)
+        done = set(broadcast_names(sorted(sink.done), shard))
+        with terminate_as_interrupt():
+            try:
+                timings = execute(plan, sink.todo(done), sink, device=device, shard=shard,
+                                  workers=workers, progress=progress)
+            except BaseException as exc:
+                sink.abort(exc)
+                raise
+        sink.finish(timings)
+    finally:
+        sink.close()
     barrier(shard)  # the main rank has written everything before anyone reads it back
     return load_run(sink.store.path)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run like Ctrl-C (``KeyboardInterrupt``: the run reads ``interrupted``).
+
+    Only in the main thread (where Python can install signal handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -153,7 +153,7 @@ def _dataset_identity(name: str, given: Mapping[str, Any] | None) -> dict[str, A
 
     spec = get_host().datasets.get(name)
     try:
-        return {"name": name, "options": spec.resolve(given)}
+        return {"name": name, "options": absolute_paths(spec.resolve(given))}
     except (ValueError, TypeError) as exc:
         raise ProbeError(f"dataset {name}: {exc}") from None
 
@@ -218,14 +218,46 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
     dataset_record = None
     dataset_identity = None
     if data is not None:
-        dataset_record = {"name": data.name, "options": dict(data.options), "size": len(data)}
-        dataset_identity = {"name": data.name, "options": dict(data.options)}
+        dataset_record = {"name": data.name, "options": absolute_paths(data.options),
+                          "size": len(data), "fingerprint": data_fingerprint(data)}
+        dataset_identity = {"name": data.name, "options": absolute_paths(data.options)}
     check_requirements(instances, data)
     identity = request_identity(arch_identity, dataset_identity, layers_identity, seed)
     return RunPlan(model=model, spec=spec, data=data, analyses=instances, layer_map=layer_map,
                    preprocessing=chosen, identity=identity, arch_record=arch_record,
                    dataset_record=dataset_record, seed=seed, batch_size=batch_size,
                    analysis_options={a.name: a.settings for a in instances})
+
+
+def absolute_paths(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options with every relative path that exists made absolute (a report made from
+    another folder can reload the data set)."""
+    out = dict(options)
+    for key, value in options.items():
+        if isinstance(value, str) and value and key in ("path", "root", "index") and \
+                Path(value).exists():
+            out[key] = str(Path(value).resolve())
+    return out
+
+
+def data_fingerprint(data: ProbeDataset, samples: int = 8) -> str:
+    """SHA-256 over the size and ``samples`` evenly spaced images (and their labels and
+    masks): what the data set delivered, recorded beside its options."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256(str(len(data)).encode())
+    for index in sorted({round(i * (len(data) - 1) / max(samples - 1, 1))
+                         for i in range(samples)} if len(data) else set()):
+        sample = data[index]
+        for key in ("image", "label", "masks", "scalars", "target"):
+            value = sample.get(key)
+            if isinstance(value, torch.Tensor):
+                digest.update(value.contiguous().cpu().numpy().tobytes())
+            elif value is not None:
+                digest.update(str(value).encode())
+    return digest.hexdigest()
 
 
 def model_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[str, str]:
@@ -261,6 +293,9 @@ def _module_layers(model: nn.Module, layers: Sequence[str] | None) -> dict[str, 
 def check_requirements(analyses: Sequence[Analysis], dataset: ProbeDataset | None) -> None:
     """Check that the data set gives what each analysis requires (before anything runs)."""
     for analysis in analyses:
+        if analysis.num_passes() > 0 and dataset is not None and len(dataset) == 0:
+            raise ProbeError(f"dataset {dataset.name} is empty (0 images with these options: "
+                             f"{dict(dataset.options)}); analysis {analysis.name} needs images")
         if analysis.num_passes() > 0 and dataset is None:
             raise ProbeError(f"analysis {analysis.name} needs a data set (--dataset)")
         if dataset is None:

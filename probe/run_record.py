@@ -23,6 +23,7 @@ from probe.analysis import Analysis
 from probe.distributed import Shard
 from probe.errors import ProbeError
 from probe.plan import RunPlan
+from probe.run_lock import LOCK, RunLock, writer_record
 from probe.runner import RunTimings, as_json
 from probe.store import RunStore, utc_now
 
@@ -55,7 +56,7 @@ def _versions() -> dict[str, str]:
     out = {"probe": __version__, "python": platform.python_version(), "torch": torch.__version__,
            "torchvision": torchvision.__version__, "pandas": pandas.__version__}
     for info in get_host().plugins.values():
-        if info.source != "builtin":
+        if info.source != "builtin" and info.error is None:  # loaded plugins only
             out[f"plugin:{info.name}"] = info.version
     return out
 
@@ -79,8 +80,19 @@ class StoreSink:
         self.plan = plan
         self.shard = shard
         self.host = get_host()
-        self.done = self._open(overwrite) if shard.is_main else set()
-        self._start(device)
+        self.lock = RunLock(out).acquire() if shard.is_main else None
+        try:
+            self.done = self._open(overwrite) if shard.is_main else set()
+            self._start(device)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run directory's writer lock (idempotent)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -92,13 +104,15 @@ class StoreSink:
 
     def _open(self, overwrite: bool) -> set[str]:
         existing = self.store.read_manifest()
+        others = [p for p in self.store.path.iterdir() if p.name != LOCK]
         if existing is None:
-            if self.store.path.exists() and any(self.store.path.iterdir()):
+            if others:
                 raise ProbeError(f"output folder {self.store.path} exists and is not a probe "
                                  f"run; choose another --out")
             return set()
         if overwrite:
-            shutil.rmtree(self.store.path)
+            for path in others:  # everything but the lock this writer holds
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
             return set()
         done = completed_analyses(existing, self.plan.identity, self.plan.analysis_options)
         if done is None:
@@ -112,6 +126,10 @@ class StoreSink:
         plan = self.plan
         manifest = self.store.manifest or {}
         previous = dict(manifest.get("analyses", {}))
+        self.previous_timings = dict((manifest.get("timings") or {}).get("analyses") or {})
+        # a run directory accumulates analyses: every one recorded before is kept
+        analyses = previous | {a.name: previous.get(a.name, {}) | {"options": a.settings}
+                               for a in plan.analyses}
         manifest.update({
             "schema": 1,
             "status": "running",
@@ -128,9 +146,9 @@ class StoreSink:
             "world_size": self.shard.world_size,
             "versions": _versions(),
             "command": " ".join(sys.argv),
+            "writer": writer_record(),
             "config": {"identity": plan.identity},
-            "analyses": {a.name: previous.get(a.name, {}) | {"options": a.settings}
-                         for a in plan.analyses},
+            "analyses": analyses,
         })
         manifest.pop("error", None)
         for analysis in plan.analyses:
@@ -172,10 +190,12 @@ class StoreSink:
         """End the manifest: ``complete``, or ``partial`` when an analysis did not complete."""
         if not self.shard.is_main:
             return
-        complete = all(self.manifest["analyses"][a.name].get("status") == "complete"
-                       for a in self.plan.analyses)
+        complete = all(entry.get("status") == "complete"
+                       for entry in self.manifest["analyses"].values())
+        record = timings.record()
+        record["analyses"] = self.previous_timings | record["analyses"]  # resumed ones too
         self.manifest.update(status="complete" if complete else "partial",
-                             timings=timings.record(), finished=utc_now())
+                             timings=record, finished=utc_now())
         self.store.save_manifest()
         self.host.notify("probe_run_finished", run_dir=str(self.store.path),
                          manifest=self.manifest)

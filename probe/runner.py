@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -272,9 +272,11 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
     dtype = model_dtype(model)
     start = time.perf_counter()
     label = f"pass {pass_index + 1}/{n_passes}"
+    # non-finite activations, counted on the device, read once at the end of the pass
+    bad = {name: torch.zeros((), dtype=torch.int64, device=device) for name in layers}
     with torch.set_grad_enabled(gradients), Capture(model, layers,
                                                     detach=not gradients) as capture:
-        for sample in progress_bar(loader, label, enabled=progress and shard.is_main):
+        for sample in _samples(loader, dataset.name, label, progress and shard.is_main):
             images = _to_device(sample["image"], device).to(dtype)
             inputs = handle.normalize(images)
             if gradients:
@@ -290,11 +292,57 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
                 target=_to_device(sample.get("target"), device),
                 pass_index=pass_index, handle=handle,
             )
+            for name, act in batch.activations.items():
+                bad[name] += (~torch.isfinite(act.detach())).sum()
             plain = batch.detached() if gradients else batch
             for slot in active:
                 given = batch if slot.analysis.gradients else plain
                 guard(slot, lambda s, b=given: s.accumulator.update(b))
+    _check_finite(bad, pass_index)
     return time.perf_counter() - start
+
+
+def _samples(loader: DataLoader, name: str, label: str, progress: bool) -> Iterator[Any]:
+    """The loader's batches; an error reading the data is one line naming the data set
+    (also when it comes wrapped from a ``--workers`` process)."""
+    batches = iter(progress_bar(loader, label, enabled=progress))
+    while True:
+        try:
+            sample = next(batches)
+        except StopIteration:
+            return
+        except (KeyboardInterrupt, torch.cuda.OutOfMemoryError):
+            raise
+        except ProbeError as exc:
+            if "Original Traceback" not in str(exc):
+                raise  # a data set's own one-line error stays as it is
+            raise ProbeError(_original_error(exc, keep_type=False)) from None
+        except Exception as exc:
+            raise ProbeError(f"dataset {name}: reading a batch failed: "
+                             f"{_original_error(exc)}") from None
+        yield sample
+
+
+def _original_error(exc: BaseException, keep_type: bool = True) -> str:
+    """The error's first line; for a DataLoader worker's, the original error's last line
+    (``module.Type: message``; just the message with ``keep_type=False``)."""
+    text = str(exc).strip()
+    if "Original Traceback" not in text:
+        return _first_line(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    kind, sep, message = last.partition(": ")
+    return message if sep and not keep_type and kind.replace(".", "").isidentifier() else last
+
+
+def _check_finite(bad: Mapping[str, torch.Tensor], pass_index: int) -> None:
+    """One line naming the layers that produced NaN or inf (no table is written from them)."""
+    counts = {name: int(count) for name, count in bad.items()}
+    found = {name: n for name, n in counts.items() if n}
+    if found:
+        listing = ", ".join(f"{name} ({n} values)" for name, n in found.items())
+        raise ProbeError(f"non-finite activations (NaN or inf) in pass {pass_index + 1}: "
+                         f"{listing}; check the weights and the inputs")
 
 
 def _close_pass(active: list[Slot], shard: Shard, pass_index: int,

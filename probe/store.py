@@ -34,6 +34,9 @@ SCHEMA_VERSION = 1
 #: statistics without decoding the whole file; whole-file reads are as fast as before.
 ROW_GROUP_ROWS = 4096
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: The process's umask, read once: files are created as ``open()`` would (0644 under 022).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def utc_now() -> str:
@@ -53,6 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; follow the umask instead
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -67,6 +71,7 @@ def atomic_write_table(path: Path, frame: pd.DataFrame) -> None:
     """Write a DataFrame as parquet atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_ROWS)
@@ -99,10 +104,16 @@ class RunStore:
         return self.path / MANIFEST
 
     def read_manifest(self) -> dict[str, Any] | None:
-        """The manifest on disk, or ``None`` when the folder holds no run."""
+        """The manifest on disk, or ``None`` when the folder holds no run.
+
+        Raises:
+            ProbeError: ``path`` is a file, or its manifest is unreadable.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise ProbeError(f"{self.path} is a file, not a run directory; choose another --out")
         if not self.manifest_path.exists():
             return None
-        return json.loads(self.manifest_path.read_text())
+        return read_manifest_file(self.manifest_path)
 
     def save_manifest(self) -> None:
         """Write the current manifest atomically."""
@@ -153,8 +164,16 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``complete``, ``partial`` (some analyses failed), ``failed`` or ``running``."""
-        return str(self.manifest.get("status", "unknown"))
+        """``complete``, ``partial`` (an analysis did not complete), ``failed`` (an error
+        outside the analyses), ``interrupted``, or ``running`` — only while its writer
+        holds the run's lock: a run whose writer is gone (killed) reads ``interrupted``."""
+        status = str(self.manifest.get("status", "unknown"))
+        if status == "running":
+            from probe.run_lock import writer_alive
+
+            if not writer_alive(self.path):
+                return "interrupted"
+        return status
 
     @property
     def analyses(self) -> list[str]:
@@ -192,7 +211,14 @@ class Run:
                 known = [t for a, t in self.tables(analysis)]
                 raise ProbeError(f"analysis {analysis!r} in run {self.path} has no table "
                                  f"{name!r}; it has: {', '.join(known) or 'none'}")
-            self._cache[key] = pd.read_parquet(self.path / analysis / f"{name}.parquet")
+            path = self.path / analysis / f"{name}.parquet"
+            try:
+                self._cache[key] = pd.read_parquet(path)
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ProbeError(f"table {analysis}/{name} of run {self.path} is unreadable "
+                                 f"({type(exc).__name__}: {first}); the file {path} is "
+                                 f"damaged or truncated") from None
         return self._cache[key]
 
     def all_tables(self, analysis: str) -> dict[str, pd.DataFrame]:
@@ -218,11 +244,26 @@ def load_run(path: str | Path) -> Run:
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise ProbeError(f"{root} is not a probe run directory (no {MANIFEST})")
+    return Run(root, read_manifest_file(manifest_path))
+
+
+def read_manifest_file(path: Path) -> dict[str, Any]:
+    """A ``manifest.json`` as a dict, or one clear error.
+
+    Raises:
+        ProbeError: It is unreadable, not JSON, or not a JSON object with an
+            ``analyses`` object.
+    """
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProbeError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise ProbeError(f"{manifest_path} is not valid JSON: {exc}") from None
-    return Run(root, manifest)
+        raise ProbeError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("analyses", {}), dict):
+        raise ProbeError(f"{path} is not a probe manifest (a JSON object with an 'analyses' "
+                         f"object), got {type(manifest).__name__}")
+    return manifest
 
 
 def list_runs(root: str | Path) -> list[Run]:
