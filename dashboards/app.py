@@ -50,7 +50,7 @@ def create_app(runs_dir: str | Path, *, title: str = "probe") -> Dash:
     _forget_stale_callbacks()
     app = Dash("probe.dashboards", use_pages=True, pages_folder=str(PAGES_DIR),
                assets_folder=str(ASSETS_DIR), title=title,
-               suppress_callback_exceptions=True)
+               suppress_callback_exceptions=True, on_error=routes.callback_error)
     app.server.config[CONFIG_KEY] = source
     from probe.dashboards.plugin_pages import register_plugin_pages
 
@@ -60,6 +60,7 @@ def create_app(runs_dir: str | Path, *, title: str = "probe") -> Dash:
                  Input("_pages_location", "pathname"),
                  Input("_pages_location", "search"))(carry_run)
     routes.add_routes(app.server)
+    routes.harden(app)
     return app
 
 
@@ -84,6 +85,8 @@ def shell() -> html.Div:
 
 def run_from_location(pathname: str | None, search: str | None) -> str | None:
     """The run a URL is about: ``?run=NAME`` or ``/unit/<run>/...``."""
+    pathname = pathname if isinstance(pathname, str) else ""
+    search = search if isinstance(search, str) else ""
     query = parse_qs((search or "").lstrip("?"))
     if query.get("run"):
         return query["run"][0]

@@ -28,19 +28,22 @@ from typing import Any
 import pandas as pd
 
 from probe.dashboards import table_cache
-from probe.dashboards.table_cache import stamp as _stamp
-from probe.dashboards.table_cache import wait_for_prefetch
+from probe.dashboards.table_cache import UnreadableTable, wait_for_prefetch
 from probe.errors import ProbeError
 from probe.store import MANIFEST, Run
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: Unit pages kept rendered per app (``PROBE_DASH_UNIT_PAGES``, default 256), LRU.
+UNIT_PAGES = int(os.environ.get("PROBE_DASH_UNIT_PAGES", "256"))
+#: Longest name accepted from a URL (a file name longer than this cannot exist on disk).
+NAME_MAX = 255
 #: Artifact types the dashboard is willing to serve, with their MIME types.
 SERVABLE = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
             ".svg": "image/svg+xml", ".csv": "text/csv", ".txt": "text/plain",
             ".json": "application/json"}
 
-__all__ = ["CONFIG_KEY", "SERVABLE", "NotFound", "RunSource", "clear_caches", "get_source",
-           "safe_name", "set_source", "wait_for_prefetch"]
+__all__ = ["CONFIG_KEY", "SERVABLE", "NotFound", "RunSource", "UnreadableTable",
+           "clear_caches", "get_source", "safe_name", "set_source", "wait_for_prefetch"]
 
 
 class NotFound(ProbeError):
@@ -49,10 +52,74 @@ class NotFound(ProbeError):
 
 def safe_name(name: object, what: str) -> str:
     """Return ``name`` if it is a plain file name (no separators, no ``..``), else raise."""
+    if isinstance(name, str) and len(name) > NAME_MAX:
+        raise NotFound(f"{what} name is longer than {NAME_MAX} characters "
+                       f"({name[:40]!r}... of {len(name)})")
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise NotFound(f"{what} name must be letters, digits, '_', '-', '.', got {name!r}")
     return name
 
+
+def _stamp(path: Path) -> int:
+    """The run's cache key (manifest modification time); a vanished run is :class:`NotFound`."""
+    try:
+        return table_cache.stamp(path)
+    except OSError:
+        raise NotFound(f"run {path.name} has no readable {MANIFEST} any more") from None
+
+
+class Memo:
+    """A bounded LRU of computed values in which each key is computed once at a time.
+
+    Concurrent requests for a key that is being computed wait for that
+    computation instead of repeating it (20 clients opening one page cost one
+    rendering, not twenty). A computation that raises is not kept.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._computing: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any],
+            keep: Callable[[Any], bool] | None = None) -> Any:
+        """The value of ``key``, computed by ``compute()`` when it is not kept.
+
+        ``keep(value)`` false: the value is returned but not kept (the next call
+        computes it again).
+        """
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+            lock = self._computing.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                if key in self._values:  # computed while this one waited
+                    self._values.move_to_end(key)
+                    return self._values[key]
+            try:
+                value = compute()
+            finally:
+                with self._lock:
+                    self._computing.pop(key, None)
+            if keep is not None and not keep(value):
+                return value
+            with self._lock:
+                self._values[key] = value
+                while len(self._values) > self.size:
+                    self._values.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        """Forget every value."""
+        with self._lock:
+            self._values.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._values)
 
 class RunSource:
     """The runs under one root directory, as the dashboard reads them.
@@ -69,8 +136,8 @@ class RunSource:
         if not path.is_dir():
             raise ProbeError(f"runs directory {str(root)!r} does not exist or is not a folder")
         self.root = path.resolve()
-        self._memo: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._memo_lock = threading.Lock()
+        self._memo = Memo(64)  # derived views: layer summaries, layers and compare pages
+        self._pages = Memo(UNIT_PAGES)  # whole unit pages
 
     def __repr__(self) -> str:
         return f"RunSource({str(self.root)!r})"
@@ -102,22 +169,43 @@ class RunSource:
 
         Raises:
             NotFound: when ``name`` is not one of :meth:`run_names`.
+            ProbeError: when its manifest cannot be read or is not a probe manifest.
         """
         safe_name(name, "run")
-        path = self.run_paths().get(str(name))
+        path = self._run_path(str(name))
         if path is None:
             raise NotFound(f"no run {name!r} under {self.root}")
         return table_cache.load_run(str(path), _stamp(path))
 
-    def runs(self) -> list[Run]:
-        """Every run that can be read."""
-        out = []
+    def _run_path(self, name: str) -> Path | None:
+        """The folder of run ``name`` if :meth:`run_paths` would list it (without a scan)."""
+        if (self.root / MANIFEST).is_file():
+            return self.root if name == self.root.name else None
+        path = self.root / name
+        try:
+            if not path.is_dir() or not path.resolve().is_relative_to(self.root):
+                return None
+            return path if (path / MANIFEST).is_file() else None
+        except OSError:
+            return None
+
+    def scan(self) -> list[tuple[str, Run | None, str | None]]:
+        """Every run folder: ``(name, run, None)``, or ``(name, None, reason)`` if unreadable."""
+        out: list[tuple[str, Run | None, str | None]] = []
         for name in self.run_names():
             try:
-                out.append(self.run(name))
-            except ProbeError:
-                continue
+                out.append((name, self.run(name), None))
+            except ProbeError as exc:
+                out.append((name, None, str(exc)))
         return out
+
+    def runs(self) -> list[Run]:
+        """Every run that can be read."""
+        return [run for _, run, _ in self.scan() if run is not None]
+
+    def unreadable(self) -> dict[str, str]:
+        """``{run name: reason}`` of the run folders whose manifest cannot be used."""
+        return {name: reason for name, run, reason in self.scan() if run is None and reason}
 
     def default_run(self, name: object = None) -> str | None:
         """``name`` if it is a run here, else the first run (``None`` when there is none)."""
@@ -126,23 +214,22 @@ class RunSource:
             return name
         return names[0] if names else None
 
-    def memo(self, run: Run, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    def memo(self, run: Run, key: tuple[Any, ...], compute: Callable[[], Any],
+             keep: Callable[[Any], bool] | None = None) -> Any:
         """``compute()`` cached per run until its manifest changes (64 entries, LRU).
 
         For derived views (layer summaries, whole page contents) that are pure
-        functions of the run's tables and ``key``.
+        functions of the run's tables and ``key``; ``keep(value)`` false: not kept.
         """
-        full = (str(run.path), _stamp(run.path), *key)
-        with self._memo_lock:
-            if full in self._memo:
-                self._memo.move_to_end(full)
-                return self._memo[full]
-        value = compute()
-        with self._memo_lock:
-            self._memo[full] = value
-            while len(self._memo) > 64:
-                self._memo.popitem(last=False)
-        return value
+        return self._memo.get((str(run.path), _stamp(run.path), *key), compute, keep)
+
+    def page(self, run: Run, key: tuple[Any, ...], compute: Callable[[], Any],
+             keep: Callable[[Any], bool] | None = None) -> Any:
+        """Like :meth:`memo`, for whole unit pages (:data:`UNIT_PAGES` entries, LRU).
+
+        ``keep(value)`` false: not kept (a page that met a damaged table).
+        """
+        return self._pages.get((str(run.path), _stamp(run.path), *key), compute, keep)
 
     # -- layers and tables -------------------------------------------------------
     def layers(self, run: Run) -> list[str]:
@@ -217,16 +304,17 @@ class RunSource:
 
         if not run.has_table(analysis, table):
             raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
-        file = pq.ParquetFile(run.path / analysis / f"{table}.parquet")
-        schema = file.schema_arrow
-        scalar = [f.name for f in schema if not (pa.types.is_nested(f.type) or
-                                                 pa.types.is_binary(f.type) or
-                                                 pa.types.is_large_binary(f.type))]
-        total = file.metadata.num_rows
-        if total == 0 or not scalar:
-            return pd.DataFrame(columns=scalar), total
-        batch = next(file.iter_batches(batch_size=max(1, rows), columns=scalar))
-        return batch.to_pandas(), total
+        with table_cache.reading(str(run.path), analysis, table):
+            file = pq.ParquetFile(run.path / analysis / f"{table}.parquet")
+            schema = file.schema_arrow
+            scalar = [f.name for f in schema if not (pa.types.is_nested(f.type) or
+                                                     pa.types.is_binary(f.type) or
+                                                     pa.types.is_large_binary(f.type))]
+            total = file.metadata.num_rows
+            if total == 0 or not scalar:
+                return pd.DataFrame(columns=scalar), total
+            batch = next(file.iter_batches(batch_size=max(1, rows), columns=scalar))
+            return batch.to_pandas(), total
 
     def optional(self, run: Run, analysis: str, table: str,
                  columns: Sequence[str] | None = None, layer: str | None = None
@@ -254,17 +342,23 @@ class RunSource:
         if analysis not in run.analyses:
             raise NotFound(f"run {run.name} has no analysis {analysis!r}")
         if not isinstance(relative, str) or not relative or relative.startswith(("/", "\\")):
-            raise NotFound(f"artifact path must be relative, got {relative!r}")
+            raise NotFound(f"artifact path must be relative, got {relative[:80]!r}")
+        if len(relative) > 1024:
+            raise NotFound(f"artifact path is longer than 1024 characters ({len(relative)})")
         parts = relative.split("/")
         for part in parts:
             safe_name(part, "artifact")
-        base = (run.path / analysis).resolve()
-        target = base.joinpath(*parts)
-        resolved = target.resolve()
-        if not resolved.is_relative_to(base) or not resolved.is_relative_to(self.root):
-            raise NotFound(f"artifact path {relative!r} leaves the run directory")
-        if not resolved.is_file():
-            raise NotFound(f"run {run.name} has no artifact {analysis}/{relative}")
+        try:
+            base = (run.path / analysis).resolve()
+            target = base.joinpath(*parts)
+            resolved = target.resolve()
+            if not resolved.is_relative_to(base) or not resolved.is_relative_to(self.root):
+                raise NotFound(f"artifact path {relative!r} leaves the run directory")
+            if not resolved.is_file():
+                raise NotFound(f"run {run.name} has no artifact {analysis}/{relative}")
+        except OSError as exc:  # e.g. a name the file system cannot hold
+            raise NotFound(f"run {run.name} has no artifact {analysis}/{relative[:80]} "
+                           f"({exc.strerror or type(exc).__name__})") from None
         if resolved.suffix.lower() not in SERVABLE:
             raise NotFound(f"artifact type {resolved.suffix!r} is not served; served types: "
                            f"{', '.join(sorted(SERVABLE))}")
@@ -296,8 +390,8 @@ def clear_caches() -> None:
     """Forget every cached run, table and data set (tests and benchmarks)."""
     table_cache.clear()
     if _ACTIVE is not None:
-        with _ACTIVE._memo_lock:
-            _ACTIVE._memo.clear()
+        _ACTIVE._memo.clear()
+        _ACTIVE._pages.clear()
 
 
 def set_source(source: RunSource) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from probe.dashboards.data import RunSource
 from probe.dashboards.figures import make_layer_summary
+from probe.errors import ProbeError
 
 #: Columns read for the layer and unit views (stored arrays such as maps are left on disk).
 DISSECTION_COLUMNS = ("layer", "unit", "label", "name", "category", "iou", "is_detector",
@@ -32,25 +33,43 @@ def first_table(source: RunSource, run: Any, analysis: str, names: tuple[str, ..
     return None
 
 
-def run_tables(source: RunSource, run: Any) -> dict[str, pd.DataFrame | None]:
+def run_tables(source: RunSource, run: Any, problems: dict[str, str] | None = None
+               ) -> dict[str, pd.DataFrame | None]:
     """The per-unit and per-layer tables the layer views use (``None`` when absent).
 
     Keys: ``units`` (unit-stats), ``dissection`` (per-unit best concept),
     ``equivariance`` (``errors``: ``layer, transform, relative_error``),
     ``filters`` (``units``: per-unit ``gabor_r2``).
+
+    Args:
+        problems: When given, a table that cannot be read is ``None`` and its
+            error is stored here under its key; otherwise the error is raised.
+
+    Raises:
+        ProbeError: a table cannot be read (only without ``problems``).
     """
-    return {
-        "units": source.optional(run, "unit-stats", "units",
-                                 columns=("layer", "unit", "mean", "std", "max",
-                                          "fraction_positive")),
-        "dissection": first_table(source, run, "dissection", ("units",),
-                                  ("layer", "unit", "label", "category", "is_detector"),
-                                  DISSECTION_COLUMNS),
-        "equivariance": first_table(source, run, "equivariance", ("errors",),
-                                    ("layer", "transform", "relative_error")),
-        "filters": first_table(source, run, "filters", ("units",),
-                               ("layer", "unit", "gabor_r2"), FILTER_COLUMNS),
+    readers = {
+        "units": lambda: source.optional(run, "unit-stats", "units",
+                                         columns=("layer", "unit", "mean", "std", "max",
+                                                  "fraction_positive")),
+        "dissection": lambda: first_table(source, run, "dissection", ("units",),
+                                          ("layer", "unit", "label", "category",
+                                           "is_detector"), DISSECTION_COLUMNS),
+        "equivariance": lambda: first_table(source, run, "equivariance", ("errors",),
+                                            ("layer", "transform", "relative_error")),
+        "filters": lambda: first_table(source, run, "filters", ("units",),
+                                       ("layer", "unit", "gabor_r2"), FILTER_COLUMNS),
     }
+    out: dict[str, pd.DataFrame | None] = {}
+    for key, read in readers.items():
+        try:
+            out[key] = read()
+        except ProbeError as exc:
+            if problems is None:
+                raise
+            problems[key] = str(exc)
+            out[key] = None
+    return out
 
 
 def layer_summary(source: RunSource, run: Any) -> pd.DataFrame:

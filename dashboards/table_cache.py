@@ -126,6 +126,7 @@ _ARROW_GUARD = threading.Lock()
 #: Most bytes of decoded tables kept (``PROBE_DASH_CACHE_MB``, default 1 GiB); the
 #: least recently used go first, but the newest table always stays.
 ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
+_INDEX: dict[tuple[Any, ...], dict[tuple[str, int], Any]] = {}
 _PREFETCHING: list[threading.Thread] = []
 _IN_FLIGHT: set[tuple[Any, ...]] = set()
 
@@ -180,7 +181,9 @@ def read_arrow(path: str, stamp: int, analysis: str, table: str,
         with _ARROW_GUARD:
             _ARROW[key] = data
             while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > ARROW_BUDGET:
-                _ARROW.popitem(last=False)
+                old, _ = _ARROW.popitem(last=False)
+                for index_key in [k for k in _INDEX if k[:len(old)] == old]:
+                    del _INDEX[index_key]
         return data
 
 
@@ -210,25 +213,52 @@ def read_table(path: str, stamp: int, analysis: str, table: str,
 
 def read_unit_rows(path: str, stamp: int, analysis: str, table: str, layer: str, unit: int,
                    unit_column: str = "unit") -> pd.DataFrame:
-    """The rows of one unit of one layer (only they are converted to pandas)."""
-    import pyarrow.compute as pc
+    """The rows of one unit of one layer (only they are converted to pandas).
 
+    Raises:
+        UnreadableTable: when the file cannot be read.
+    """
     key = (path, stamp, analysis, table, None)
     with _ARROW_GUARD:
         data = _ARROW.get(key)
-    if data is None and row_groups(path, stamp, analysis, table) > 1:
-        # Written in small row groups (probe.store): statistics let parquet skip
-        # all but the groups holding this unit, so nothing else is decoded.
-        import pyarrow.parquet as pq
+    with reading(path, analysis, table):
+        if data is None and row_groups(path, stamp, analysis, table) > 1:
+            # Written in small row groups (probe.store): statistics let parquet skip
+            # all but the groups holding this unit, so nothing else is decoded.
+            import pyarrow.parquet as pq
 
-        file = Path(path) / analysis / f"{table}.parquet"
-        data = pq.read_table(file, filters=[("layer", "==", layer),
-                                            (unit_column, "==", unit)])
-        return data.to_pandas().reset_index(drop=True)
-    if data is None:
-        data = read_arrow(path, stamp, analysis, table, None)
-    mask = pc.and_(pc.equal(data["layer"], layer), pc.equal(data[unit_column], unit))
-    return data.filter(mask).to_pandas().reset_index(drop=True)
+            file = Path(path) / analysis / f"{table}.parquet"
+            data = pq.read_table(file, filters=[("layer", "==", layer),
+                                                (unit_column, "==", unit)])
+            return data.to_pandas().reset_index(drop=True)
+        if data is None:
+            data = read_arrow(path, stamp, analysis, table, None)
+        rows = unit_index(key, data, unit_column).get((layer, unit))
+        if rows is None:
+            return data.slice(0, 0).to_pandas()
+        return data.take(rows).to_pandas().reset_index(drop=True)
+
+
+def unit_index(key: tuple[Any, ...], data: Any, unit_column: str) -> dict[tuple[str, int], Any]:
+    """``{(layer, unit): row numbers}`` of a decoded table, built once per table and column.
+
+    Slicing one unit out of a decoded table is then a ``take`` of a few rows
+    instead of a comparison over every row.
+    """
+    index_key = (*key, unit_column)
+    with _ARROW_GUARD:
+        index = _INDEX.get(index_key)
+    if index is not None:
+        return index
+    layers = data["layer"].to_numpy(zero_copy_only=False).astype(str)
+    units = data[unit_column].to_numpy(zero_copy_only=False)
+    groups = pd.DataFrame({"layer": layers, "unit": units}).groupby(
+        ["layer", "unit"], sort=False).indices
+    index = {(str(layer), int(u)): rows for (layer, u), rows in groups.items()}
+    with _ARROW_GUARD:
+        if key in _ARROW:  # keep it only as long as its table
+            _INDEX[index_key] = index
+    return index
 
 
 def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
@@ -245,6 +275,8 @@ def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
         for analysis, table in wanted:
             try:
                 read_arrow(path, stamp, analysis, table, None)
+            except ProbeError:
+                pass  # a damaged table: the page that reads it says so
             finally:
                 with _ARROW_GUARD:
                     _IN_FLIGHT.discard((path, stamp, analysis, table, None))
@@ -273,7 +305,8 @@ def row_groups(path: str, stamp: int, analysis: str, table: str) -> int:
     """Number of parquet row groups of a stored table."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").metadata.num_row_groups
+    with reading(path, analysis, table):
+        return pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").metadata.num_row_groups
 
 
 @functools.lru_cache(maxsize=256)
@@ -281,7 +314,8 @@ def schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
     """Column names of a stored table (read from the parquet schema only)."""
     import pyarrow.parquet as pq
 
-    return list(pq.read_schema(Path(path) / analysis / f"{table}.parquet").names)
+    with reading(path, analysis, table):
+        return list(pq.read_schema(Path(path) / analysis / f"{table}.parquet").names)
 
 
 def clear() -> None:
@@ -291,3 +325,4 @@ def clear() -> None:
     with _ARROW_GUARD:
         _ARROW.clear()
         _ARROW_LOCKS.clear()
+        _INDEX.clear()

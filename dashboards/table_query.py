@@ -75,9 +75,10 @@ def filter_sort_page(table: pd.DataFrame, filter_query: str | None = None,
                     "<=": series <= target, ">": series > target, ">=": series >= target}[op]
         rows = rows[mask.fillna(False).astype(bool)]
     if sort_by:
-        columns = [s["column_id"] for s in sort_by if s.get("column_id") in rows]
-        ascending = [s.get("direction", "asc") == "asc" for s in sort_by
-                     if s.get("column_id") in rows]
+        valid = [s for s in sort_by if isinstance(s, Mapping)
+                 and isinstance(s.get("column_id"), str) and s["column_id"] in rows]
+        columns = [s["column_id"] for s in valid]
+        ascending = [s.get("direction", "asc") != "desc" for s in valid]
         if columns:
             rows = rows.sort_values(columns, ascending=ascending, kind="stable")
     pages = max(1, -(-len(rows) // page_size))

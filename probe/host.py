@@ -84,6 +84,14 @@ class PluginInfo:
                 "module": self.module, "registered": self.registered, "error": self.error}
 
 
+def _describe_failure(exc: BaseException) -> str:
+    """One line for a plugin's failure: ``Type: first line`` or ``it called sys.exit(code)``."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _check_instance(kind: type, label: str) -> Callable[[object], None]:
     def check(item: object) -> None:
         if not isinstance(item, kind):
@@ -133,8 +141,8 @@ class Host:
             try:
                 plugin = ep.load()
                 self.add_plugin(plugin, ep.name, version=version, source="entry-point")
-            except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"
+            except (Exception, SystemExit) as exc:  # a plugin must not end the command
+                message = _describe_failure(exc)
                 if strict:
                     raise PluginError(f"plugin {ep.name} failed to load: {message}") from exc
                 self._forget(ep.name)
@@ -174,14 +182,14 @@ class Host:
 
                     impl.function(register=register)
                     info.registered[attr] = [n for r, n in added if r is registry]
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             for registry, item_name in added:
                 registry.remove(item_name)
             self.pm.unregister(name=name)
             if isinstance(exc, PluginError):
                 raise
             raise PluginError(f"plugin {name} failed while registering: "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{_describe_failure(exc)}") from exc
         info.registered = {k: v for k, v in info.registered.items() if v}
         self.plugins[name] = info
         return info

@@ -127,9 +127,12 @@ class StoreSink:
         manifest = self.store.manifest or {}
         previous = dict(manifest.get("analyses", {}))
         self.previous_timings = dict((manifest.get("timings") or {}).get("analyses") or {})
-        # a run directory accumulates analyses: every one recorded before is kept
-        analyses = previous | {a.name: previous.get(a.name, {}) | {"options": a.settings}
-                               for a in plan.analyses}
+        # a run directory accumulates analyses: every completed one stays; an earlier
+        # failure or interruption of an analysis not asked for again is not carried on
+        kept = {name: entry for name, entry in previous.items()
+                if entry.get("status") == "complete"}
+        analyses = kept | {a.name: previous.get(a.name, {}) | {"options": a.settings}
+                           for a in plan.analyses}
         manifest.update({
             "schema": 1,
             "status": "running",

@@ -114,6 +114,52 @@ class RunRequest:
                         batch_size=self.batch_size, seed=self.seed)
 
 
+#: What each run-file key takes: ``(accepted types, how to name them)``; lists of
+#: strings are accepted where a comma-separated string is.
+_KEY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "arch": ((str,), "a string"),
+    "dataset": ((str,), "a string"),
+    "out": ((str,), "a string (a folder)"),
+    "checkpoint": ((str,), "a string (a file)"),
+    "device": ((str,), "a string such as \"cpu\" or \"cuda:0\""),
+    "analysis": ((str, list), "a string or a list of strings"),
+    "layers": ((str, list), "a string or a list of strings"),
+    "batch_size": ((int,), "an integer"),
+    "workers": ((int,), "an integer"),
+    "seed": ((int,), "an integer"),
+    "overwrite": ((bool,), "true or false"),
+    "set": ((dict, list), "a table or a list of \"KEY=VALUE\" strings"),
+}
+
+
+def _describe_value(value: Any) -> str:
+    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return f"{value!r} ({kind})"
+
+
+def check_types(entry: Mapping[str, Any], where: str) -> None:
+    """Each key's value has the type the key takes; one line naming the key and the file.
+
+    Raises:
+        ProbeError: e.g. ``runs.toml run 1: key 'batch_size' must be an integer, got
+            'big' (a string)``.
+    """
+    for key, value in entry.items():
+        if key not in _KEY_TYPES:
+            continue
+        types, expected = _KEY_TYPES[key]
+        ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
+        if ok and isinstance(value, list) and key in ("analysis", "layers"):
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            hint = ""
+            if isinstance(value, list) and key in GRID_KEYS:
+                hint = "; a list of values belongs in a [[sweep]] table"
+            raise ProbeError(f"{where}: key {key!r} must be {expected}, got "
+                             f"{_describe_value(value)}{hint}")
+
+
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -150,6 +196,7 @@ def request_from_mapping(entry: Mapping[str, Any], where: str,
     for key in ("arch", "out"):
         if not entry.get(key):
             raise ProbeError(f"{where}: missing required key {key!r}")
+    check_types(entry, where)
 
     def path(value: Any) -> Path | None:
         if value is None:
@@ -245,9 +292,21 @@ def load_runfile(path: str | Path) -> list[RunRequest]:
         data = tomllib.loads(source.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ProbeError(f"{source} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ProbeError(f"{source} is not valid TOML: it is not UTF-8 text") from None
+    except OSError as exc:
+        raise ProbeError(f"cannot read run file {source}: {exc.strerror or exc}") from None
     defaults = data.pop("defaults", {})
     runs = data.pop("run", None)
     sweeps = data.pop("sweep", None)
+    if not isinstance(defaults, dict):
+        raise ProbeError(f"{source}: 'defaults' must be a table ([defaults]), got "
+                         f"{_describe_value(defaults)}")
+    for key, tables in (("run", runs), ("sweep", sweeps)):
+        if tables is not None and not (isinstance(tables, list) and
+                                       all(isinstance(t, dict) for t in tables)):
+            raise ProbeError(f"{source}: {key!r} must be an array of tables ([[{key}]]), got "
+                             f"{_describe_value(tables)}")
     entries: list[tuple[str, dict[str, Any]]] = []
     if runs is None and sweeps is None:
         entries = [(f"{source}", {**defaults, **data})]

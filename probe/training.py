@@ -21,7 +21,13 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from probe.architecture import TrainRecipe
-from probe.checkpoint import file_sha256, load_weights, save_checkpoint
+from probe.checkpoint import (
+    check_writable,
+    file_sha256,
+    load_weights,
+    save_checkpoint,
+    write_atomically,
+)
 from probe.dataset import ProbeDataset
 from probe.device import resolve_device
 from probe.errors import ProbeError
@@ -44,6 +50,20 @@ TRAIN_OPTIONS = (
 def sidecar_path(checkpoint: str | Path) -> Path:
     """The JSON sidecar of a checkpoint: ``model.safetensors`` → ``model.json``."""
     return Path(checkpoint).with_suffix(".json")
+
+
+def check_destination(out: str | Path) -> None:
+    """Check that the checkpoint ``out`` (``.safetensors``) and its sidecar can be written.
+
+    Raises:
+        ProbeError: a wrong suffix, a directory in the way, a folder that cannot
+            be created or is not writable (one line naming the path).
+    """
+    target = Path(out)
+    if target.suffix != ".safetensors":
+        raise ProbeError(f"--out must end in .safetensors, got {target}")
+    check_writable(target, "checkpoint")
+    check_writable(sidecar_path(target), "checkpoint sidecar")
 
 
 def evaluate(model: nn.Module, dataset: ProbeDataset, task: str, device: torch.device,
@@ -112,9 +132,16 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
     ``init`` names a checkpoint whose weights the model starts from (fine-tuning;
     related layouts are adapted, e.g. a VGG's weights initialise a deformable VGG).
 
+    The destination is checked first (before any data is loaded or any step is
+    taken): ``out`` and its sidecar must be writable files, ``init`` must exist.
+    Both files are written atomically.
+
     Returns:
         The sidecar's content (recipe, metrics, history, seconds).
     """
+    check_destination(out)
+    if init is not None and not Path(init).is_file():
+        raise ProbeError(f"--init checkpoint file not found: {init}")
     spec = get_architecture(arch)
     recipe = spec.train or (TrainRecipe(dataset=dataset) if dataset else None)
     if recipe is None:
@@ -202,5 +229,7 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
     record["preprocessing"] = preprocessing
     path = save_checkpoint(model.cpu(), out, spec.name, options,
                            extra={"metrics": metrics, "preprocessing": preprocessing})
-    sidecar_path(path).write_text(json.dumps(record, indent=2, default=str))
+    text = json.dumps(record, indent=2, default=str)
+    write_atomically(sidecar_path(path), lambda tmp: tmp.write_text(text),
+                     what="checkpoint sidecar")
     return record

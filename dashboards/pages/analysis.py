@@ -53,7 +53,11 @@ def analysis_view(source: RunSource, run_name: str, analysis: str) -> list[Any]:
         out.append(notice(problem))
     out += [graph(fig, f"analysis-figure-{i}") for i, fig in enumerate(figures)]
     for name in names:
-        frame, total = source.head(run, analysis, name, PREVIEW_ROWS)
+        try:
+            frame, total = source.head(run, analysis, name, PREVIEW_ROWS)
+        except ProbeError as exc:  # a damaged table: say so, show the others
+            out += [html.H4(f"{analysis}/{name}"), notice(str(exc), id=f"analysis-problem-{name}")]
+            continue
         cut = f" (first {PREVIEW_ROWS} of {total} rows)" if total > PREVIEW_ROWS else ""
         out += [html.H4(f"{analysis}/{name}{cut}"),
                 table(frame, f"analysis-table-{name}", page_size=15)]

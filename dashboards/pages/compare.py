@@ -47,13 +47,14 @@ def compare_content(a: str | None, b: str | None, metric: str | None) -> Any:
     """The side-by-side table and charts of runs ``a`` and ``b``."""
     if not a or not b:
         return notice("Pick two runs.")
+    metric = metric if isinstance(metric, str) and metric in METRICS else METRICS[0]
     source = get_source()
     try:
         run_a, run_b = source.run(a), source.run(b)
-    except ProbeError as exc:
-        return notice(str(exc))
-    key = ("compare", str(run_b.path), run_b.manifest.get("updated"), metric)
-    return source.memo(run_a, key, lambda: compare_view(source, run_a, run_b, metric))
+        key = ("compare", str(run_b.path), str(run_b.manifest.get("updated")), metric)
+        return source.memo(run_a, key, lambda: compare_view(source, run_a, run_b, metric))
+    except ProbeError as exc:  # an unknown run, or a damaged table of one
+        return notice(str(exc), id="compare-error")
 
 
 def compare_view(source: RunSource, run_a: Any, run_b: Any, metric: str | None) -> list[Any]:

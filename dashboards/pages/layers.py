@@ -39,9 +39,12 @@ def layout(run: str | None = None, **_: Any) -> html.Div:
 
 def units_href(run: str, click: dict[str, Any] | None) -> str | None:
     """Where a click on a hierarchy bar leads: that layer's units of that category."""
-    if not run or not click or not click.get("points"):
+    if not isinstance(run, str) or not run or not isinstance(click, dict):
         return None
-    point = click["points"][0]
+    points = click.get("points")
+    if not isinstance(points, list) or not points or not isinstance(points[0], dict):
+        return None
+    point = points[0]
     layer = str(point.get("x", ""))
     category = str(point.get("customdata", "") or "")
     if not layer:
@@ -54,7 +57,7 @@ def units_href(run: str, click: dict[str, Any] | None) -> str | None:
           State("layers-run", "value"), prevent_initial_call=True)
 def open_units(click: dict[str, Any] | None, run: str | None) -> str:
     """Clicking a bar of the hierarchy chart opens those units."""
-    href = units_href(run or "", click)
+    href = units_href(run if isinstance(run, str) else "", click)
     if href is None:
         raise PreventUpdate
     return href
@@ -70,41 +73,65 @@ def layers_content(run: str | None) -> Any:
         run_obj = source.run(run)
     except ProbeError as exc:
         return notice(str(exc))
-    content = source.memo(run_obj, ("layers-page",), lambda: layers_view(source, run_obj))
+    problems: dict[str, str] = {}
+    try:
+        content = source.memo(run_obj, ("layers-page",),
+                              lambda: layers_view(source, run_obj, problems),
+                              keep=lambda _: not problems)
+    except ProbeError as exc:
+        return notice(str(exc), id="layers-error")
     # a unit page is likely next: decode its exemplar tables in the background
     source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars")])
     return content
 
 
-def layers_view(source: RunSource, run_obj: Any) -> list[Any]:
-    """Summary table, hierarchy chart, equivariance, filters, activations and plugin panels."""
+def layers_view(source: RunSource, run_obj: Any,
+                problems: dict[str, str] | None = None) -> list[Any]:
+    """Summary table, hierarchy chart, equivariance, filters, activations and plugin panels.
+
+    A table that cannot be read is named in its section's place (and in ``problems``);
+    the other sections are drawn.
+    """
     run = run_obj.name
-    tables = run_tables(source, run_obj)
+    problems = {} if problems is None else problems
+    tables = run_tables(source, run_obj, problems)
     layers = source.layers(run_obj)
-    summary = layer_summary(source, run_obj)
-    summary.insert(1, "open", [f"[units](/units?run={quote(run)}&layer={quote(layer)})"
-                               if layer in layers else "" for layer in summary["layer"]])
-    out: list[Any] = [html.H3("Summary per layer"),
-                      table(summary, "layers-summary", page_size=50, markdown=("open",))]
+    out: list[Any] = [html.H3("Summary per layer")]
+    if problems:  # the summary needs every table
+        out += [notice(message, id=f"layers-problem-{key}") for key, message in problems.items()]
+    else:
+        summary = layer_summary(source, run_obj)
+        summary.insert(1, "open", [f"[units](/units?run={quote(run)}&layer={quote(layer)})"
+                                   if layer in layers else "" for layer in summary["layer"]])
+        out.append(table(summary, "layers-summary", page_size=50, markdown=("open",)))
     out.append(html.H3("Hierarchy of parts"))
-    if tables["dissection"] is None:
+    if "dissection" in problems:
+        out.append(notice(problems["dissection"]))
+    elif tables["dissection"] is None:
         out.append(missing("dissection", run, "no concept detectors per category"))
     else:
         out.append(graph(make_hierarchy_figure(tables["dissection"], layers), "layers-hierarchy"))
     row = []
-    if tables["equivariance"] is None:
+    if "equivariance" in problems:
+        row.append(html.Div([html.H3("Equivariance"), notice(problems["equivariance"])],
+                            className="col"))
+    elif tables["equivariance"] is None:
         row.append(html.Div([html.H3("Equivariance"), missing("equivariance", run)],
                             className="col"))
     else:
         row.append(html.Div([graph(make_equivariance_figure(tables["equivariance"], layers),
                                    "layers-equivariance")], className="col"))
-    if tables["filters"] is None:
+    if "filters" in problems:
+        row.append(html.Div([html.H3("Filters"), notice(problems["filters"])], className="col"))
+    elif tables["filters"] is None:
         row.append(html.Div([html.H3("Filters"), missing("filters", run)], className="col"))
     else:
         row.append(html.Div([graph(make_filter_figure(tables["filters"], layers),
                                    "layers-filters")], className="col"))
     out.append(html.Div(row, className="row"))
-    if tables["units"] is not None:
+    if "units" in problems:
+        out.append(notice(problems["units"]))
+    elif tables["units"] is not None:
         out.append(graph(make_activation_figure(tables["units"], layers), "layers-activation"))
     else:
         out.append(missing("unit-stats", run))

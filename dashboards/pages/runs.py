@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote
 
 import dash
+import pandas as pd
 from dash import html
 
 from probe.dashboards.components import graph, notice, table
@@ -25,19 +26,30 @@ def make_runs_view(manifests: dict[str, dict[str, Any]]) -> Any:
 
 
 def layout(**_: Any) -> html.Div:
-    """The runs page."""
+    """The runs page: every readable run, then every run folder that cannot be read and why."""
     source = get_source()
-    runs = source.runs()
-    if not runs:
+    scanned = source.scan()
+    runs = [run for _, run, _ in scanned if run is not None]
+    unreadable = {name: reason for name, run, reason in scanned if run is None}
+    if not scanned:
         return html.Div([html.H2("Runs"),
                           notice(f"No runs under {source.root}. Make one with ",
                                  html.Code("probe run --arch lenet5 --dataset digits "
                                            "--analysis unit-stats --out RUNS_DIR/lenet5"),
                                  ".", id="runs-empty")])
     manifests = {run.name: run.manifest for run in runs}
-    return html.Div([
-        html.H2("Runs"),
-        html.P(f"{len(runs)} run(s) under {source.root}"),
-        make_runs_view(manifests),
-        graph(make_timings_figure(manifests), "runs-timings"),
-    ])
+    out: list[Any] = [html.H2("Runs"), html.P(f"{len(runs)} run(s) under {source.root}"),
+                      make_runs_view(manifests)]
+    if runs:
+        out.append(graph(make_timings_figure(manifests), "runs-timings"))
+    if unreadable:
+        out += [html.H3(f"Unreadable runs ({len(unreadable)})"),
+                unreadable_view(unreadable)]
+    return html.Div(out)
+
+
+def unreadable_view(unreadable: dict[str, str]) -> Any:
+    """The run folders whose manifest cannot be used, each with the reason."""
+    frame = pd.DataFrame({"run": list(unreadable), "problem": list(unreadable.values())},
+                         columns=["run", "problem"])
+    return table(frame, "runs-unreadable", page_size=25)

@@ -115,7 +115,7 @@ def stats_table(values: dict[str, Any], id: str = "unit-stats") -> html.Table:
 
 def layout(run: str | None = None, layer: str | None = None, unit: str | None = None,
            **_: Any) -> html.Div:
-    """The unit page."""
+    """The unit page (rendered once per run, layer and unit, then served from memory)."""
     source = get_source()
     try:
         run_obj = source.run(run)
@@ -123,7 +123,9 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
         number = parse_unit(unit)
     except ProbeError as exc:
         return html.Div([html.H2("Unit"), notice(str(exc), id="unit-error")])
-    page = html.Div(unit_sections(source, run_obj, layer, number), id="unit-page")
+    page = source.page(run_obj, ("unit-page", layer, number),
+                       lambda: render_page(source, run_obj, layer, number),
+                       keep=lambda result: not result[1])[0]
     # The next unit is likely in the same run: decode its big tables in the background
     # (after this page, so the decoding does not slow it down).
     source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars"),
@@ -131,10 +133,53 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
     return page
 
 
-def unit_sections(source: RunSource, run: Any, layer: str, unit: int) -> list[Any]:
-    """Every section of the unit page."""
-    units = source.optional(run, "unit-stats", "units", layer=layer)
-    dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
+def render_page(source: RunSource, run: Any, layer: str, unit: int) -> tuple[html.Div, list[str]]:
+    """The unit page and the problems met (a page with problems is not kept)."""
+    problems: list[str] = []
+    page = html.Div(unit_sections(source, run, layer, unit, problems), id="unit-page")
+    return plain_figures(page), problems
+
+
+def plain_figures(component: Any) -> Any:
+    """Replace every figure object in a layout by its JSON form, in place.
+
+    A kept page is sent many times; a plotly ``Figure`` is converted (copied,
+    validated, arrays encoded) on every send, its plain form once.
+    """
+    if isinstance(component, dcc.Graph) and hasattr(component.figure, "to_plotly_json"):
+        component.figure = component.figure.to_plotly_json()
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            plain_figures(child)
+    return component
+
+
+def _guard(problems: list[str], key: str, build: Any, *args: Any) -> Any:
+    """``build(*args)``, or one line saying why it cannot be shown (a damaged table)."""
+    try:
+        return build(*args)
+    except ProbeError as exc:
+        problems.append(str(exc))
+        return notice(str(exc), id=f"unit-problem-{key}")
+
+
+def unit_sections(source: RunSource, run: Any, layer: str, unit: int,
+                  problems: list[str] | None = None) -> list[Any]:
+    """Every section of the unit page; a section whose table is damaged says so in its place."""
+    problems = [] if problems is None else problems
+    broken: dict[str, Any] = {}
+
+    def read(analysis: str, table: str, columns: Any = None) -> pd.DataFrame | None:
+        try:
+            return source.optional(run, analysis, table, columns, layer)
+        except ProbeError as exc:
+            problems.append(str(exc))
+            broken[analysis] = notice(str(exc), id=f"unit-problem-{analysis}-{table}")
+            return None
+
+    units = read("unit-stats", "units")
+    dissection = read("dissection", "units", DISSECTION_COLUMNS)
     known = [f for f in (units, dissection) if f is not None and not f.empty]
     count = max(int(f["unit"].max()) + 1 for f in known) if known else None
     if count is not None and unit >= count:
@@ -158,46 +203,62 @@ def unit_sections(source: RunSource, run: Any, layer: str, unit: int) -> list[An
     if count is None or unit + 1 < count:
         nav += [dcc.Link("next", href=unit_href(run.name, layer, unit + 1)), " · "]
     nav += ["permalink: ", html.Code(unit_href(run.name, layer, unit))]
+    statistics = [stats_table(summary)] if summary else []
+    if "unit-stats" in broken:
+        statistics.append(broken["unit-stats"])
+    elif not summary:
+        statistics.append(missing("unit-stats", run.name, key="stats"))
+    concepts = broken.get("dissection") or _guard(problems, "concepts", concept_section,
+                                                  source, run, layer, unit, best)
     return [
         html.H2(f"{run.name} · {layer} · unit {unit}", id="unit-title"),
         html.P(nav),
         html.Div([
-            html.Div([html.H3("Statistics"), stats_table(summary) if summary else
-                      missing("unit-stats", run.name, key="stats")], className="col"),
-            html.Div([html.H3("Concepts"), concept_section(source, run, layer, unit, best)],
-                     className="col")], className="row"),
+            html.Div([html.H3("Statistics"), *statistics], className="col"),
+            html.Div([html.H3("Concepts"), concepts], className="col")], className="row"),
         html.H3("Top exemplars"),
-        exemplar_section(source, run, layer, unit),
+        _guard(problems, "exemplars", exemplar_section, source, run, layer, unit, problems),
         html.Div([
-            html.Div([html.H3("Filter"), filter_section(source, run, layer, unit)],
-                     className="col"),
-            html.Div([html.H3("Part → object links"), links_section(source, run, layer, unit)],
+            html.Div([html.H3("Filter"), _guard(problems, "filter", filter_section, source, run,
+                                                layer, unit)], className="col"),
+            html.Div([html.H3("Part → object links"), _guard(problems, "links", links_section,
+                                                              source, run, layer, unit)],
                      className="col"),
         ], className="row"),
         html.H3("Equivariance of this layer"),
-        equivariance_section(source, run, layer, unit),
+        _guard(problems, "equivariance", equivariance_section, source, run, layer, unit),
         *panels("unit", run, layer=layer, unit=unit),
     ]
 
 
-def exemplar_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
+def exemplar_section(source: RunSource, run: Any, layer: str, unit: int,
+                     problems: list[str] | None = None) -> Any:
     """Dissection exemplars with the unit's mask, and unit-stats exemplars with its heat map."""
+    problems = [] if problems is None else problems
     dataset = source.dataset(run)
     out: list[Any] = []
     if dataset is None:
         out.append(notice("The run's data set cannot be loaded here, so only the activation "
                           "values are shown."))
     if run.has_table("dissection", "exemplars"):
-        rows = source.unit_rows(run, "dissection", "exemplars", layer, unit)
-        out += [html.P("Unit mask (activation above the unit's threshold T_k, upsampled "
-                       "bilinearly); outside dimmed:"),
-                html.Div(make_exemplars(rows.sort_values("rank"), dataset,
-                                        "unit-mask"), className="exemplars", id="unit-masks")]
+        try:
+            rows = source.unit_rows(run, "dissection", "exemplars", layer, unit)
+            out += [html.P("Unit mask (activation above the unit's threshold T_k, upsampled "
+                           "bilinearly); outside dimmed:"),
+                    html.Div(make_exemplars(rows.sort_values("rank"), dataset, "unit-mask"),
+                             className="exemplars", id="unit-masks")]
+        except ProbeError as exc:  # a damaged table: say so, show the other exemplars
+            out.append(notice(str(exc), id="unit-problem-masks"))
+            problems.append(str(exc))
     if run.has_table("unit-stats", "top_images"):
-        rows = source.unit_rows(run, "unit-stats", "top_images", layer, unit)
-        out += [html.P("Activation map (red = strong, scaled to the best exemplar):"),
-                html.Div(make_exemplars(rows.sort_values("rank"), dataset),
-                         className="exemplars", id="unit-exemplars")]
+        try:
+            rows = source.unit_rows(run, "unit-stats", "top_images", layer, unit)
+            out += [html.P("Activation map (red = strong, scaled to the best exemplar):"),
+                    html.Div(make_exemplars(rows.sort_values("rank"), dataset),
+                             className="exemplars", id="unit-exemplars")]
+        except ProbeError as exc:
+            out.append(notice(str(exc), id="unit-problem-heat"))
+            problems.append(str(exc))
     if not (run.has_table("dissection", "exemplars") or run.has_table("unit-stats",
                                                                       "top_images")):
         out.append(missing("unit-stats", run.name, "no exemplar images", key="exemplars"))

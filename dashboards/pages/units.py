@@ -19,6 +19,9 @@ dash.register_page(__name__, path="/units", name="Units", title="probe: units", 
                    order=2)
 
 PAGE_SIZE = 25
+#: Most rows one grid page may ask for, and the longest filter accepted.
+MAX_PAGE_SIZE = 500
+MAX_FILTER = 2000
 
 
 def unit_rows(source: RunSource, run_name: str, layer: str) -> pd.DataFrame:
@@ -99,7 +102,11 @@ def layer_choices(run: str | None, current: str | None) -> tuple[list[str], str 
 def units_page(run: str | None, layer: str | None, page: int | None, page_size: int | None,
                sort_by: list[dict[str, str]] | None, filter_query: str | None
                ) -> tuple[list[dict[str, Any]], list[dict[str, str]], int, Any]:
-    """One page of the unit grid (filtered and sorted on the server)."""
+    """One page of the unit grid (filtered and sorted on the server).
+
+    Every input comes from the browser: run and layer are checked against the
+    runs, the paging, sorting and filter inputs by :func:`grid_request`.
+    """
     if not run or not layer:
         return [], [], 1, notice("Pick a run and a layer.")
     source = get_source()
@@ -114,14 +121,46 @@ def units_page(run: str | None, layer: str | None, page: int | None, page_size: 
                               ("dissection", "labels"), ("filters", "units")])
     if not run_obj.has_table("dissection", "units"):
         messages.append(missing("dissection", run, "no concept labels, categories or IoU"))
+    page, page_size, sort_by, filter_query = grid_request(page, page_size, sort_by,
+                                                          filter_query)
     try:
-        rows, pages = filter_sort_page(frame, filter_query, sort_by, page or 0,
-                                       page_size or PAGE_SIZE)
+        rows, pages = filter_sort_page(frame, filter_query, sort_by, page, page_size)
     except ValueError as exc:
         rows, pages = frame.iloc[:0], 1
         messages.append(notice(f"filter: {exc}"))
     messages.append(html.P(f"{len(frame)} units in {layer}", id="units-count"))
     return rows.to_dict("records"), grid_columns(frame), pages, messages
+
+
+def grid_request(page: Any, page_size: Any, sort_by: Any, filter_query: Any
+                 ) -> tuple[int, int, list[dict[str, str]], str]:
+    """The grid's page, page size, sorting and filter as sent, or their defaults.
+
+    The browser sends these, so anything is possible: a page that is not a
+    non-negative integer is 0, a page size outside 1..:data:`MAX_PAGE_SIZE` is
+    :data:`PAGE_SIZE`, sorting keeps only ``{"column_id": str, "direction":
+    "asc"|"desc"}`` entries (anything but a list of them sorts nothing), a
+    filter that is not a string (or longer than :data:`MAX_FILTER` characters)
+    filters nothing.
+    """
+    def whole(value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return int(value) if float(value).is_integer() else None
+
+    number = whole(page)
+    page = number if number is not None and 0 <= number < 10**9 else 0
+    size = whole(page_size)
+    page_size = size if size is not None and 1 <= size <= MAX_PAGE_SIZE else PAGE_SIZE
+    sorts = []
+    for entry in sort_by if isinstance(sort_by, list) else []:
+        if (isinstance(entry, dict) and isinstance(entry.get("column_id"), str)
+                and entry.get("direction", "asc") in ("asc", "desc")):
+            sorts.append({"column_id": entry["column_id"],
+                          "direction": entry.get("direction", "asc")})
+    if not isinstance(filter_query, str) or len(filter_query) > MAX_FILTER:
+        filter_query = ""
+    return page, page_size, sorts, filter_query
 
 
 def grid_columns(frame: pd.DataFrame) -> list[dict[str, str]]:

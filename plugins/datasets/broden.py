@@ -50,6 +50,20 @@ def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit()
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV file as strings; an empty or malformed file is one :class:`DataError` naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (not even a header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise DataError(f"{path}: not a readable CSV file "
+                        f"({lines[0].strip() if lines else type(exc).__name__})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def read_labels(root: Path) -> pd.DataFrame:
     """The concept table from ``label.csv``: ``id, name, category`` (primary category).
 
@@ -59,7 +73,7 @@ def read_labels(root: Path) -> pd.DataFrame:
     path = root / "label.csv"
     if not path.is_file():
         raise DataError(f"{path}: no such file (a Broden directory needs label.csv)")
-    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    labels = read_table(path)
     missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; label.csv needs "
@@ -67,7 +81,7 @@ def read_labels(root: Path) -> pd.DataFrame:
     order = CATEGORIES
     category_file = root / "category.csv"
     if category_file.is_file():
-        names = pd.read_csv(category_file, dtype=str, keep_default_na=False)
+        names = read_table(category_file)
         if "name" not in names.columns:
             raise DataError(f"{category_file}: missing column(s) ['name']")
         order = tuple(names["name"])
@@ -148,11 +162,15 @@ class BrodenDataset(ProbeDataset):
         if not self.index_file.is_file():
             raise DataError(f"{self.index_file}: no such file (a Broden directory holds "
                             f"index.csv, label.csv and images/)")
-        index = pd.read_csv(self.index_file, dtype=str, keep_default_na=False)
+        index = read_table(self.index_file)
         missing = [c for c in (*INDEX_COLUMNS, *CATEGORIES) if c not in index.columns]
         if missing:
             raise DataError(f"{self.index_file}: missing column(s) {missing}; a Broden index "
                             f"has columns {','.join((*INDEX_COLUMNS, *CATEGORIES))}")
+        if not len(index):
+            # the mask layout comes from the rows: without one there is none to give
+            raise DataError(f"{self.index_file}: the data set is empty (a header row and no "
+                            f"image rows); a Broden index needs one row per image")
         self.concepts = read_labels(self.root)
         self._valid = np.zeros(int(self.concepts["id"].max()) + 1 if len(self.concepts) else 1,
                                dtype=bool)

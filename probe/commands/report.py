@@ -44,8 +44,13 @@ def expand_runs(paths: list[Path]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``probe report``."""
+    from probe.checkpoint import check_writable
+    from probe.errors import ProbeError
     from probe.report import build_report, print_pdf
 
+    check_writable(args.out, "report", ProbeError)  # before reading any run
+    if args.pdf:
+        check_writable(args.out.with_suffix(".pdf"), "PDF report", ProbeError)
     html = build_report(expand_runs(args.runs), args.out, title=args.title)
     print(f"report: {html}")
     if args.pdf:

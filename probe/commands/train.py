@@ -33,14 +33,13 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``probe train``."""
-    from probe.training import sidecar_path, train
+    from probe.training import check_destination, sidecar_path, train
 
-    if args.out.suffix != ".safetensors":
-        raise ProbeError(f"--out must end in .safetensors, got {args.out}")
     settings = parse_assignments(args.set)
     stray = sorted(set(settings) - {"arch", "dataset", "train"})
     if stray:
         raise ProbeError(f"--set {stray[0]}.…: use arch., dataset. or train. options")
+    check_destination(args.out)  # before any training: a result is never lost to a bad --out
     record = train(args.arch, args.out, dataset=args.dataset,
                    dataset_options=settings.get("dataset"), arch_options=settings.get("arch"),
                    train_options=settings.get("train"), epochs=args.epochs, device=args.device,

@@ -97,8 +97,19 @@ def render_report(runs: Sequence[str | Path | Run], title: str | None = None) ->
 
 def build_report(runs: Sequence[str | Path | Run], out: str | Path,
                  title: str | None = None) -> Path:
-    """Write the HTML report of ``runs`` to ``out`` (atomically) and return its path."""
+    """Write the HTML report of ``runs`` to ``out`` (atomically) and return its path.
+
+    Raises:
+        ProbeError: ``out`` cannot be written (a directory, a file in the way, a
+            folder that is not writable), found before the report is rendered.
+    """
+    from probe.checkpoint import check_writable
+
     path = Path(out)
+    check_writable(path, "report", ProbeError)
     text = render_report(runs, title)
-    atomic_write_bytes(path, text.encode("utf-8"))
+    try:
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise ProbeError(f"cannot write report {path}: {exc.strerror or exc}") from None
     return path
