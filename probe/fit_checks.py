@@ -79,6 +79,14 @@ def dry_forward(plan: RunPlan, handle: ModelHandle, device: torch.device) -> Pro
         raise out_of_memory_error(exc, 1) from None
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         shape = "×".join(str(v) for v in image.shape[1:])
+        expected = (plan.arch_record.get("options") or {}).get("input_size") or \
+            plan.preprocessing.input_size
+        if expected and data.image_size and expected != data.image_size:
+            # only on failure: models with adaptive pooling run at other sizes legitimately
+            raise ProbeError(f"arch {name} takes {expected}×{expected} inputs (its checkpoint "
+                             f"or options), dataset {data.name} gives {shape} images; set "
+                             f"dataset.image_size={expected} or use a model built for "
+                             f"{data.image_size} px") from None
         raise ProbeError(f"arch {name} does not fit dataset {data.name} (one {shape} image: "
                          f"{first_line(exc)}); check --arch, --dataset and arch options "
                          f"such as input_size") from None

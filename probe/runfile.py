@@ -172,7 +172,13 @@ def _settings(value: Any, where: str) -> dict[str, dict[str, Any]]:
     if value is None:
         return {}
     if isinstance(value, list):
-        return parse_assignments([str(v) for v in value])
+        if not all(isinstance(v, str) for v in value):
+            raise ProbeError(f"{where}: key 'set' must be a table or a list of \"KEY=VALUE\" "
+                             f"strings, got {_describe_value(value)}")
+        try:
+            return parse_assignments(value)
+        except ProbeError as exc:
+            raise ProbeError(f"{where}: key 'set': {exc}") from None
     if not isinstance(value, Mapping):
         raise ProbeError(f"{where}: 'set' must be a table or a list of KEY=VALUE strings")
     grouped: dict[str, dict[str, Any]] = {}

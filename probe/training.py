@@ -102,6 +102,35 @@ def evaluate(model: nn.Module, dataset: ProbeDataset, task: str, device: torch.d
     return metrics
 
 
+def _check_fit(model: nn.Module, arch: str, dataset: ProbeDataset, data_name: str,
+               device: torch.device) -> None:
+    """Run one training image through ``model`` before the first step; one line if it misfits.
+
+    Raises:
+        ProbeError: the model does not take the data set's images (size, channels).
+    """
+    from probe.dataset import normalize
+
+    if len(dataset) == 0:
+        raise ProbeError(f"dataset {data_name} has no training images with these options")
+    image = dataset[0]["image"][None].to(device).float()
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(normalize(image, dataset))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        shape = "×".join(str(v) for v in image.shape[1:])
+        raise ProbeError(f"arch {arch} does not fit dataset {data_name} (one {shape} training "
+                         f"image: {reason}); check --dataset and the arch./dataset. options "
+                         f"such as input_size and image_size") from None
+    finally:
+        model.train()
+
+
 def _loss(outputs: torch.Tensor, sample: Mapping[str, torch.Tensor], task: str,
           device: torch.device) -> torch.Tensor:
     if task == "classification":
@@ -178,6 +207,7 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
     if init is not None:
         load_weights(model, init)
     model = model.to(torch_device)
+    _check_fit(model, spec.name, train_set, data_name, torch_device)
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(

@@ -204,17 +204,26 @@ def test_train_sidecar_in_the_way_fails_before_training(capsys, tmp_path, no_tra
     assert f"cannot write checkpoint sidecar {tmp_path / 'model.json'}: it is a directory" in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_train_out_in_a_read_only_folder_fails_before_training(capsys, tmp_path, no_training):
+def test_train_out_in_a_read_only_folder_fails_before_training(capsys, tmp_path, no_training,
+                                                               monkeypatch):
+    """A read-only file system, as root in CI cannot be given one: creating a file there
+    fails with EROFS."""
+    import errno
+    import tempfile
+
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        line = one_error_line(*run_cli(capsys, "train", "lenet5", "--out",
-                                       str(folder / "new" / "m.safetensors"), "--quiet"))
-    finally:
-        folder.chmod(0o755)
-    assert f"folder {folder} is not writable" in line
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kwargs)
+
+    real = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    line = one_error_line(*run_cli(capsys, "train", "lenet5", "--out",
+                                   str(folder / "new" / "m.safetensors"), "--quiet"))
+    assert f"folder {folder} is not writable (Read-only file system)" in line
 
 
 def test_train_api_checks_too(tmp_path, no_training):
@@ -343,8 +352,16 @@ def test_checkpoint_and_data_of_other_sizes_is_one_line(capsys, tmp_path, size):
                                    "--set", f"dataset.image_size={size}",
                                    "--set", "dataset.size=8",
                                    "--out", str(tmp_path / "r"), "--quiet"))
-    assert "lenet5" in line and "digits" in line
+    assert "lenet5 takes 32×32 inputs" in line and f"1×{size}×{size}" in line
+    assert "dataset.image_size=32" in line
 
+def test_training_on_data_the_model_does_not_take_is_one_line(capsys, tmp_path):
+    line = one_error_line(*run_cli(capsys, "train", "lenet5", "--set", "dataset.image_size=16",
+                                   "--set", "arch.input_size=32", "--set", "dataset.size=16",
+                                   "--epochs", "1", "--out", str(tmp_path / "m.safetensors"),
+                                   "--quiet"))
+    assert "arch lenet5 does not fit dataset digits (one 1×16×16 training image" in line
+    assert not (tmp_path / "m.safetensors").exists()
 
 # -- 6. probe report -o naming a directory ------------------------------------------------------
 
@@ -438,6 +455,20 @@ def test_run_file_that_is_not_text(tmp_path):
         load_runfile(path)
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("[1]", "key 'set' must be a table or a list of \"KEY=VALUE\" strings, got [1]"),
+    ('["top_k"]', "key 'set': --set expects OWNER.OPTION=VALUE"),
+])
+def test_run_file_set_lists_name_the_file(tmp_path, value, message):
+    from probe.runfile import load_runfile
+
+    path = tmp_path / "runs.toml"
+    path.write_text(f'arch = "lenet5"\nanalysis = "unit-stats"\nout = "r"\nset = {value}\n')
+    with pytest.raises(ProbeError) as info:
+        load_runfile(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
 # -- a data error read by a --workers process ------------------------------------------------
 
 def test_corrupt_image_read_by_a_worker_is_one_line(capsys, tmp_path):
@@ -456,3 +487,4 @@ def test_corrupt_image_read_by_a_worker_is_one_line(capsys, tmp_path):
                                    "--analysis", "unit-stats", "--workers", "1",
                                    "--out", str(tmp_path / "r"), "--quiet"))
     assert "1.png: cannot read image" in line
+

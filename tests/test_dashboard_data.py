@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -154,3 +155,208 @@ def test_unit_rows_by_row_group_statistics_match_the_table(tmp_path: Path) -> No
     wait_for_prefetch()
     assert source.unit_rows(run, "unit-stats", "top_images", "b", 7)["value"].tolist() == \
         [3007.0, 4507.0]
+
+
+def _write_manifest(folder: Path, content: str | bytes) -> None:
+    folder.mkdir(parents=True)
+    data = content.encode() if isinstance(content, str) else content
+    (folder / "manifest.json").write_bytes(data)
+
+
+#: Run folders whose manifest cannot be used, and what the runs page must say about each.
+BAD_MANIFESTS = {
+    "bad-json": ("{not json", "is not valid JSON"),
+    "bad-list": ("[1, 2, 3]", "list"),
+    "bad-bytes": (b"\xff\xfe\x00{", "manifest.json"),
+    "bad-entry": ('{"analyses": {"unit-stats": ["complete"]}}', "unit-stats"),
+    "bad-arch": ('{"analyses": {}, "arch": "lenet5"}', "arch"),
+    "bad-tables": ('{"analyses": {"x": {"status": "complete", "tables": ["../../secret"]}}}',
+                   "plain names"),
+    "bad-timings": ('{"analyses": {}, "timings": {"total": "soon"}}', "timings"),
+}
+
+
+def test_unreadable_manifests_are_listed_with_the_reason(root: Path) -> None:
+    """A malformed manifest (invalid JSON, a JSON list, wrong field types) takes no page down."""
+    from probe.dashboards import create_app
+
+    for name, (content, _) in BAD_MANIFESTS.items():
+        _write_manifest(root / name, content)
+    clear_caches()
+    source = RunSource(root)
+    problems = source.unreadable()
+    assert sorted(problems) == sorted(BAD_MANIFESTS)
+    for name, (_, reason) in BAD_MANIFESTS.items():
+        assert reason in problems[name], (name, problems[name])
+        assert "\n" not in problems[name]
+        with pytest.raises(ProbeError):
+            source.run(name)
+    assert [r.name for r in source.runs()] == ["good"]
+
+    app = create_app(root)
+    from probe.dashboards.pages import runs
+
+    page = runs.layout()
+    assert [r["run"] for r in page.children[2].data] == ["good"]  # the readable run still works
+    unreadable = {r["run"]: r["problem"] for r in page.children[-1].data}
+    assert page.children[-1].id == "runs-unreadable" and unreadable == problems
+
+    client = app.server.test_client()
+    response = client.post("/_dash-update-component", json=_router("/"))
+    assert response.status_code == 200
+    assert b"runs-unreadable" in response.data and b"is not valid JSON" in response.data
+    for path, search in (("/layers", "?run=bad-list"), ("/units", "?run=bad-entry&layer=c1"),
+                         ("/unit/bad-arch/c1/0", ""), ("/analysis", "?run=bad-json"),
+                         ("/compare", "?a=good&b=bad-tables")):
+        assert client.post("/_dash-update-component",
+                           json=_router(path, search)).status_code == 200, path
+    from probe.dashboards.pages import units
+
+    assert "unit-stats" in str(units.units_page("bad-entry", "c1", 0, 25, [], "")[3])
+    assert units.units_page("good", "c1", 0, 25, [], "")[0]  # the good run is untouched
+
+
+def _router(pathname: str, search: str = "") -> dict:
+    """The request the browser sends to render a page through Dash's page router."""
+    return {"output": ".._pages_content.children..._pages_store.data..",
+            "outputs": [{"id": "_pages_content", "property": "children"},
+                        {"id": "_pages_store", "property": "data"}],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
+                       {"id": "_pages_location", "property": "search", "value": search}],
+            "changedPropIds": ["_pages_location.pathname"], "state": []}
+
+
+def test_long_names_and_bad_component_paths_are_404(root: Path) -> None:
+    from probe.dashboards import create_app
+
+    app = create_app(root)
+    client = app.server.test_client()
+    long = "a" * 300
+    for url in (f"/files/good/unit-stats/{long}.png", f"/files/good/{long}/x.png",
+                f"/files/{long}/unit-stats/x.png", f"/files/good/unit-stats/{long}/{long}.txt",
+                f"/files/good/unit-stats/{'b/' * 600}c.txt",
+                "/_dash-component-suites/dash/nope.js", "/_dash-component-suites/nopkg/x.js",
+                f"/_dash-component-suites/dash/{long}.js",
+                "/_dash-component-suites/dash/../../etc/passwd",
+                "/_dash-component-suites/dash/dcc/%2e%2e/%2e%2e/dash.py",
+                "/_dash-component-suites/plotly/package_data/nope.v1_0_0m1.min.js"):
+        response = client.get(url)
+        assert response.status_code == 404, (url[:90], response.status_code)
+        assert response.mimetype == "text/plain" and len(response.data) < 2000
+    page = client.get("/").get_data(as_text=True)  # the real component files still load
+    scripts = re.findall(r'src="(/_dash-component-suites/[^"]+)"', page)
+    assert scripts and all(client.get(s).status_code == 200 for s in scripts)
+    assert client.get("/files/good/unit-stats/note.txt").status_code == 200
+
+
+def test_a_body_that_is_no_callback_request_is_400(root: Path) -> None:
+    from probe.dashboards import create_app
+
+    client = create_app(root).server.test_client()
+    for body in ([1, 2], {"output": 5}, {"output": "nope.children", "inputs": "x"},
+                 {"output": "..nope.children..", "outputs": [], "inputs": [], "state": []}):
+        response = client.post("/_dash-update-component", json=body)
+        assert response.status_code == 400, body
+        assert response.get_data(as_text=True).startswith("not a Dash callback request")
+    response = client.post("/_dash-update-component", data="{no json",
+                           content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_artifacts_are_sandboxed_and_svg_is_a_download(root: Path) -> None:
+    """A script in an artifact never runs in the dashboard's origin; the app has its own CSP."""
+    import base64
+    import hashlib
+
+    from probe.dashboards import create_app
+
+    (root / "good" / "unit-stats" / "chart.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    client = create_app(root).server.test_client()
+    svg = client.get("/files/good/unit-stats/chart.svg")
+    assert svg.status_code == 200
+    assert svg.headers["Content-Security-Policy"].startswith("sandbox")
+    assert svg.headers["X-Content-Type-Options"] == "nosniff"
+    assert svg.headers["Content-Disposition"].startswith("attachment")
+    text = client.get("/files/good/unit-stats/note.txt")
+    assert text.headers["Content-Security-Policy"].startswith("sandbox")
+    assert text.headers["X-Content-Type-Options"] == "nosniff"
+    assert "attachment" not in text.headers.get("Content-Disposition", "")
+
+    page = client.get("/units?run=good")
+    policy = dict(part.strip().split(" ", 1) for part in
+                  page.headers["Content-Security-Policy"].split(";"))
+    scripts = policy["script-src"].split()
+    assert "'self'" in scripts and "'unsafe-inline'" not in scripts
+    assert "'unsafe-eval'" not in scripts and policy["object-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    html = re.sub(r"<!--.*?-->", "", page.get_data(as_text=True), flags=re.S)  # IE-only parts
+    inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>(.*?)</script>",
+                        html, re.S)
+    assert inline  # Dash's own inline scripts run: each is allowed by its hash
+    for body in inline:
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in scripts
+    layout = client.get("/_dash-layout")
+    assert "Content-Security-Policy" in layout.headers
+    assert layout.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_damaged_table_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    from probe.dashboards.sample import synthetic_tables
+    from probe.dashboards.table_cache import UnreadableTable
+
+    write_tables_run(tmp_path / "r", synthetic_tables({"c1": 4}), ["c1"])
+    file = tmp_path / "r" / "dissection" / "exemplars.parquet"
+    file.write_bytes(file.read_bytes()[:200])  # truncated: no footer
+    clear_caches()
+    source = RunSource(tmp_path)
+    run = source.run("r")
+    for read in (lambda: source.table(run, "dissection", "exemplars"),
+                 lambda: source.unit_rows(run, "dissection", "exemplars", "c1", 0),
+                 lambda: source.columns(run, "dissection", "exemplars"),
+                 lambda: source.head(run, "dissection", "exemplars", 5)):
+        with pytest.raises(UnreadableTable) as info:
+            read()
+        message = str(info.value)
+        assert message.startswith("r/dissection/exemplars.parquet cannot be read (")
+        assert "\n" not in message and str(tmp_path) not in message
+    source.prefetch(run, [("dissection", "exemplars")])  # a background read fails quietly
+    from probe.dashboards.data import wait_for_prefetch
+
+    wait_for_prefetch(10)
+    assert len(source.unit_rows(run, "unit-stats", "top_images", "c1", 1)) == 4
+
+
+def test_memo_computes_a_key_once_under_concurrency() -> None:
+    import threading
+    import time
+
+    from probe.dashboards.data import Memo
+
+    memo, calls = Memo(2), []
+
+    def slow() -> int:
+        calls.append(1)
+        time.sleep(0.2)
+        return 42
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(memo.get(("k",), slow)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == [42] * 8 and len(calls) == 1  # one rendering for eight requests
+    assert memo.get(("no",), lambda: 1, keep=lambda v: False) == 1 and len(memo) == 1
+    memo.get(("a",), lambda: 1)
+    memo.get(("b",), lambda: 2)
+    assert len(memo) == 2 and memo.get(("k",), lambda: 0) == 0  # least recently used went
+
+    def broken() -> int:
+        raise ProbeError("damaged")
+
+    with pytest.raises(ProbeError):
+        memo.get(("x",), broken)
+    assert memo.get(("x",), lambda: 5) == 5  # a failure is not kept

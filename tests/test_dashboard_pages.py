@@ -266,19 +266,32 @@ def test_callbacks_answer_over_http(app) -> None:
 
 def test_dash_command(monkeypatch: pytest.MonkeyPatch, runs: Path,
                       capsys: pytest.CaptureFixture[str]) -> None:
-    from dash import Dash
+    import flask
+    import waitress
 
     from probe.cli import main
 
     served = {}
-    monkeypatch.setattr(Dash, "run", lambda self, **kw: served.update(kw))
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.update(kw, app=app))
     assert main(["dash", str(runs), "--port", "8123"]) == 0
-    assert served == {"host": "127.0.0.1", "port": 8123, "debug": False}
-    assert "http://127.0.0.1:8123/" in capsys.readouterr().out
+    assert isinstance(served.pop("app"), flask.Flask)  # the WSGI app, served by waitress
+    assert served == {"host": "127.0.0.1", "port": 8123, "threads": 8, "ident": "probe dash"}
+    assert "http://127.0.0.1:8123/ with 8 threads" in capsys.readouterr().out
+    assert main(["dash", str(runs), "--threads", "3"]) == 0 and served["threads"] == 3
+    capsys.readouterr()
     assert main(["dash", str(runs / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["dash", str(runs), "--port", "0"]) == 2
     assert "port must be between 1 and 65535, got 0" in capsys.readouterr().err
+    assert main(["dash", str(runs), "--threads", "0"]) == 2
+    assert "threads must be between 1 and 256, got 0" in capsys.readouterr().err
+
+    def taken(app, **kw):
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(waitress, "serve", taken)
+    assert main(["dash", str(runs), "--port", "8123"]) == 2
+    assert "cannot serve on 127.0.0.1:8123: Address already in use" in capsys.readouterr().err
 
 
 #: Cheap settings of the analyses for a real run with all of them (seconds on a CPU).

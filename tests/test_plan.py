@@ -164,7 +164,7 @@ def test_a_shape_mismatch_is_caught_by_the_dry_forward(tmp_path, capsys):
                  "--analysis", "unit-stats", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert "does not fit dataset digits" in err and "1×20×20" in err
+    assert "takes 32×32 inputs" in err and "1×20×20" in err and "image_size=32" in err
     assert probe.load_run(out).status == "failed"
 
 
