@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from probe.dashboards import table_cache
+from probe.dashboards.memo import Memo
 from probe.dashboards.table_cache import UnreadableTable, wait_for_prefetch
 from probe.errors import ProbeError
 from probe.store import MANIFEST, Run
@@ -35,6 +34,10 @@ from probe.store import MANIFEST, Run
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 #: Unit pages kept rendered per app (``PROBE_DASH_UNIT_PAGES``, default 256), LRU.
 UNIT_PAGES = int(os.environ.get("PROBE_DASH_UNIT_PAGES", "256"))
+#: The per-unit tables a unit page slices (decoded whole in the background beforehand).
+UNIT_PAGE_TABLES = (("unit-stats", "top_images"), ("dissection", "exemplars"),
+                    ("dissection", "labels"), ("filters", "units"),
+                    ("equivariance", "learned_map_units"))
 #: Longest name accepted from a URL (a file name longer than this cannot exist on disk).
 NAME_MAX = 255
 #: Artifact types the dashboard is willing to serve, with their MIME types.
@@ -67,59 +70,6 @@ def _stamp(path: Path) -> int:
     except OSError:
         raise NotFound(f"run {path.name} has no readable {MANIFEST} any more") from None
 
-
-class Memo:
-    """A bounded LRU of computed values in which each key is computed once at a time.
-
-    Concurrent requests for a key that is being computed wait for that
-    computation instead of repeating it (20 clients opening one page cost one
-    rendering, not twenty). A computation that raises is not kept.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._values: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._computing: dict[tuple[Any, ...], threading.Lock] = {}
-
-    def get(self, key: tuple[Any, ...], compute: Callable[[], Any],
-            keep: Callable[[Any], bool] | None = None) -> Any:
-        """The value of ``key``, computed by ``compute()`` when it is not kept.
-
-        ``keep(value)`` false: the value is returned but not kept (the next call
-        computes it again).
-        """
-        with self._lock:
-            if key in self._values:
-                self._values.move_to_end(key)
-                return self._values[key]
-            lock = self._computing.setdefault(key, threading.Lock())
-        with lock:
-            with self._lock:
-                if key in self._values:  # computed while this one waited
-                    self._values.move_to_end(key)
-                    return self._values[key]
-            try:
-                value = compute()
-            finally:
-                with self._lock:
-                    self._computing.pop(key, None)
-            if keep is not None and not keep(value):
-                return value
-            with self._lock:
-                self._values[key] = value
-                while len(self._values) > self.size:
-                    self._values.popitem(last=False)
-            return value
-
-    def clear(self) -> None:
-        """Forget every value."""
-        with self._lock:
-            self._values.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._values)
 
 class RunSource:
     """The runs under one root directory, as the dashboard reads them.
@@ -368,8 +318,8 @@ class RunSource:
     def dataset(self, run: Run) -> Any | None:
         """The run's data set reloaded from its manifest (cached), or ``None``.
 
-        Returns ``None`` when the run has no data set or its plugin is not
-        installed here, so pages can say so instead of failing.
+        Returns ``None`` when the run has no data set, its plugin is not
+        installed here or fails to load it, so pages can say so instead of failing.
         """
         record = run.manifest.get("dataset") or {}
         name = record.get("name")
@@ -378,7 +328,7 @@ class RunSource:
         options = json.dumps(record.get("options") or {}, sort_keys=True, default=str)
         try:
             return table_cache.load_dataset(str(name), options)
-        except ProbeError:
+        except Exception:  # a plugin that is missing, or fails on these options
             return None
 
 

@@ -105,7 +105,8 @@ def mask_overlay(image: np.ndarray | torch.Tensor, mask: np.ndarray) -> np.ndarr
 def png_bytes(rgb: np.ndarray) -> bytes:
     """Encode ``uint8[H, W, 3]`` as PNG."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG")
+    # small pictures, many per page: fast compression (same pixels, slightly larger file)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

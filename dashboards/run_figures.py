@@ -27,8 +27,8 @@ def make_runs_table(manifests: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         timings = manifest.get("timings") or {}
         rows.append({
             "run": name,
-            "architecture": arch.get("name") or arch.get("class") or "?",
-            "checkpoint": (f"{str(checkpoint).rsplit('/', 1)[-1]} ({sha[:8]})" if checkpoint
+            "architecture": str(arch.get("name") or arch.get("class") or "?"),
+            "checkpoint": (f"{str(checkpoint).rsplit('/', 1)[-1]} ({str(sha)[:8]})" if checkpoint
                            and sha else str(checkpoint) if checkpoint else "untrained/none"),
             "dataset": (f"{dataset.get('name')} ({dataset.get('size')} images)" if dataset
                         else "none"),
@@ -38,7 +38,7 @@ def make_runs_table(manifests: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             "status": str(manifest.get("status", "unknown")),
             "layers": len(manifest.get("layers") or []),
             "seconds": round(float(timings["total"]), 2) if "total" in timings else None,
-            "finished": manifest.get("finished") or "",
+            "finished": str(manifest.get("finished") or ""),
         })
     columns = ["run", "architecture", "checkpoint", "dataset", "analyses", "status", "layers",
                "seconds", "finished"]

@@ -230,20 +230,24 @@ def read_unit_rows(path: str, stamp: int, analysis: str, table: str, layer: str,
             file = Path(path) / analysis / f"{table}.parquet"
             data = pq.read_table(file, filters=[("layer", "==", layer),
                                                 (unit_column, "==", unit)])
-            return data.to_pandas().reset_index(drop=True)
+            return data.to_pandas()  # a fresh RangeIndex already
         if data is None:
             data = read_arrow(path, stamp, analysis, table, None)
         rows = unit_index(key, data, unit_column).get((layer, unit))
         if rows is None:
             return data.slice(0, 0).to_pandas()
-        return data.take(rows).to_pandas().reset_index(drop=True)
+        if isinstance(rows, tuple):  # contiguous rows (as written): a zero-copy slice
+            return data.slice(rows[0], rows[1]).to_pandas()
+        return data.take(rows).to_pandas()
 
 
 def unit_index(key: tuple[Any, ...], data: Any, unit_column: str) -> dict[tuple[str, int], Any]:
-    """``{(layer, unit): row numbers}`` of a decoded table, built once per table and column.
+    """``{(layer, unit): rows}`` of a decoded table, built once per table and column.
 
-    Slicing one unit out of a decoded table is then a ``take`` of a few rows
-    instead of a comparison over every row.
+    ``rows`` is ``(offset, length)`` when the unit's rows are contiguous (tables
+    are written layer by layer, unit by unit), else the row numbers. Slicing one
+    unit out of a decoded table is then a zero-copy slice (or a ``take`` of a
+    few rows) instead of a comparison over every row.
     """
     index_key = (*key, unit_column)
     with _ARROW_GUARD:
@@ -254,7 +258,9 @@ def unit_index(key: tuple[Any, ...], data: Any, unit_column: str) -> dict[tuple[
     units = data[unit_column].to_numpy(zero_copy_only=False)
     groups = pd.DataFrame({"layer": layers, "unit": units}).groupby(
         ["layer", "unit"], sort=False).indices
-    index = {(str(layer), int(u)): rows for (layer, u), rows in groups.items()}
+    index = {(str(layer), int(u)): (int(rows[0]), len(rows))
+             if rows[-1] - rows[0] + 1 == len(rows) else rows
+             for (layer, u), rows in groups.items()}
     with _ARROW_GUARD:
         if key in _ARROW:  # keep it only as long as its table
             _INDEX[index_key] = index

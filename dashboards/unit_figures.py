@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -62,8 +65,40 @@ def make_concept_ranking_figure(ranking: pd.DataFrame | None, top: int = 10,
         top: How many concepts to show.
         threshold: Detector threshold drawn as a vertical line.
     """
+    spec = concept_ranking_spec(ranking, top, threshold, title)
+    return go.Figure(spec) if spec is not None else empty_figure(
+        "no concept ranking (run dissection)", title)
+
+
+def concept_ranking_json(ranking: pd.DataFrame | None, top: int = 10,
+                         threshold: float | None = None,
+                         title: str = "concept ranking (IoU)") -> dict[str, object]:
+    """:func:`make_concept_ranking_figure` in JSON form, with the default template.
+
+    The same figure without building (validating, then copying) a plotly
+    ``Figure``: the unit page draws one per unit.
+    """
+    spec = concept_ranking_spec(ranking, top, threshold, title)
+    if spec is None:
+        return make_concept_ranking_figure(ranking, top, threshold, title).to_plotly_json()
+    spec["layout"]["template"] = default_template()
+    return spec
+
+
+@functools.cache
+def default_template() -> dict[str, object]:
+    """Plotly's default template in JSON form (what a ``Figure`` fills in; shared, read-only)."""
+    import plotly.io as pio
+
+    return pio.templates[pio.templates.default].to_plotly_json()
+
+
+def concept_ranking_spec(ranking: pd.DataFrame | None, top: int = 10,
+                         threshold: float | None = None,
+                         title: str = "concept ranking (IoU)") -> dict[str, Any] | None:
+    """The data and layout of the concept ranking as plain values (``None``: no ranking)."""
     if ranking is None or ranking.empty:
-        return empty_figure("no concept ranking (run dissection)", title)
+        return None
     rows = ranking.sort_values("iou", ascending=False).head(top).iloc[::-1]
     has_category = "category" in rows
     categories = list(dict.fromkeys(rows["category"].astype(str))) if has_category else []
@@ -72,8 +107,8 @@ def make_concept_ranking_figure(ranking: pd.DataFrame | None, top: int = 10,
     labels = rows["name"] if "name" in rows else rows["label"]
     names = ([f"{lab} ({cat})" for lab, cat in zip(labels, rows["category"], strict=True)]
              if has_category else [str(lab) for lab in labels])
-    layout: dict[str, object] = {"title": title, "xaxis": {"title": {"text": "IoU"}},
-                                 "height": max(220, 28 * len(rows) + 90), "margin": {"l": 160}}
+    layout: dict[str, Any] = {"title": {"text": title}, "xaxis": {"title": {"text": "IoU"}},
+                              "height": max(220, 28 * len(rows) + 90), "margin": {"l": 160}}
     if threshold is not None:  # a dotted vertical line, as add_vline draws it (but cheaper)
         layout["shapes"] = [{"type": "line", "x0": threshold, "x1": threshold, "xref": "x",
                              "y0": 0, "y1": 1, "yref": "y domain",
@@ -81,8 +116,11 @@ def make_concept_ranking_figure(ranking: pd.DataFrame | None, top: int = 10,
         layout["annotations"] = [{"x": threshold, "xref": "x", "y": 1, "yref": "y domain",
                                   "text": f"IoU {threshold}", "showarrow": False,
                                   "xanchor": "left", "yanchor": "top"}]
-    return go.Figure(data=[go.Bar(x=rows["iou"].tolist(), y=names, orientation="h",
-                                  marker_color=colors)], layout=layout)
+    bar: dict[str, Any] = {"type": "bar", "x": [float(x) for x in rows["iou"]], "y": names,
+                           "orientation": "h"}
+    if colors is not None:
+        bar["marker"] = {"color": colors}
+    return {"data": [bar], "layout": layout}
 
 
 def make_layer_equivariance_figure(errors: pd.DataFrame | None, layer: str,

@@ -125,3 +125,44 @@ def test_unit_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -> None
     assert len(dash_duo.find_elements("#unit-exemplars img")) == 8
     dash_duo.wait_for_element("#unit-concepts .main-svg")
     assert dash_duo.get_logs() == []
+
+
+#: An artifact that tries to act in the dashboard's origin when opened.
+EVIL_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"
+ onload="localStorage.setItem('probe-xss', 'onload')">
+<script>localStorage.setItem('probe-xss', 'script'); document.title = 'probe-xss';</script>
+<rect width="10" height="10" fill="red"/></svg>"""
+
+
+def test_pages_render_under_the_csp_and_artifact_scripts_never_run(dash_duo,
+                                                                     runs_dir: Path) -> None:
+    """The app's CSP leaves Dash and plotly working; an SVG artifact's script does not run."""
+    import time
+
+    from probe.dashboards import create_app
+
+    (runs_dir / "lenet5-a" / "unit-stats" / "evil.svg").write_text(EVIL_SVG)
+    dash_duo.start_server(create_app(runs_dir))
+    driver = dash_duo.driver
+    dash_duo.wait_for_contains_text("#runs-table", "lenet5-a", timeout=20)
+    driver.get(dash_duo.server_url + "/layers?run=lenet5-a")
+    dash_duo.wait_for_element("#layers-activation .main-svg", timeout=20)  # plotly draws
+    dash_duo.wait_for_contains_text("#layers-summary", "c3", timeout=20)
+    assert driver.execute_script("return localStorage.getItem('probe-xss')") is None
+    assert dash_duo.get_logs() == []  # no CSP violation while Dash and plotly work
+
+    driver.get(dash_duo.server_url + "/files/lenet5-a/unit-stats/evil.svg")
+    time.sleep(1.0)  # give a script every chance to run
+    assert "probe-xss" not in (driver.title or "")
+    driver.get(dash_duo.server_url + "/")
+    dash_duo.wait_for_contains_text("#runs-table", "lenet5-a", timeout=20)
+    assert driver.execute_script("return localStorage.getItem('probe-xss')") is None
+
+    # the app's own pages refuse a script that was injected into them
+    ran = driver.execute_script("""
+        window.probeInjected = false;
+        const s = document.createElement('script');
+        s.textContent = 'window.probeInjected = true;';
+        document.body.appendChild(s);
+        return window.probeInjected;""")
+    assert ran is False

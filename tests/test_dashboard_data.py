@@ -332,7 +332,7 @@ def test_memo_computes_a_key_once_under_concurrency() -> None:
     import threading
     import time
 
-    from probe.dashboards.data import Memo
+    from probe.dashboards.memo import Memo
 
     memo, calls = Memo(2), []
 

@@ -380,8 +380,15 @@ def test_broken_and_running_runs_do_not_break_pages(tmp_path: Path) -> None:
     create_app(tmp_path)
     from probe.dashboards.pages import analysis, layers, runs, unit, units
 
-    listed = [r["run"] for r in runs.layout().children[2].data]
-    assert listed == ["ok", "running"]  # the unreadable one is skipped
+    rows = {r["run"]: r for r in runs.layout().children[2].data}
+    assert sorted(rows) == ["ok", "running"]  # the unreadable one is listed apart
+    assert rows["running"]["status"] == "interrupted"  # no writer holds it: not "running"
+    from probe.run_lock import RunLock
+
+    with RunLock(running):
+        clear_caches()
+        live = {r["run"]: r for r in runs.layout().children[2].data}
+        assert live["running"]["status"] == "running"
     assert "is not valid JSON" in str(units.units_page("corrupt", "c1", 0, 25, [], "")[3])
     assert "is not valid JSON" in str(unit.layout(run="corrupt", layer="c1", unit="0"))
     content = str(layers.layers_content("running"))
@@ -404,3 +411,151 @@ def test_hierarchy_click_opens_the_units_of_that_category(app, runs: Path) -> No
     data, _, _, _ = units.units_page("full", "c1", 0, 25, [], "{category} = part")
     truth = _tables(runs, "dissection", "units").query("layer == 'c1' and category == 'part'")
     assert [r["unit"] for r in data] == sorted(truth["unit"])
+
+
+def _router(pathname: str, search: str = "") -> dict:
+    return {"output": ".._pages_content.children..._pages_store.data..",
+            "outputs": [{"id": "_pages_content", "property": "children"},
+                        {"id": "_pages_store", "property": "data"}],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
+                       {"id": "_pages_location", "property": "search", "value": search}],
+            "changedPropIds": ["_pages_location.pathname"], "state": []}
+
+
+def _callback(output: str, values: dict[str, object]) -> dict:
+    """The request of a callback with one ``children`` output and ``value`` inputs."""
+    return {"output": f"{output}.children", "outputs": {"id": output, "property": "children"},
+            "inputs": [{"id": k, "property": "value", "value": v} for k, v in values.items()],
+            "changedPropIds": [f"{next(iter(values))}.value"], "state": []}
+
+
+def _components(component: object):
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            yield from _components(child)
+
+
+def _graphs(component: object):
+    from dash import dcc
+
+    return [c for c in _components(component) if isinstance(c, dcc.Graph)]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_truncated_table_shows_its_error_on_its_pages_only(tmp_path: Path) -> None:
+    """A damaged parquet file of a complete run: one line naming the file where it is read."""
+    from probe.dashboards import create_app
+
+    for name in ("ok", "trunc"):
+        write_tables_run(tmp_path / name, synthetic_tables({"c1": 4, "c2": 2}, images=16),
+                         ["c1", "c2"], dataset=DIGITS)
+    _truncate(tmp_path / "trunc" / "dissection" / "exemplars.parquet")
+    _truncate(tmp_path / "trunc" / "filters" / "units.parquet")
+    clear_caches()
+    app = create_app(tmp_path)
+    from probe.dashboards.pages import analysis, compare, layers, unit, units
+
+    exemplars = "trunc/dissection/exemplars.parquet cannot be read ("
+    filters = "trunc/filters/units.parquet cannot be read ("
+    page = unit.layout(run="trunc", layer="c1", unit="1")
+    ids = _ids(page)
+    assert exemplars in str(page) and "unit-problem-masks" in ids
+    assert filters in str(page) and "unit-problem-filter" in ids
+    for section in ("unit-title", "unit-stats", "unit-concepts", "unit-exemplars",
+                    "unit-links", "unit-equivariance"):  # everything else still shows
+        assert section in ids, section
+    assert unit.layout(run="trunc", layer="c1", unit="1") is not page  # not kept: re-read
+    content = str(layers.layers_content("trunc"))
+    assert filters in content and "layers-hierarchy" in content
+    _, _, _, notice = units.units_page("trunc", "c1", 0, 25, [], "")
+    assert filters in str(notice)
+    view = analysis.analysis_content("trunc", "dissection")
+    assert exemplars in str(view) and "analysis-table-units" in _ids(view)
+    assert filters in str(compare.compare_content("ok", "trunc", "units"))
+
+    client = app.server.test_client()
+    for body, text in ((_router("/unit/trunc/c1/1"), exemplars),
+                       (_callback("layers-content", {"layers-run": "trunc"}), filters),
+                       (_callback("analysis-content", {"analysis-run": "trunc",
+                                                       "analysis-name": "filters"}), filters),
+                       (_callback("compare-content", {"compare-a": "trunc", "compare-b": "ok",
+                                                      "compare-metric": "units"}), filters)):
+        response = client.post("/_dash-update-component", json=body)
+        assert response.status_code == 200, body["output"]
+        answer = json.dumps(response.get_json())
+        assert text in answer and "callback-error" not in answer, body["output"]
+    lines = [c.children[0] for c in _components(page)
+             if str(getattr(c, "id", "")).startswith("unit-problem")]
+    for message in (exemplars, filters):  # one line each, naming the file (not the server path)
+        line = next(m for m in lines if m.startswith(message))
+        assert "\n" not in line and str(tmp_path) not in line
+    good = unit.layout(run="ok", layer="c1", unit="1")  # the other run is untouched
+    assert "unit-masks" in _ids(good) and "cannot be read" not in str(good)
+    assert units.units_page("ok", "c1", 0, 25, [], "")[0]
+
+
+def test_grid_inputs_from_the_browser_are_validated(app) -> None:
+    from probe.dashboards.pages import compare, layers, units
+
+    default, _, pages, _ = units.units_page("full", "c1", 0, 25, [], "")
+    for page, size, sort_by, query in (("x", "abc", "iou", None), (-3, 0, {"column_id": "iou"}, 7),
+                                       (None, 10**6, [5, "a", {"column_id": 3}], ["x"]),
+                                       (1.5, True, [{"column_id": "iou", "direction": "up"}],
+                                        "{iou} > 0" * 500)):
+        data, columns, count, _ = units.units_page("full", "c1", page, size, sort_by, query)
+        assert data == default and count == pages and columns, (page, size, sort_by)
+    data, _, _, _ = units.units_page("full", "c1", 0, 2.0, [{"column_id": "iou",
+                                                             "direction": "desc"}, "junk"], "")
+    assert len(data) == 2 and data[0]["iou"] >= data[1]["iou"]
+    assert units.grid_request("x", "abc", "iou", None) == (0, units.PAGE_SIZE, [], "")
+
+    client = app.server.test_client()
+    body = {"output": "..units-table.data...units-table.columns...units-table.page_count..."
+                      "units-notice.children..",
+            "outputs": [{"id": "units-table", "property": p} for p in
+                        ("data", "columns", "page_count")] +
+            [{"id": "units-notice", "property": "children"}],
+            "inputs": [{"id": "units-run", "property": "value", "value": "full"},
+                       {"id": "units-layer", "property": "value", "value": "c1"},
+                       {"id": "units-table", "property": "page_current", "value": "abc"},
+                       {"id": "units-table", "property": "page_size", "value": "abc"},
+                       {"id": "units-table", "property": "sort_by", "value": "not a list"},
+                       {"id": "units-table", "property": "filter_query", "value": {"a": 1}}],
+            "changedPropIds": ["units-layer.value"], "state": []}
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    assert [r["unit"] for r in response.get_json()["response"]["units-table"]["data"]] == \
+        [0, 1, 2, 3]
+    assert compare.compare_content("full", "lenet5-a", ["units"])[0].data  # a default metric
+    assert layers.units_href("full", ["not", "a", "click"]) is None
+    assert layers.units_href("full", {"points": "x"}) is None
+    from probe.dashboards.app import carry_run
+
+    assert carry_run(5, ["?run=x"])[0] == "/"  # type: ignore[arg-type]
+
+
+def test_unit_pages_are_rendered_once_until_the_run_changes(tmp_path: Path) -> None:
+    import os
+
+    from probe.dashboards import create_app
+
+    run = write_tables_run(tmp_path / "r", synthetic_tables({"c1": 4}, images=16), ["c1"],
+                           dataset=DIGITS)
+    clear_caches()
+    create_app(tmp_path)
+    from probe.dashboards.pages import unit
+
+    first = unit.layout(run="r", layer="c1", unit="2")
+    assert unit.layout(run="r", layer="c1", unit="2") is first  # kept
+    assert unit.layout(run="r", layer="c1", unit="3") is not first
+    graphs = list(_graphs(first))
+    assert len(graphs) >= 2  # kept in JSON form: converted once, not on every request
+    assert all(isinstance(g.figure, dict) and g.figure["data"] for g in graphs)
+    stamp = (run / "manifest.json").stat().st_mtime_ns
+    os.utime(run / "manifest.json", ns=(stamp + 10**9, stamp + 10**9))  # the run was rewritten
+    assert unit.layout(run="r", layer="c1", unit="2") is not first

@@ -37,7 +37,8 @@ def layout(**_: Any) -> html.Div:
                                  html.Code("probe run --arch lenet5 --dataset digits "
                                            "--analysis unit-stats --out RUNS_DIR/lenet5"),
                                  ".", id="runs-empty")])
-    manifests = {run.name: run.manifest for run in runs}
+    # a run's status as load_run reads it: "running" only while its writer holds the lock
+    manifests = {run.name: {**run.manifest, "status": run.status} for run in runs}
     out: list[Any] = [html.H2("Runs"), html.P(f"{len(runs)} run(s) under {source.root}"),
                       make_runs_view(manifests)]
     if runs:

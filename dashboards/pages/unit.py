@@ -17,10 +17,11 @@ from dash import dcc, html
 
 from probe.dashboards import images
 from probe.dashboards.components import graph, missing, notice, table
-from probe.dashboards.data import RunSource, get_source
-from probe.dashboards.figures import make_concept_ranking_figure, make_layer_equivariance_figure
+from probe.dashboards.data import UNIT_PAGE_TABLES, RunSource, get_source
+from probe.dashboards.figures import make_layer_equivariance_figure
 from probe.dashboards.layers_data import DISSECTION_COLUMNS
 from probe.dashboards.plugin_pages import panels
+from probe.dashboards.unit_figures import concept_ranking_json
 from probe.errors import ProbeError
 
 dash.register_page(__name__, path_template="/unit/<run>/<layer>/<unit>", name="Unit",
@@ -128,8 +129,7 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
                        keep=lambda result: not result[1])[0]
     # The next unit is likely in the same run: decode its big tables in the background
     # (after this page, so the decoding does not slow it down).
-    source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars"),
-                              ("dissection", "labels"), ("filters", "units")])
+    source.prefetch(run_obj, UNIT_PAGE_TABLES)
     return page
 
 
@@ -240,6 +240,8 @@ def exemplar_section(source: RunSource, run: Any, layer: str, unit: int,
     if dataset is None:
         out.append(notice("The run's data set cannot be loaded here, so only the activation "
                           "values are shown."))
+        if (run.manifest.get("dataset") or {}).get("name"):
+            problems.append("data set not loaded")  # maybe later: do not keep this page
     if run.has_table("dissection", "exemplars"):
         try:
             rows = source.unit_rows(run, "dissection", "exemplars", layer, unit)
@@ -282,7 +284,7 @@ def concept_section(source: RunSource, run: Any, layer: str, unit: int,
     return html.Div([
         html.P(f"best: {label} ({b.get('category') or '-'}), IoU {float(b['iou']):.3f}"
                f"{' — detector' if bool(b['is_detector']) else ''}", id="unit-best-label"),
-        graph(make_concept_ranking_figure(ranking, threshold=threshold), "unit-concepts")])
+        graph(concept_ranking_json(ranking, threshold=threshold), "unit-concepts")])
 
 
 def filter_section(source: RunSource, run: Any, layer: str, unit: int) -> Any:
@@ -338,9 +340,9 @@ def equivariance_section(source: RunSource, run: Any, layer: str, unit: int) -> 
     """Equivariance error of the unit's layer, and the unit's partner under each transform."""
     if "equivariance" not in source.completed(run):
         return missing("equivariance", run.name)
-    def figure() -> Any:  # one per layer, shared by all its units
+    def figure() -> Any:  # one per layer, shared by all its units, kept in JSON form
         errors = source.optional(run, "equivariance", "errors", layer=layer)
-        return make_layer_equivariance_figure(errors, layer)
+        return make_layer_equivariance_figure(errors, layer).to_plotly_json()
 
     out: list[Any] = [graph(source.memo(run, ("layer-equivariance", layer), figure),
                             "unit-equivariance")]

@@ -10,7 +10,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dash_table, html
 
 from probe.dashboards.components import missing, notice, run_dropdown
-from probe.dashboards.data import RunSource, get_source
+from probe.dashboards.data import UNIT_PAGE_TABLES, RunSource, get_source
 from probe.dashboards.figures import filter_sort_page, make_unit_table
 from probe.dashboards.layers_data import DISSECTION_COLUMNS, FILTER_COLUMNS
 from probe.errors import ProbeError
@@ -117,8 +117,7 @@ def units_page(run: str | None, layer: str | None, page: int | None, page_size: 
     messages = []
     run_obj = source.run(run)
     # the next click is likely a unit page: read its exemplar tables meanwhile
-    source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars"),
-                              ("dissection", "labels"), ("filters", "units")])
+    source.prefetch(run_obj, UNIT_PAGE_TABLES)
     if not run_obj.has_table("dissection", "units"):
         messages.append(missing("dissection", run, "no concept labels, categories or IoU"))
     page, page_size, sort_by, filter_query = grid_request(page, page_size, sort_by,
