@@ -20,11 +20,16 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# the request and server helpers are shared with the tests (tests/dash_client.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from dash_client import router_body
 
 #: Layer widths of the synthetic run (5,056 units in all).
 LAYERS = {"conv1": 64, "conv2": 128, "conv3": 256, "conv4": 512, "conv5": 512,
@@ -52,16 +57,6 @@ def build(root: Path, scale: float) -> dict[str, int]:
                                   seed=seed)
         write_tables_run(root / name, tables, list(layers), dataset=dataset)
     return layers
-
-
-def router_body(pathname: str, search: str = "") -> dict[str, Any]:
-    """The request the browser sends to render a page through Dash's page router."""
-    return {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"},
-                        {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": search}],
-            "changedPropIds": ["_pages_location.pathname"], "state": []}
 
 
 def units_body(run: str, layer: str, query: str) -> dict[str, Any]:

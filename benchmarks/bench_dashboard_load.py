@@ -33,15 +33,16 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+
+# the request and server helpers are shared with the tests (tests/dash_client.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from dash_client import free_port, router_body, start_server, stop_server
 
 #: Layer widths of the synthetic run (5,056 units in all), as in bench_dashboard.py.
 LAYERS = {"conv1": 64, "conv2": 128, "conv3": 256, "conv4": 512, "conv5": 512,
@@ -59,23 +60,6 @@ def build(root: Path) -> None:
     tables = synthetic_tables(LAYERS, images=450, top_k=8, map_size=16, mask_size=112, seed=0)
     write_tables_run(root / RUN, tables, list(LAYERS),
                      dataset={"name": "digits", "options": {"split": "test"}, "size": 450})
-
-
-def router_body(pathname: str) -> bytes:
-    """The request the browser sends to render a page through Dash's page router."""
-    return json.dumps({
-        "output": ".._pages_content.children..._pages_store.data..",
-        "outputs": [{"id": "_pages_content", "property": "children"},
-                    {"id": "_pages_store", "property": "data"}],
-        "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                   {"id": "_pages_location", "property": "search", "value": ""}],
-        "changedPropIds": ["_pages_location.pathname"], "state": []}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class Client:
@@ -109,40 +93,12 @@ def unit_request(port: int, layer: str, unit: int) -> float:
     try:
         start = time.perf_counter()
         status, body = client.post("/_dash-update-component",
-                                   router_body(f"/unit/{RUN}/{layer}/{unit}"))
+                                   json.dumps(router_body(f"/unit/{RUN}/{layer}/{unit}")).encode())
         if status != 200 or b"unit-title" not in body:
             raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
         return time.perf_counter() - start
     finally:
         client.close()
-
-
-def start_server(root: Path, port: int, threads: int, log: Any) -> subprocess.Popen:
-    """``probe dash`` in a subprocess; returns once it answers (at most 120 s)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "probe", "dash", str(root), "--port", str(port),
-         "--threads", str(threads)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"probe dash exited with {process.returncode}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    stop_server(process)
-    raise SystemExit("probe dash did not start within 120 s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=15)
 
 
 def load(port: int, layer: str, units: list[int], clients: int, requests: int,
@@ -167,7 +123,7 @@ def load(port: int, layer: str, units: list[int], clients: int, requests: int,
                 start = time.perf_counter()
                 try:
                     status, body = client.post("/_dash-update-component",
-                                               router_body(f"/unit/{RUN}/{layer}/{unit}"))
+                                               json.dumps(router_body(f"/unit/{RUN}/{layer}/{unit}")).encode())
                     ok = status == 200 and b"unit-title" in body
                     problem = "" if ok else f"HTTP {status}"
                 except (OSError, http.client.HTTPException) as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from dash_client import router_body
 
 from probe.dashboards.data import NotFound, RunSource, clear_caches
 from probe.dashboards.sample import write_tables_run
@@ -202,28 +203,18 @@ def test_unreadable_manifests_are_listed_with_the_reason(root: Path) -> None:
     assert page.children[-1].id == "runs-unreadable" and unreadable == problems
 
     client = app.server.test_client()
-    response = client.post("/_dash-update-component", json=_router("/"))
+    response = client.post("/_dash-update-component", json=router_body("/"))
     assert response.status_code == 200
     assert b"runs-unreadable" in response.data and b"is not valid JSON" in response.data
     for path, search in (("/layers", "?run=bad-list"), ("/units", "?run=bad-entry&layer=c1"),
                          ("/unit/bad-arch/c1/0", ""), ("/analysis", "?run=bad-json"),
                          ("/compare", "?a=good&b=bad-tables")):
         assert client.post("/_dash-update-component",
-                           json=_router(path, search)).status_code == 200, path
+                           json=router_body(path, search)).status_code == 200, path
     from probe.dashboards.pages import units
 
     assert "unit-stats" in str(units.units_page("bad-entry", "c1", 0, 25, [], "")[3])
     assert units.units_page("good", "c1", 0, 25, [], "")[0]  # the good run is untouched
-
-
-def _router(pathname: str, search: str = "") -> dict:
-    """The request the browser sends to render a page through Dash's page router."""
-    return {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"},
-                        {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": search}],
-            "changedPropIds": ["_pages_location.pathname"], "state": []}
 
 
 def test_long_names_and_bad_component_paths_are_404(root: Path) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from dash import html
+from dash_client import router_body
 
 from probe import Analysis, hookimpl
 from probe.dashboard_api import PageSpec
@@ -241,23 +242,28 @@ def test_page_spec_is_validated() -> None:
         host.add_plugin(Wrong(), "wrong")
 
 
-def test_callbacks_answer_over_http(app) -> None:
-    client = app.server.test_client()
-    assert client.get("/").status_code == 200
-    layout = client.get("/_dash-layout").get_json()
-    assert "app-nav" in json.dumps(layout)
-    body = {"output": "..units-table.data...units-table.columns...units-table.page_count..."
+def _units_request(page: object, size: object, sort_by: object, query: object) -> dict:
+    """The units grid's callback request, with the browser's raw input values."""
+    return {"output": "..units-table.data...units-table.columns...units-table.page_count..."
                       "units-notice.children..",
             "outputs": [{"id": "units-table", "property": p} for p in
                         ("data", "columns", "page_count")] +
             [{"id": "units-notice", "property": "children"}],
             "inputs": [{"id": "units-run", "property": "value", "value": "full"},
                        {"id": "units-layer", "property": "value", "value": "c1"},
-                       {"id": "units-table", "property": "page_current", "value": 0},
-                       {"id": "units-table", "property": "page_size", "value": 25},
-                       {"id": "units-table", "property": "sort_by", "value": []},
-                       {"id": "units-table", "property": "filter_query", "value": ""}],
+                       {"id": "units-table", "property": "page_current", "value": page},
+                       {"id": "units-table", "property": "page_size", "value": size},
+                       {"id": "units-table", "property": "sort_by", "value": sort_by},
+                       {"id": "units-table", "property": "filter_query", "value": query}],
             "changedPropIds": ["units-layer.value"], "state": []}
+
+
+def test_callbacks_answer_over_http(app) -> None:
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    layout = client.get("/_dash-layout").get_json()
+    assert "app-nav" in json.dumps(layout)
+    body = _units_request(0, 25, [], "")
     response = client.post("/_dash-update-component", json=body)
     assert response.status_code == 200
     data = response.get_json()["response"]["units-table"]["data"]
@@ -413,15 +419,6 @@ def test_hierarchy_click_opens_the_units_of_that_category(app, runs: Path) -> No
     assert [r["unit"] for r in data] == sorted(truth["unit"])
 
 
-def _router(pathname: str, search: str = "") -> dict:
-    return {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"},
-                        {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": search}],
-            "changedPropIds": ["_pages_location.pathname"], "state": []}
-
-
 def _callback(output: str, values: dict[str, object]) -> dict:
     """The request of a callback with one ``children`` output and ``value`` inputs."""
     return {"output": f"{output}.children", "outputs": {"id": output, "property": "children"},
@@ -479,7 +476,7 @@ def test_a_truncated_table_shows_its_error_on_its_pages_only(tmp_path: Path) -> 
     assert filters in str(compare.compare_content("ok", "trunc", "units"))
 
     client = app.server.test_client()
-    for body, text in ((_router("/unit/trunc/c1/1"), exemplars),
+    for body, text in ((router_body("/unit/trunc/c1/1"), exemplars),
                        (_callback("layers-content", {"layers-run": "trunc"}), filters),
                        (_callback("analysis-content", {"analysis-run": "trunc",
                                                        "analysis-name": "filters"}), filters),
@@ -515,18 +512,7 @@ def test_grid_inputs_from_the_browser_are_validated(app) -> None:
     assert units.grid_request("x", "abc", "iou", None) == (0, units.PAGE_SIZE, [], "")
 
     client = app.server.test_client()
-    body = {"output": "..units-table.data...units-table.columns...units-table.page_count..."
-                      "units-notice.children..",
-            "outputs": [{"id": "units-table", "property": p} for p in
-                        ("data", "columns", "page_count")] +
-            [{"id": "units-notice", "property": "children"}],
-            "inputs": [{"id": "units-run", "property": "value", "value": "full"},
-                       {"id": "units-layer", "property": "value", "value": "c1"},
-                       {"id": "units-table", "property": "page_current", "value": "abc"},
-                       {"id": "units-table", "property": "page_size", "value": "abc"},
-                       {"id": "units-table", "property": "sort_by", "value": "not a list"},
-                       {"id": "units-table", "property": "filter_query", "value": {"a": 1}}],
-            "changedPropIds": ["units-layer.value"], "state": []}
+    body = _units_request("abc", "abc", "not a list", {"a": 1})
     response = client.post("/_dash-update-component", json=body)
     assert response.status_code == 200
     assert [r["unit"] for r in response.get_json()["response"]["units-table"]["data"]] == \

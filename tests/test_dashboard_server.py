@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from dash_client import free_port, router_body, start_server, stop_server
 
 from probe.dashboards.sample import synthetic_tables, write_tables_run
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, body: dict | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -35,47 +25,23 @@ def _get(url: str, body: dict | None = None) -> tuple[int, dict[str, str], bytes
         return exc.code, dict(exc.headers), exc.read()
 
 
-def _router(pathname: str) -> dict:
-    return {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"},
-                        {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": ""}],
-            "changedPropIds": ["_pages_location.pathname"], "state": []}
-
-
 @pytest.fixture
 def server(tmp_path: Path):
     """``probe dash RUNS --port P`` in a subprocess; yields its base URL, then stops it."""
     write_tables_run(tmp_path / "runs" / "r", synthetic_tables({"c1": 6, "c2": 3}, images=16),
                      ["c1", "c2"])
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "probe", "dash", str(tmp_path / "runs"),
-                                "--port", str(port), "--threads", "4"],
-                               stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        process = start_server(tmp_path / "runs", port, 4, log, timeout=60)
+    except RuntimeError as exc:
+        log.close()
+        pytest.fail(f"{exc}: {(tmp_path / 'server.log').read_text()}")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(url + "/_dash-layout")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"probe dash did not start: {(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop_server(process)
         log.close()
 
 
@@ -88,7 +54,8 @@ def test_probe_dash_serves_with_waitress_on_localhost(server: str) -> None:
     assert _get(server + "/files/r/unit-stats/" + "a" * 300 + ".png")[0] == 404
 
     def unit_page(unit: int) -> tuple[int, bytes]:
-        status, _, body = _get(server + "/_dash-update-component", _router(f"/unit/r/c1/{unit}"))
+        status, _, body = _get(server + "/_dash-update-component",
+                               router_body(f"/unit/r/c1/{unit}"))
         return status, body
 
     with ThreadPoolExecutor(8) as pool:  # concurrent clients, each answered
