@@ -9,7 +9,7 @@ same layers with the same normalisation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,17 @@ ORIGIN_ATTRIBUTE = "probe_origin"
 
 @dataclass(frozen=True)
 class ModelOrigin:
-    """What built a model: its architecture, resolved options and checkpoint."""
+    """What built a model: its architecture, resolved options and checkpoint.
+
+    ``recorded_options`` are the options the checkpoint itself recorded (what a
+    run's identity compares given options against).
+    """
 
     arch: str
     options: Mapping[str, Any]
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    recorded_options: Mapping[str, Any] = field(default_factory=dict)
 
     def record(self, spec: ArchitectureSpec) -> dict[str, Any]:
         """The manifest's ``arch`` entry."""
@@ -144,7 +149,8 @@ def load_model(arch: str, checkpoint: str | Path | None = None, *,
     if checkpoint is not None:
         load_weights(model, checkpoint)
     origin = ModelOrigin(spec.name, resolved, None if checkpoint is None else str(checkpoint),
-                         None if checkpoint is None else file_sha256(checkpoint))
+                         None if checkpoint is None else file_sha256(checkpoint),
+                         dict(meta.get("options", {})))
     object.__setattr__(model, ORIGIN_ATTRIBUTE, origin)
     attach_preprocessing(model, model_preprocessing(spec, meta, resolved))
     return model.eval()

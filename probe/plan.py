@@ -113,12 +113,10 @@ def request_identity(arch: Mapping[str, Any], dataset: Mapping[str, Any] | None,
                     "layers": list(layers), "seed": seed})
 
 
-def _arch_identity(name: str, given: Mapping[str, Any] | None,
-                   checkpoint: str | Path | None) -> dict[str, Any]:
-    """Name, the options that differ from what the checkpoint (or default) gives, and the
-    checkpoint hash: an option given explicitly at its default value changes nothing."""
-    spec = get_architecture(name)
-    recorded = checkpoint_metadata(spec, checkpoint).get("options", {})
+def _arch_identity(name: str, spec: ArchitectureSpec, given: Mapping[str, Any] | None,
+                   recorded: Mapping[str, Any], sha256: str | None) -> dict[str, Any]:
+    """Name, the given options that differ from what the checkpoint records (or the
+    default), and the checkpoint hash: an option given at its default changes nothing."""
     try:
         base = spec.resolve(recorded)
         asked = spec.resolve({**recorded, **(given or {})})
@@ -127,25 +125,25 @@ def _arch_identity(name: str, given: Mapping[str, Any] | None,
     options = {k: asked[k] for k in (given or {})
                if k in DATA_DERIVED_OPTIONS or asked[k] != base[k]}
     out: dict[str, Any] = {"name": name, "options": options}
-    if checkpoint is not None:
-        out["checkpoint_sha256"] = file_sha256(checkpoint)
+    if sha256 is not None:
+        out["checkpoint_sha256"] = sha256
     return out
 
 
-def _layers_identity(name: str, given: Mapping[str, Any] | None,
-                     checkpoint: str | Path | None, layers: Sequence[str]) -> list[str]:
-    """The requested layers, or ``[]`` when they are every layer of the architecture."""
-    if not layers:
-        return []
-    spec = get_architecture(name)
-    recorded = checkpoint_metadata(spec, checkpoint).get("options", {})
+def _layers_identity(layers: Sequence[str], every: Sequence[str] | None) -> list[str]:
+    """The requested layers, or ``[]`` when they are ``every`` layer of the architecture."""
+    return [] if not layers or (every is not None and list(layers) == list(every)) \
+        else list(layers)
+
+
+def _default_layers(spec: ArchitectureSpec, options: Mapping[str, Any]) -> list[str] | None:
+    """The layer names of ``spec`` built with ``options`` on the meta device (no weights);
+    ``None`` for a builder that cannot run there."""
     try:
         with torch.device("meta"):
-            every = list(spec.layer_map(spec.build(**spec.resolve({**recorded,
-                                                                    **(given or {})}))))
-    except Exception:  # a builder that cannot run on meta: keep the names as given
-        return list(layers)
-    return [] if list(layers) == every else list(layers)
+            return list(spec.layer_map(spec.build(**spec.resolve(options))))
+    except Exception:  # a builder that computes on tensors: compare names as given
+        return None
 
 
 def _dataset_identity(name: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -162,12 +160,17 @@ def identity_of_request(arch: str, dataset: str | None, *, checkpoint: str | Pat
                         arch_options: Mapping[str, Any] | None,
                         dataset_options: Mapping[str, Any] | None,
                         layers: Sequence[str] | None, seed: int) -> dict[str, Any]:
-    """:func:`request_identity` of a named run (what ``probe run`` flags describe)."""
-    return request_identity(_arch_identity(arch, arch_options, checkpoint),
+    """:func:`request_identity` of a named run (what ``probe run`` flags describe): reads
+    the checkpoint's header and hash, builds nothing but a meta-device model when layers
+    are named, loads no data."""
+    spec = get_architecture(arch)
+    recorded = checkpoint_metadata(spec, checkpoint).get("options", {})
+    sha256 = file_sha256(checkpoint) if checkpoint is not None else None
+    every = _default_layers(spec, {**recorded, **(arch_options or {})}) if layers else None
+    return request_identity(_arch_identity(arch, spec, arch_options, recorded, sha256),
                             None if dataset is None else _dataset_identity(dataset,
                                                                            dataset_options),
-                            _layers_identity(arch, arch_options, checkpoint, layers or []),
-                            seed)
+                            _layers_identity(layers or [], every), seed)
 
 
 def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
@@ -192,12 +195,14 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
         else dataset
     instances = make_analyses(analyses, analysis_options)
     if isinstance(model_or_arch, str):
-        spec = get_architecture(model_or_arch)
         model = load_model(model_or_arch, checkpoint, dataset=data, seed=seed,
                            **(arch_options or {}))
-        arch_identity = _arch_identity(model_or_arch, arch_options, checkpoint)
-        layers_identity = _layers_identity(model_or_arch, arch_options, checkpoint,
-                                           layers or [])
+        built: ModelOrigin = getattr(model, ORIGIN_ATTRIBUTE)
+        spec = get_architecture(built.arch)
+        # the identity from what load_model already read (checkpoint header and hash)
+        arch_identity = _arch_identity(model_or_arch, spec, arch_options,
+                                       built.recorded_options, built.checkpoint_sha256)
+        layers_identity = _layers_identity(layers or [], list(spec.layer_map(model)))
     elif isinstance(model_or_arch, nn.Module):
         model = model_or_arch.eval()
         origin = getattr(model, ORIGIN_ATTRIBUTE, None)
@@ -218,9 +223,9 @@ def plan_run(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
     dataset_record = None
     dataset_identity = None
     if data is not None:
-        dataset_record = {"name": data.name, "options": absolute_paths(data.options),
-                          "size": len(data), "fingerprint": data_fingerprint(data)}
         dataset_identity = {"name": data.name, "options": absolute_paths(data.options)}
+        dataset_record = {**dataset_identity, "size": len(data),
+                          "fingerprint": data_fingerprint(data)}
     check_requirements(instances, data)
     identity = request_identity(arch_identity, dataset_identity, layers_identity, seed)
     return RunPlan(model=model, spec=spec, data=data, analyses=instances, layer_map=layer_map,
