@@ -159,26 +159,16 @@ def combine(shards: Sequence[Any], reduce: Reduction | None) -> Any:
         keys = list(dict.fromkeys(k for shard in shards for k in shard))
         return {k: combine([s[k] for s in shards if k in s], reduce) for k in keys}
     if isinstance(first, State):
+        # a joint buffer folds with its own merge; any other nested state field by field
+        fold = type(first).merge if _effective(first, reduce) == "merge" else State.merge
         merged = copy.deepcopy(first)
-        if _effective(first, reduce) == "merge":
-            for other in shards[1:]:
-                merged.merge(copy.deepcopy(other))
-            return merged
-        merged.settle()
-        for spec in merged.state_specs().values():
-            values = [getattr(merged, spec.name)]
-            for other in shards[1:]:
-                other.settle()
-                values.append(getattr(other, spec.name))
-            setattr(merged, spec.name, combine(values, spec.reduce))
+        for other in shards[1:]:
+            fold(merged, copy.deepcopy(other))
         return merged
     device = first.device
     tensors = [t.to(device) for t in shards]
     if reduce is None or reduce == "sum":
-        out = tensors[0].clone()
-        for t in tensors[1:]:
-            out += t
-        return out
+        return _fold(torch.add, tensors)
     if reduce == "max":
         return _fold(torch.maximum, tensors)
     if reduce == "min":
