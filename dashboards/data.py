@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,8 @@ from probe.dashboards import table_cache
 from probe.dashboards.memo import Memo
 from probe.dashboards.table_cache import UnreadableTable, wait_for_prefetch
 from probe.errors import ProbeError
-from probe.store import MANIFEST, Run
+from probe.store import MANIFEST, Run, is_plain_name
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 #: Unit pages kept rendered per app (``PROBE_DASH_UNIT_PAGES``, default 256), LRU.
 UNIT_PAGES = int(os.environ.get("PROBE_DASH_UNIT_PAGES", "256"))
 #: The per-unit tables a unit page slices (decoded whole in the background beforehand).
@@ -58,7 +56,7 @@ def safe_name(name: object, what: str) -> str:
     if isinstance(name, str) and len(name) > NAME_MAX:
         raise NotFound(f"{what} name is longer than {NAME_MAX} characters "
                        f"({name[:40]!r}... of {len(name)})")
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+    if not is_plain_name(name):
         raise NotFound(f"{what} name must be letters, digits, '_', '-', '.', got {name!r}")
     return name
 
@@ -100,7 +98,7 @@ class RunSource:
         out: dict[str, Path] = {}
         with os.scandir(self.root) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
-                if not _SAFE_NAME.match(entry.name) or not entry.is_dir():
+                if not is_plain_name(entry.name) or not entry.is_dir():
                     continue
                 path = Path(entry.path)
                 # A symlinked run is served only when it resolves inside the root.

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -38,8 +37,6 @@ import pandas as pd
 from probe.errors import ProbeError
 from probe.store import MANIFEST, Run
 from probe.store import load_run as _read_run
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class UnreadableTable(ProbeError):
@@ -69,56 +66,6 @@ def reading(path: str, analysis: str, table: str) -> Iterator[None]:
         raise UnreadableTable(f"{Path(path).name}/{analysis}/{table}.parquet cannot be read "
                               f"({_one_line(exc, file)})") from None
 
-
-def manifest_problem(manifest: Any) -> str | None:
-    """What makes ``manifest`` unusable for the dashboard, or ``None`` when it is fine.
-
-    Checks the type of every field the dashboard reads, and that analysis and
-    table names are plain names (a table path is built from them).
-    """
-    if not isinstance(manifest, dict):
-        return f"it is a JSON {type(manifest).__name__}, not an object"
-    for key in ("arch", "dataset", "timings"):
-        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
-            return f"'{key}' is a {type(manifest[key]).__name__}, not an object"
-    analyses = manifest.get("analyses", {})
-    if not isinstance(analyses, dict):
-        return f"'analyses' is a {type(analyses).__name__}, not an object"
-    for name, entry in analyses.items():
-        if not _SAFE_NAME.match(name) or ".." in name:
-            return f"analysis name {name!r} is not a plain name"
-        if not isinstance(entry, dict):
-            return f"analysis {name!r} is a {type(entry).__name__}, not an object"
-        tables = entry.get("tables", [])
-        if not isinstance(tables, list) or not all(
-                isinstance(t, str) and _SAFE_NAME.match(t) and ".." not in t for t in tables):
-            return f"the tables of analysis {name!r} are not a list of plain names"
-        if not isinstance(entry.get("status", ""), str):
-            return f"the status of analysis {name!r} is not a string"
-        if entry.get("options") is not None and not isinstance(entry["options"], dict):
-            return f"the options of analysis {name!r} are not an object"
-    layers = manifest.get("layers")
-    if layers is not None and not (isinstance(layers, list) and all(
-            isinstance(x, (str, int)) and not isinstance(x, bool) for x in layers)):
-        return "'layers' is not a list of names"
-    if not isinstance(manifest.get("status", ""), str):
-        return "'status' is not a string"
-    timings = manifest.get("timings") or {}
-    if "total" in timings and not _number(timings["total"]):
-        return "'timings.total' is not a number"
-    per_analysis = timings.get("analyses") or {}
-    if not isinstance(per_analysis, dict) or not all(_number(v) for v in per_analysis.values()):
-        return "'timings.analyses' is not an object of numbers"
-    dataset = manifest.get("dataset") or {}
-    if dataset.get("options") is not None and not isinstance(dataset["options"], dict):
-        return "'dataset.options' is not an object"
-    if dataset.get("name") is not None and not isinstance(dataset["name"], str):
-        return "'dataset.name' is not a string"
-    return None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 _ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _ARROW_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
@@ -151,9 +98,6 @@ def load_run(path: str, stamp: int) -> Run:
         raise
     except Exception as exc:  # unreadable bytes, permissions, a store that raises otherwise
         raise ProbeError(f"{file} cannot be read ({_one_line(exc)})") from None
-    problem = manifest_problem(run.manifest)
-    if problem:
-        raise ProbeError(f"{file} is not a probe manifest: {problem}")
     return run
 
 

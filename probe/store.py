@@ -44,9 +44,14 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` is a plain file name that cannot escape a folder."""
+    return isinstance(name, str) and bool(_SAFE_NAME.match(name)) and ".." not in name
+
+
 def check_name(name: str, what: str) -> str:
     """Reject names that could escape the run directory."""
-    if not _SAFE_NAME.match(name) or ".." in name:
+    if not is_plain_name(name):
         raise ProbeError(f"{what} name must be letters, digits, '_', '-', '.', got {name!r}")
     return name
 
@@ -260,10 +265,63 @@ def read_manifest_file(path: Path) -> dict[str, Any]:
         raise ProbeError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ProbeError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("analyses", {}), dict):
-        raise ProbeError(f"{path} is not a probe manifest (a JSON object with an 'analyses' "
-                         f"object), got {type(manifest).__name__}")
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ProbeError(f"{path} is not a probe manifest: {problem}")
     return manifest
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What makes ``manifest`` unusable (for ``load_run``, the report, the dashboard), or
+    ``None`` when it is fine.
+
+    Checks the type of every field the dashboard reads, and that analysis and
+    table names are plain names (a table path is built from them).
+    """
+    if not isinstance(manifest, dict):
+        return f"it is a JSON {type(manifest).__name__}, not an object"
+    for key in ("arch", "dataset", "timings"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            return f"'{key}' is a {type(manifest[key]).__name__}, not an object"
+    analyses = manifest.get("analyses", {})
+    if not isinstance(analyses, dict):
+        return f"'analyses' is a {type(analyses).__name__}, not an object"
+    for name, entry in analyses.items():
+        if not is_plain_name(name):
+            return f"analysis name {name!r} is not a plain name"
+        if not isinstance(entry, dict):
+            return f"analysis {name!r} is a {type(entry).__name__}, not an object"
+        tables = entry.get("tables", [])
+        if not isinstance(tables, list) or not all(
+                isinstance(t, str) and is_plain_name(t) for t in tables):
+            return f"the tables of analysis {name!r} are not a list of plain names"
+        if not isinstance(entry.get("status", ""), str):
+            return f"the status of analysis {name!r} is not a string"
+        if entry.get("options") is not None and not isinstance(entry["options"], dict):
+            return f"the options of analysis {name!r} are not an object"
+    layers = manifest.get("layers")
+    if layers is not None and not (isinstance(layers, list) and all(
+            isinstance(x, (str, int)) and not isinstance(x, bool) for x in layers)):
+        return "'layers' is not a list of names"
+    if not isinstance(manifest.get("status", ""), str):
+        return "'status' is not a string"
+    timings = manifest.get("timings") or {}
+    if "total" in timings and not _number(timings["total"]):
+        return "'timings.total' is not a number"
+    per_analysis = timings.get("analyses") or {}
+    if not isinstance(per_analysis, dict) or not all(_number(v) for v in per_analysis.values()):
+        return "'timings.analyses' is not an object of numbers"
+    dataset = manifest.get("dataset") or {}
+    if dataset.get("options") is not None and not isinstance(dataset["options"], dict):
+        return "'dataset.options' is not an object"
+    if dataset.get("name") is not None and not isinstance(dataset["name"], str):
+        return "'dataset.name' is not a string"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 
 
 def list_runs(root: str | Path) -> list[Run]:
