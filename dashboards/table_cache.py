@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from probe.errors import ProbeError
+from probe.errors import ProbeError, first_line
 from probe.store import MANIFEST, Run
 from probe.store import load_run as _read_run
 
@@ -44,10 +44,10 @@ class UnreadableTable(ProbeError):
 
 
 def _one_line(exc: BaseException, path: str = "") -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc)
     if path:  # the reader's message repeats the absolute path; the page names the file
         text = text.replace(f"'{path}'", "").replace(path, "").replace(" : ", ": ").strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text.rstrip(": ")
 
 
 @contextlib.contextmanager

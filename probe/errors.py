@@ -25,3 +25,9 @@ class DataError(ProbeError):
 
 class CheckpointError(ProbeError):
     """A checkpoint that is missing, unsafe to load or does not fit the model."""
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (just ``Type`` for an empty message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

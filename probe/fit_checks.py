@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from probe.analysis import ModelHandle
 from probe.capture import Capture
-from probe.errors import ProbeError
+from probe.errors import ProbeError, first_line
 from probe.plan import RunPlan
 from probe.progress import progress_bar
 
@@ -28,11 +28,6 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def out_of_memory_error(exc: BaseException, batch_size: int) -> ProbeError:

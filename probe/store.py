@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from probe.errors import ProbeError
+from probe.errors import ProbeError, first_line
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -220,9 +220,8 @@ class Run:
             try:
                 self._cache[key] = pd.read_parquet(path)
             except Exception as exc:  # pyarrow raises several types for a damaged file
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise ProbeError(f"table {analysis}/{name} of run {self.path} is unreadable "
-                                 f"({type(exc).__name__}: {first}); the file {path} is "
+                                 f"({first_line(exc)}); the file {path} is "
                                  f"damaged or truncated") from None
         return self._cache[key]
 
