@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import torch
 from torch.utils.data import Dataset
 
 from probe.options import Option, resolve_options
@@ -96,13 +95,6 @@ class ProbeDataset(Dataset):
             "categories": list(self.categories),
             "options": dict(self.options),
         }
-
-
-def normalize(images: torch.Tensor, dataset: ProbeDataset) -> torch.Tensor:
-    """Apply the data set's per-channel normalisation to ``Tensor[B, C, H, W]`` in [0, 1]."""
-    mean = torch.tensor(dataset.mean, device=images.device, dtype=images.dtype)
-    std = torch.tensor(dataset.std, device=images.device, dtype=images.dtype)
-    return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 @dataclass(frozen=True)

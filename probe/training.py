@@ -33,7 +33,7 @@ from probe.device import resolve_device
 from probe.errors import ProbeError
 from probe.models import data_derived_options, get_architecture, load_dataset
 from probe.options import Option, resolve_options
-from probe.preprocessing import Preprocessing
+from probe.preprocessing import Preprocessing, attached_preprocessing
 from probe.progress import progress_bar
 
 #: Options settable with ``--set train.NAME=VALUE``.
@@ -67,10 +67,16 @@ def check_destination(out: str | Path) -> None:
 
 
 def evaluate(model: nn.Module, dataset: ProbeDataset, task: str, device: torch.device,
-             batch_size: int = 256) -> dict[str, float]:
-    """Accuracy (classification) or mean IoU and pixel accuracy (segmentation)."""
-    from probe.dataset import normalize
+             batch_size: int = 256,
+             preprocessing: Preprocessing | None = None) -> dict[str, float]:
+    """Accuracy (classification) or mean IoU and pixel accuracy (segmentation).
 
+    Inputs are normalised with ``preprocessing``, else the model's own (a model from
+    ``probe.load_model``), else the data set's statistics (a model being trained).
+    """
+    preprocessing = preprocessing or attached_preprocessing(model) or \
+        Preprocessing.of_statistics(dataset.mean, dataset.std)
+    normalize = preprocessing.normalize
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     correct = total = 0
@@ -79,7 +85,7 @@ def evaluate(model: nn.Module, dataset: ProbeDataset, task: str, device: torch.d
     union = torch.zeros(classes, dtype=torch.int64)
     with torch.no_grad():
         for sample in loader:
-            outputs = model(normalize(sample["image"].to(device).float(), dataset))
+            outputs = model(normalize(sample["image"].to(device).float()))
             if task == "classification":
                 labels = sample["label"].to(device)
                 correct += int((outputs.argmax(1) == labels).sum())
@@ -103,21 +109,19 @@ def evaluate(model: nn.Module, dataset: ProbeDataset, task: str, device: torch.d
 
 
 def _check_fit(model: nn.Module, arch: str, dataset: ProbeDataset, data_name: str,
-               device: torch.device) -> None:
+               device: torch.device, preprocessing: Preprocessing) -> None:
     """Run one training image through ``model`` before the first step; one line if it misfits.
 
     Raises:
         ProbeError: the model does not take the data set's images (size, channels).
     """
-    from probe.dataset import normalize
-
     if len(dataset) == 0:
         raise ProbeError(f"dataset {data_name} has no training images with these options")
     image = dataset[0]["image"][None].to(device).float()
     try:
         with torch.no_grad():
             model.eval()
-            model(normalize(image, dataset))
+            model(preprocessing.normalize(image))
     except torch.cuda.OutOfMemoryError:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -207,7 +211,11 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
     if init is not None:
         load_weights(model, init)
     model = model.to(torch_device)
-    _check_fit(model, spec.name, train_set, data_name, torch_device)
+    # the model's own preprocessing: what it is trained with, whatever data set runs it later
+    preprocessing = Preprocessing.of_statistics(
+        train_set.mean, train_set.std, input_size=train_set.image_size,
+        channels=train_set.channels, source="checkpoint")
+    _check_fit(model, spec.name, train_set, data_name, torch_device, preprocessing)
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -219,8 +227,6 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
     steps = recipe.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
                                                     total_steps=max(steps, 1))
-    from probe.dataset import normalize
-
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     for epoch in progress_bar(range(recipe.epochs), f"train {spec.name}", enabled=progress,
@@ -228,7 +234,7 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
         model.train()
         running, batches = 0.0, 0
         for sample in loader:
-            inputs = normalize(sample["image"].to(torch_device).float(), train_set)
+            inputs = preprocessing.normalize(sample["image"].to(torch_device).float())
             if recipe.augment:
                 inputs, sample = _flip_half(inputs, sample)
             loss = _loss(model(inputs), sample, spec.task, torch_device)
@@ -240,7 +246,7 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
             batches += 1
         history.append({"epoch": epoch + 1, "loss": running / max(batches, 1)})
     seconds = time.perf_counter() - start
-    metrics = evaluate(model, test_set, spec.task, torch_device)
+    metrics = evaluate(model, test_set, spec.task, torch_device, preprocessing=preprocessing)
     history[-1].update(metrics)
     record = {
         "arch": spec.name, "options": options, "task": spec.task,
@@ -252,13 +258,9 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
         "init": None if init is None else {"checkpoint": str(init),
                                            "sha256": file_sha256(init)},
     }
-    # the model's own preprocessing: what it was trained with, whatever data set runs it later
-    preprocessing = Preprocessing.of_statistics(
-        train_set.mean, train_set.std, input_size=train_set.image_size,
-        channels=train_set.channels, source="checkpoint").record()
-    record["preprocessing"] = preprocessing
+    record["preprocessing"] = preprocessing.record()
     path = save_checkpoint(model.cpu(), out, spec.name, options,
-                           extra={"metrics": metrics, "preprocessing": preprocessing})
+                           extra={"metrics": metrics, "preprocessing": record["preprocessing"]})
     text = json.dumps(record, indent=2, default=str)
     write_atomically(sidecar_path(path), lambda tmp: tmp.write_text(text),
                      what="checkpoint sidecar")

@@ -5,13 +5,12 @@ import torch
 
 import probe
 from probe.capture import Capture
-from probe.dataset import normalize
 from probe.plugins.analyses.unit_stats import UnitStats
 
 
 def all_activations(model, data, layers):
     with torch.no_grad(), Capture(model, layers) as cap:
-        model(normalize(data.images, data))
+        model(model.probe_preprocessing.normalize(data.images))  # the model's own
         return cap.take()
 
 
