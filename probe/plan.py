@@ -33,6 +33,7 @@ from probe.models import (
     model_preprocessing,
 )
 from probe.preprocessing import Preprocessing, attached_preprocessing
+from probe.store import as_json
 
 AnalysisRequest = str | Analysis | tuple[str, Mapping[str, Any]]
 
@@ -107,8 +108,6 @@ def request_identity(arch: Mapping[str, Any], dataset: Mapping[str, Any] | None,
     checkpoint hash; data set name and resolved options; requested layers;
     seed), so it can be computed without loading data or weights.
     """
-    from probe.runner import as_json
-
     return as_json({"arch": dict(arch), "dataset": None if dataset is None else dict(dataset),
                     "layers": list(layers), "seed": seed})
 

@@ -24,8 +24,8 @@ from probe.distributed import Shard
 from probe.errors import ProbeError
 from probe.plan import RunPlan
 from probe.run_lock import LOCK, RunLock, writer_record
-from probe.runner import RunTimings, as_json
-from probe.store import RunStore, utc_now
+from probe.runner import RunTimings
+from probe.store import RunStore, as_json, utc_now
 
 
 def completed_analyses(manifest: Mapping[str, Any], identity: Mapping[str, Any],

@@ -14,7 +14,6 @@ on every rank and dropped; the others go on.
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -100,11 +99,6 @@ class Slot:
     @property
     def failed(self) -> bool:
         return self.error is not None
-
-
-def as_json(value: Any) -> Any:
-    """``value`` as a JSON manifest reads it back (tuples become lists, paths strings)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

@@ -86,6 +86,11 @@ def atomic_write_table(path: Path, frame: pd.DataFrame) -> None:
         raise
 
 
+def as_json(value: Any) -> Any:
+    """``value`` as a JSON manifest reads it back (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (set, tuple)):
         return list(value)
