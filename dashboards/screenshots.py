@@ -119,7 +119,7 @@ def take(runs_dir: str | Path, out_dir: str | Path, run: str | None = None,
 
     app = create_app(runs_dir)
     source = get_source()
-    names = source.run_names()
+    names = [r.name for r in source.runs()]  # readable runs only
     run = source.default_run(run)
     if run is None:
         raise ProbeError(f"no runs under {runs_dir}")
