@@ -2,7 +2,7 @@
 
 1. Builds one synthetic run of 5,056 units (8 layers) with the real ``RunStore``,
    with the tables unit-stats, dissection, filters and equivariance write
-   (``probe.dashboards.sample.synthetic_tables``, as ``bench_dashboard.py``:
+   (``probe.sample_runs.synthetic_tables``, as ``bench_dashboard.py``:
    8 exemplars per unit with 16×16 activation maps and 112×112 masks).
 2. Starts the real server as a user does, ``python -m probe dash RUN_DIR --port P``
    (waitress, 127.0.0.1), in a subprocess, and waits until it answers.
@@ -55,7 +55,7 @@ def build(root: Path) -> None:
     """Write the synthetic run ``root/big`` (skipped when it is already there)."""
     if (root / RUN / "manifest.json").is_file():
         return
-    from probe.dashboards.sample import synthetic_tables, write_tables_run
+    from probe.sample_runs import synthetic_tables, write_tables_run
 
     tables = synthetic_tables(LAYERS, images=450, top_k=8, map_size=16, mask_size=112, seed=0)
     write_tables_run(root / RUN, tables, list(LAYERS),

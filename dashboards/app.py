@@ -1,9 +1,10 @@
 """The app shell: pages from ``pages/``, a navigation bar from the page registry.
 
-Each page module in ``pages/`` registers itself with ``dash.register_page``,
-defines ``layout`` and holds its own short callbacks; figures come from
-:mod:`probe.dashboards.figures`. Plugin pages (``PageSpec`` with
-``placement="page"``) are registered here at ``/plugin/<name>``.
+Each page module in ``pages/`` defines ``layout`` and ``register(app)``, which
+registers the page and adds its callbacks to that app; what pages show comes
+from the analyses' view hooks rendered by :mod:`probe.dashboards.render`.
+Plugin pages (``PageSpec`` with ``placement="page"``) are registered here at
+``/plugin/<name>``.
 """
 
 from __future__ import annotations
@@ -13,26 +14,21 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import dash
-from dash import ALL, Dash, Input, Output, dcc, html
+from dash import ALL, MATCH, Dash, Input, Output, dcc, html
 
-from probe.dashboards import routes
+from probe.dashboards import routes, slots
 from probe.dashboards.data import CONFIG_KEY, RunSource, set_source
+from probe.dashboards.pages import analysis, compare, layers, runs, unit, units
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-PAGES_DIR = PACKAGE_DIR / "pages"
 ASSETS_DIR = PACKAGE_DIR / "assets"
+#: The app's own pages, each with ``register(app)``.
+PAGES = (runs, layers, units, compare, analysis, unit)
 
 
-def _forget_stale_callbacks() -> None:
-    # Dash re-executes the page modules for every app it builds, and their
-    # ``dash.callback`` registrations land in process-wide lists that only the
-    # first served app drains; clearing them first keeps a second app in the
-    # same process (tests, benchmarks) from inheriting duplicates.
-    from dash import _callback
-
-    _callback.GLOBAL_CALLBACK_LIST.clear()
-    _callback.GLOBAL_CALLBACK_MAP.clear()
-    _callback.GLOBAL_INLINE_SCRIPTS.clear()
+def export_csv(clicks: object) -> bool:
+    """A table's CSV button: tell its grid to download its rows as CSV."""
+    return bool(clicks)
 
 
 def create_app(runs_dir: str | Path, *, title: str = "probe") -> Dash:
@@ -47,14 +43,23 @@ def create_app(runs_dir: str | Path, *, title: str = "probe") -> Dash:
     """
     source = RunSource(runs_dir)
     set_source(source)
-    _forget_stale_callbacks()
-    app = Dash("probe.dashboards", use_pages=True, pages_folder=str(PAGES_DIR),
+    # Pages are registered explicitly (no folder import), and every callback is added
+    # to this app with ``app.callback``: a second app in one process gets its own.
+    app = Dash("probe.dashboards", use_pages=True, pages_folder="",
                assets_folder=str(ASSETS_DIR), title=title,
                suppress_callback_exceptions=True, on_error=routes.callback_error)
     app.server.config[CONFIG_KEY] = source
     from probe.dashboards.plugin_pages import register_plugin_pages
 
+    for key in [k for k in dash.page_registry if k.startswith("probe.dashboards.pages.")]:
+        del dash.page_registry[key]
+    for page in PAGES:
+        page.register(app)
+    slots.register(app)
     register_plugin_pages()
+    app.callback(Output({"type": "probe-grid", "id": MATCH}, "exportDataAsCsv"),
+                 Input({"type": "probe-grid-csv", "id": MATCH}, "n_clicks"),
+                 prevent_initial_call=True)(export_csv)
     app.layout = shell
     app.callback(Output({"type": "app-nav", "path": ALL}, "href"),
                  Input("_pages_location", "pathname"),

@@ -1,34 +1,25 @@
-"""Small layout pieces shared by the pages (no data access, no callbacks)."""
+"""Small layout pieces shared by the pages: notices, run selectors, "add an analysis" hints.
+
+No data access beyond the run view handed in, no callbacks, no analysis named.
+"""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from dash import dash_table, dcc, html
+from dash import dcc, html
 
-#: How to make each built-in analysis, for the "run it" hints.
-RUN_HINTS = {
-    "unit-stats": "probe run --arch ARCH --dataset DATA --analysis unit-stats --out RUN",
-    "dissection": "probe run --arch ARCH --dataset DATA --analysis dissection --out RUN",
-    "filters": "probe run --arch ARCH --analysis filters --out RUN",
-    "equivariance": "probe run --arch ARCH --dataset DATA --analysis equivariance --out RUN",
-}
+from probe.dashboards.render import grid
+from probe.views import RunView, Table
 
 
 def notice(*children: Any, id: str | None = None) -> html.Div:
     """A highlighted one-paragraph message."""
     props = {"id": id} if id else {}
     return html.Div(list(children), className="notice", **props)
-
-
-def missing(analysis: str, run: str, what: str = "", key: str = "") -> html.Div:
-    """The message a page shows when the run lacks an analysis (``key`` keeps ids unique)."""
-    hint = RUN_HINTS.get(analysis, f"probe run ... --analysis {analysis} ...")
-    return notice(f"This run ({run}) has no {analysis}{' — ' + what if what else ''}. "
-                  f"To add it, run ", html.Code(hint.replace("RUN", run)), ".",
-                  id=f"missing-{analysis}" + (f"-{key}" if key else ""))
 
 
 def run_dropdown(id: str, names: Sequence[str], value: str | None,
@@ -38,32 +29,86 @@ def run_dropdown(id: str, names: Sequence[str], value: str | None,
                                                       clearable=False)])
 
 
-def scalar_columns(frame: pd.DataFrame) -> list[str]:
-    """Columns a DataTable can show (drops arrays such as stored activation maps)."""
-    out = []
-    for column in frame.columns:
-        series = frame[column]
-        if series.dtype == object and len(series) and not isinstance(
-                series.iloc[0], (str, int, float, bool, type(None))):
-            continue
-        out.append(column)
-    return out
+def layer_dropdown(id: str, value: str | None, label: str = "layer") -> html.Div:
+    """A labelled layer selector (its options come from :func:`layer_choices`)."""
+    return html.Div([html.Label(label), dcc.Dropdown(id=id, value=value, clearable=False)])
 
 
-def table(frame: pd.DataFrame, id: str, page_size: int = 20,
-          markdown: Sequence[str] = (), native: bool = True) -> dash_table.DataTable:
-    """A DataTable of a DataFrame's scalar columns with native sort and filter."""
-    shown = frame[scalar_columns(frame)]
-    columns = [{"name": c, "id": c, **({"presentation": "markdown"} if c in markdown else {})}
-               for c in shown.columns]
-    return dash_table.DataTable(
-        id=id, columns=columns, data=shown.round(4).to_dict("records"), page_size=page_size,
-        sort_action="native" if native else "none", filter_action="native" if native else "none",
-        markdown_options={"link_target": "_self"}, style_table={"overflowX": "auto"},
-        style_cell={"fontSize": "0.85rem", "padding": "2px 6px", "textAlign": "left",
-                    "whiteSpace": "normal", "height": "auto", "maxWidth": "28rem"})
+def layer_choices(run: str | None, current: str | None) -> tuple[list[str], str | None]:
+    """A run's layers for a layer selector; the current one kept when the run has it."""
+    from probe.dashboards.data import get_source
+    from probe.errors import ProbeError
+
+    if not run:
+        return [], None
+    try:
+        source = get_source()
+        layers = source.layers(source.run(run))
+    except ProbeError:
+        return [], None
+    return layers, current if current in layers else (layers[0] if layers else None)
 
 
-def graph(figure: Any, id: str) -> dcc.Graph:
-    """A plotly figure without the mode bar's logo."""
-    return dcc.Graph(id=id, figure=figure, config={"displaylogo": False})
+def table(frame: pd.DataFrame, id: str, caption: str = "", links: dict[str, str] | None = None,
+          **kwargs: Any) -> html.Div:
+    """A DataFrame as a sortable, filterable grid with CSV download."""
+    return grid(Table(frame, caption=caption, name=id, links=links or {}, **kwargs), id)
+
+
+def feedable(analysis: type, dataset: Any) -> bool:
+    """Whether ``dataset`` (a loaded data set or ``None``) gives what ``analysis`` requires."""
+    passes = getattr(analysis, "passes", 1)
+    if dataset is None:
+        return passes == 0
+    needs = set(getattr(analysis, "requires", ()))
+    if "masks" in needs and not getattr(dataset, "has_masks", False):
+        return False
+    return not ("labels" in needs and getattr(dataset, "num_classes", 0) <= 0)
+
+
+def add_command(view: RunView, analysis: str) -> str:
+    """The run's own command with ``--analysis NAME`` added (what re-runs it with that one).
+
+    The run directory accumulates analyses, so the command adds the new one and
+    keeps the completed ones.
+    """
+    recorded = str(view.manifest.get("command") or "")
+    words = shlex.split(recorded) if recorded else []
+    if words and words[0].endswith("probe") and len(words) > 1 and words[1] == "run":
+        kept: list[str] = []
+        skip = False
+        for word in words:
+            if skip:
+                skip = False
+                continue
+            if word in ("--analysis", "-a"):
+                skip = True
+                continue
+            if word.startswith("--analysis="):
+                continue
+            kept.append(word)
+        kept = ["probe", *kept[1:]]
+        return shlex.join([*kept, "--analysis", analysis])
+    arch = (view.manifest.get("arch") or {}).get("name") or "ARCH"
+    data = (view.manifest.get("dataset") or {}).get("name")
+    parts = ["probe", "run", "--arch", str(arch)]
+    if data:
+        parts += ["--dataset", str(data)]
+    return shlex.join([*parts, "--analysis", analysis, "--out", str(view.run.path)])
+
+
+def suggestions(view: RunView, where: str) -> list[Any]:
+    """Installed analyses this run lacks and its data set can feed, with the command to add each."""
+    from probe.host import get_host
+
+    registry = get_host().analyses
+    have = set(view.run.analyses)
+    dataset = view.dataset()
+    missing = [name for name in registry.names() if name not in have
+               and feedable(registry.get(name), dataset)]
+    if not missing:
+        return []
+    items = [html.Li([html.B(name), f" — {getattr(registry.get(name), 'description', '')}: ",
+                      html.Code(add_command(view, name))]) for name in missing]
+    return [html.Details([html.Summary(f"More analyses for this run ({len(missing)})"),
+                          html.Ul(items)], id=f"{where}-suggestions", className="suggestions")]

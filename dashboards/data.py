@@ -32,10 +32,6 @@ from probe.store import MANIFEST, Run, is_plain_name
 
 #: Unit pages kept rendered per app (``PROBE_DASH_UNIT_PAGES``, default 256), LRU.
 UNIT_PAGES = int(os.environ.get("PROBE_DASH_UNIT_PAGES", "256"))
-#: The per-unit tables a unit page slices (decoded whole in the background beforehand).
-UNIT_PAGE_TABLES = (("unit-stats", "top_images"), ("dissection", "exemplars"),
-                    ("dissection", "labels"), ("filters", "units"),
-                    ("equivariance", "learned_map_units"))
 #: Longest name accepted from a URL (a file name longer than this cannot exist on disk).
 NAME_MAX = 255
 #: Artifact types the dashboard is willing to serve, with their MIME types.
@@ -45,6 +41,19 @@ SERVABLE = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 
 __all__ = ["CONFIG_KEY", "SERVABLE", "NotFound", "RunSource", "UnreadableTable",
            "clear_caches", "get_source", "safe_name", "set_source", "wait_for_prefetch"]
+
+
+def unit_tables(run: Run) -> list[tuple[str, str]]:
+    """``(analysis, table)`` of the run whose declared columns include ``unit``."""
+    from probe.host import get_host
+
+    registry = get_host().analyses
+    out = []
+    for analysis in run.analyses:
+        if analysis in registry:
+            declared = registry.get(analysis).tables
+            out += [(analysis, t) for t, cols in declared.items() if "unit" in cols]
+    return out
 
 
 class NotFound(ProbeError):
@@ -182,11 +191,7 @@ class RunSource:
     # -- layers and tables -------------------------------------------------------
     def layers(self, run: Run) -> list[str]:
         """The run's layers, in network order."""
-        layers = run.manifest.get("layers") or []
-        if not layers and run.has_table("unit-stats", "units"):
-            frame = self.table(run, "unit-stats", "units", ("layer",))
-            layers = [str(x) for x in pd.unique(frame["layer"].to_numpy(dtype=object))]
-        return [str(x) for x in layers]
+        return [str(x) for x in run.manifest.get("layers") or []]
 
     def check_layer(self, run: Run, layer: object) -> str:
         """Return ``layer`` if the run has it, else raise :class:`NotFound`."""
@@ -234,10 +239,27 @@ class RunSource:
         return table_cache.read_unit_rows(str(run.path), _stamp(run.path), analysis, table,
                                           layer, unit, unit_column)
 
-    def prefetch(self, run: Run, tables: Sequence[tuple[str, str]]) -> None:
-        """Read tables into the cache in a background thread (the next page is then warm)."""
+    def units_rows(self, run: Run, analysis: str, table: str, layer: str,
+                   units: Sequence[int], unit_column: str = "unit") -> pd.DataFrame:
+        """The rows of some units of one layer (only they are converted to pandas).
+
+        Raises:
+            NotFound: when the run has no such completed table.
+        """
+        if not run.has_table(analysis, table):
+            raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
+        return table_cache.read_units(str(run.path), _stamp(run.path), analysis, table, layer,
+                                      units, unit_column)
+
+    def prefetch(self, run: Run, tables: Sequence[tuple[str, str]] | None = None) -> None:
+        """Read tables into the cache in a background thread (the next page is then warm).
+
+        ``None``: every table with a ``unit`` column that the run's installed analyses
+        declare (what unit pages slice).
+        """
+        chosen = unit_tables(run) if tables is None else list(tables)
         table_cache.prefetch(str(run.path), _stamp(run.path),
-                             [(a, t) for a, t in tables if run.has_table(a, t)])
+                             [(a, t) for a, t in chosen if run.has_table(a, t)])
 
     def head(self, run: Run, analysis: str, table: str, rows: int) -> tuple[pd.DataFrame, int]:
         """The first ``rows`` rows of a table's scalar columns, and its total row count.

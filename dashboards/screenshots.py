@@ -28,39 +28,67 @@ return Math.ceil(Math.max(document.documentElement.scrollHeight, document.body.s
                           bottom));
 """
 
+#: True once every dropdown on the page shows a value (and no loading spinner is left).
+_DROPDOWNS_FILLED = """
+const boxes = [...document.querySelectorAll('.dash-dropdown, .Select')];
+const loading = document.querySelectorAll('._dash-loading, .dash-spinner').length;
+const waiting = document.querySelectorAll('.view-slot:not(.filled)').length;  // sections
+const pictures = [...document.querySelectorAll('.card img')].every(i => i.naturalWidth > 0);
+return loading === 0 && waiting === 0 && pictures
+  && boxes.every(b => b.innerText.trim().length > 0);
+"""
+
 #: ``(file stem, URL path, CSS selector that shows the page has drawn)``
 PageShot = tuple[str, str, str]
 
 
-def plan(source: Any, run: str, other: str | None) -> list[PageShot]:
-    """The pages to photograph for ``run`` (and ``other`` for the comparison)."""
+def best_unit(source: Any, run_obj: Any, only: str | None = None) -> tuple[str, int]:
+    """The unit to photograph: the flagged unit with the highest score over all layers
+    (``only`` that layer), as the analyses' ``unit_columns`` declare them; else unit 0 of
+    a middle layer (of ``only``)."""
+    from probe.dashboards.run_view import DashRunView
+    from probe.dashboards.unit_data import unit_grid
+
+    view = DashRunView(source, run_obj)
+    layers = [only] if only else source.layers(run_obj)
+    best: tuple[bool, float, str, int] | None = None
+    for layer in layers:
+        grid = unit_grid(view, layer)
+        frame = grid.frame
+        flagged = bool(grid.flag and grid.flag in frame and frame[grid.flag].any())
+        if flagged:
+            frame = frame[frame[grid.flag].astype(bool)]
+        if grid.score is None or grid.score not in frame or frame.empty:
+            continue
+        top = frame.sort_values(grid.score, ascending=False).iloc[0]
+        candidate = (flagged, float(top[grid.score]), layer, int(top["unit"]))
+        if best is None or candidate[:2] > best[:2]:  # a flagged unit beats any other
+            best = candidate
+    if best is None:
+        return (layers[len(layers) // 2] if layers else ""), 0
+    return best[2], best[3]
+
+
+def plan(source: Any, run: str, other: str | None, layer: str | None = None,
+         unit: int | None = None) -> list[PageShot]:
+    """The pages to photograph for ``run`` (and ``other`` for the comparison): its layer
+    ``layer`` and unit ``unit`` (default: :func:`best_unit`, within ``layer`` if given)."""
     run_obj = source.run(run)
-    layers = source.layers(run_obj)
-    units = source.optional(run_obj, "dissection", "units")
-    edges = source.optional(run_obj, "dissection", "edges")
-    if units is not None and units["is_detector"].any():
-        detectors = units[units["is_detector"]]
-        if edges is not None and not edges.empty:
-            # an object detector built from part detectors shows every section filled
-            linked = set(zip(edges["object_layer"], edges["object_unit"], strict=True))
-            with_links = detectors[[(x, int(y)) in linked for x, y in
-                                    zip(detectors["layer"], detectors["unit"], strict=True)]]
-            detectors = with_links if not with_links.empty else detectors
-        best = detectors.sort_values("iou", ascending=False).iloc[0]
-        layer, unit = str(best["layer"]), int(best["unit"])
-    else:
-        layer, unit = (layers[len(layers) // 2] if layers else ""), 0
+    if layer is not None:
+        layer = source.check_layer(run_obj, layer)
+    layer, best = best_unit(source, run_obj, layer)
+    unit = best if unit is None else unit
     q = quote(run)
-    shots = [("runs", "/", "#runs-table"),
-             ("layers", f"/layers?run={q}", "#layers-summary"),
-             ("units", f"/units?run={q}&layer={quote(layer)}", "#units-count"),
+    shots = [("runs", "/", "#table-runs-table"),
+             ("layers", f"/layers?run={q}&layer={quote(layer)}", "#layer-detail-title"),
+             ("units", f"/units?run={q}&layer={quote(layer)}", ".card"),
              ("unit", f"/unit/{q}/{quote(layer)}/{unit}", "#unit-title")]
     if other:
-        shots.append(("compare", f"/compare?a={q}&b={quote(other)}", "#compare-figure"))
+        shots.append(("compare", f"/compare?a={q}&b={quote(other)}", "#table-compare-table"))
     analyses = source.completed(run_obj)
     if analyses:
-        pick = "dissection" if "dissection" in analyses else analyses[0]
-        shots.append(("analysis", f"/analysis?run={q}&analysis={pick}", "#analysis-status"))
+        shots.append(("analysis", f"/analysis?run={q}&analysis={analyses[-1]}",
+                      "#analysis-status"))
     return shots
 
 
@@ -99,7 +127,8 @@ def _browser(width: int, height: int) -> Any:
 
 def take(runs_dir: str | Path, out_dir: str | Path, run: str | None = None,
          other: str | None = None, width: int = 1400, height: int = 1000,
-         settle: float = 1.5) -> list[Path]:
+         settle: float = 1.5, layer: str | None = None,
+         unit: int | None = None) -> list[Path]:
     """Photograph the main pages; returns the PNG paths.
 
     Args:
@@ -109,6 +138,7 @@ def take(runs_dir: str | Path, out_dir: str | Path, run: str | None = None,
         other: A second run for the comparison page (default: the next one, if any).
         width, height: Browser window in pixels; each shot is as tall as its page.
         settle: Seconds to wait after the page's marker appears (plots finish drawing).
+        layer, unit: The layer (layers, units and unit pages) and unit to show.
     """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -125,7 +155,7 @@ def take(runs_dir: str | Path, out_dir: str | Path, run: str | None = None,
         raise ProbeError(f"no runs under {runs_dir}")
     if other is None:
         other = next((n for n in names if n != run), None)
-    shots = plan(source, run, other)
+    shots = plan(source, run, other, layer, unit)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base, server = _serve(app)
@@ -137,6 +167,8 @@ def take(runs_dir: str | Path, out_dir: str | Path, run: str | None = None,
             driver.get(base + path)
             WebDriverWait(driver, 60).until(
                 ec.presence_of_element_located((By.CSS_SELECTOR, marker)))
+            # dropdowns show their value once their options arrive (a later callback)
+            WebDriverWait(driver, 120).until(lambda d: d.execute_script(_DROPDOWNS_FILLED))
             time.sleep(settle)
             for _ in range(3):  # grow the window until the whole page fits (plots grow late)
                 full = int(driver.execute_script(_PAGE_HEIGHT))
@@ -166,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--run", help="run to show (default: the first)")
     parser.add_argument("--other", help="second run for the comparison page")
+    parser.add_argument("--layer", help="layer to show (default: the best unit's)")
+    parser.add_argument("--unit", type=int, help="unit to show (default: the best of the layer)")
     parser.add_argument("--width", type=int, default=1400)
     args = parser.parse_args(argv)
     try:
-        take(args.runs_dir, args.out_dir, args.run, args.other, width=args.width)
+        take(args.runs_dir, args.out_dir, args.run, args.other, width=args.width,
+             layer=args.layer, unit=args.unit)
     except ProbeError as exc:
         print(f"probe: error: {exc}", file=sys.stderr)
         return 2

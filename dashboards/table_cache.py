@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from probe.errors import ProbeError, first_line
@@ -144,7 +145,25 @@ def read_table(path: str, stamp: int, analysis: str, table: str,
     wanted = columns
     if columns is not None and layer is not None and "layer" not in columns:
         wanted = (*columns, "layer")
-    data = read_arrow(path, stamp, analysis, table, wanted)
+    with _ARROW_GUARD:
+        data = _ARROW.get((path, stamp, analysis, table, wanted))
+        if data is None and wanted is not None:  # the whole table is decoded: select from it
+            whole = _ARROW.get((path, stamp, analysis, table, None))
+            data = whole.select(list(wanted)) if whole is not None else None
+    if data is None and layer is not None and row_groups(path, stamp, analysis, table) > 1:
+        # One layer of a table written in row groups: parquet's statistics skip the
+        # groups of other layers, so a layer's view never decodes the whole table.
+        import pyarrow.parquet as pq
+
+        with reading(path, analysis, table):
+            data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
+                                 columns=list(wanted) if wanted else None,
+                                 filters=[("layer", "==", layer)])
+            if columns is not None:
+                data = data.select(list(columns))
+            return data.to_pandas().reset_index(drop=True)
+    if data is None:
+        data = read_arrow(path, stamp, analysis, table, wanted)
     with reading(path, analysis, table):
         if layer is not None:
             import pyarrow.compute as pc
@@ -198,17 +217,40 @@ def unit_index(key: tuple[Any, ...], data: Any, unit_column: str) -> dict[tuple[
         index = _INDEX.get(index_key)
     if index is not None:
         return index
-    layers = data["layer"].to_numpy(zero_copy_only=False).astype(str)
-    units = data[unit_column].to_numpy(zero_copy_only=False)
-    groups = pd.DataFrame({"layer": layers, "unit": units}).groupby(
-        ["layer", "unit"], sort=False).indices
-    index = {(str(layer), int(u)): (int(rows[0]), len(rows))
-             if rows[-1] - rows[0] + 1 == len(rows) else rows
-             for (layer, u), rows in groups.items()}
+    index = _runs_index(data, unit_column)
     with _ARROW_GUARD:
         if key in _ARROW:  # keep it only as long as its table
             _INDEX[index_key] = index
     return index
+
+
+def _runs_index(data: Any, unit_column: str) -> dict[tuple[str, int], Any]:
+    """:func:`unit_index`'s mapping: one pass for the runs of equal ``(layer, unit)``, and
+    a group-by only when some unit's rows are not contiguous."""
+    import pyarrow as pa
+
+    column = data["layer"].combine_chunks() if isinstance(data["layer"], pa.ChunkedArray) \
+        else data["layer"]
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = [str(x) for x in encoded.dictionary.to_pylist()]
+    units = data[unit_column].to_numpy(zero_copy_only=False)
+    if len(units) == 0:
+        return {}
+    change = np.flatnonzero((codes[1:] != codes[:-1]) | (units[1:] != units[:-1])) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [len(units)]]))
+    keys = list(zip([names[c] for c in codes[starts].tolist()],
+                    [int(u) for u in units[starts].tolist()], strict=True))
+    if len(set(keys)) == len(keys):  # every unit's rows contiguous (as written)
+        return {key: (int(start), int(length))
+                for key, start, length in zip(keys, starts.tolist(), lengths.tolist(),
+                                              strict=True)}
+    groups = pd.DataFrame({"layer": [names[c] for c in codes.tolist()], "unit": units}) \
+        .groupby(["layer", "unit"], sort=False).indices
+    return {(str(layer), int(u)): (int(rows[0]), len(rows))
+            if rows[-1] - rows[0] + 1 == len(rows) else rows
+            for (layer, u), rows in groups.items()}
 
 
 def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
@@ -276,3 +318,33 @@ def clear() -> None:
         _ARROW.clear()
         _ARROW_LOCKS.clear()
         _INDEX.clear()
+
+
+def read_units(path: str, stamp: int, analysis: str, table: str, layer: str,
+               units: Sequence[int], unit_column: str = "unit") -> pd.DataFrame:
+    """The rows of some units of one layer (only they are converted to pandas).
+
+    From the decoded table when it is cached, else straight from the file with
+    parquet's row-group statistics and a row filter.
+
+    Raises:
+        UnreadableTable: when the file cannot be read.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    key = (path, stamp, analysis, table, None)
+    wanted = pa.array(sorted({int(u) for u in units}), type=pa.int64())
+    with _ARROW_GUARD:
+        data = _ARROW.get(key)
+    with reading(path, analysis, table):
+        if data is None:
+            import pyarrow.parquet as pq
+
+            file = Path(path) / analysis / f"{table}.parquet"
+            data = pq.read_table(file, filters=[("layer", "==", layer),
+                                                (unit_column, "in", wanted.to_pylist())])
+            return data.to_pandas()
+        mask = pc.and_(pc.equal(data["layer"], layer),
+                       pc.is_in(pc.cast(data[unit_column], pa.int64()), value_set=wanted))
+        return data.filter(mask).to_pandas()

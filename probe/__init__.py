@@ -14,15 +14,33 @@ Notebook users::
     tables["unit-stats"]["units"]
 """
 
-from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext
-from probe.architecture import ArchitectureSpec, TrainRecipe
-from probe.dataset import DatasetSpec, ProbeDataset
-from probe.errors import ProbeError
-from probe.hookspecs import Register, hookimpl
-from probe.options import Option
-from probe.preprocessing import Preprocessing
-from probe.state import State
-from probe.store import Run, load_run
+from typing import TYPE_CHECKING
+
+# Every name is imported on first use (PEP 562), so that ``import probe.cli`` (and with
+# it ``probe --help`` and argument errors) does not pay for torch and pandas.
+_LAZY = {
+    "Accumulator": "probe.analysis", "Analysis": "probe.analysis", "Batch": "probe.analysis",
+    "ModelHandle": "probe.analysis", "RunContext": "probe.analysis",
+    "ArchitectureSpec": "probe.architecture", "TrainRecipe": "probe.architecture",
+    "DatasetSpec": "probe.dataset", "ProbeDataset": "probe.dataset",
+    "ProbeError": "probe.errors", "Register": "probe.hookspecs", "hookimpl": "probe.hookspecs",
+    "Option": "probe.options", "Preprocessing": "probe.preprocessing", "State": "probe.state",
+    "Run": "probe.store", "load_run": "probe.store",
+    "load_model": "probe.api", "load_dataset": "probe.api", "analyze": "probe.api",
+    "measure": "probe.api",
+}
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext
+    from probe.api import analyze, load_dataset, load_model, measure
+    from probe.architecture import ArchitectureSpec, TrainRecipe
+    from probe.dataset import DatasetSpec, ProbeDataset
+    from probe.errors import ProbeError
+    from probe.hookspecs import Register, hookimpl
+    from probe.options import Option
+    from probe.preprocessing import Preprocessing
+    from probe.state import State
+    from probe.store import Run, load_run
 
 __version__ = "0.1.0"
 
@@ -53,17 +71,22 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in ("load_model", "load_dataset", "analyze", "measure"):
-        from probe import api
+def __getattr__(name: str) -> object:
+    """Import a public name on first use (and keep it: the next use is a plain lookup)."""
+    import importlib
 
-        return getattr(api, name)
-    if name == "layer_map":
-        from probe.plan import model_layers
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name == "layer_map":
+        from probe.plan import model_layers as value
+    elif name == "testing":
+        value = importlib.import_module("probe.testing")
+    else:
+        raise AttributeError(f"module 'probe' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return model_layers
-    if name == "testing":
-        import probe.testing
 
-        return probe.testing
-    raise AttributeError(f"module 'probe' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    """Every public name, imported or not (for completion in editors and notebooks)."""
+    return sorted(set(globals()) | set(__all__))

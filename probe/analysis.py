@@ -24,10 +24,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from probe.errors import PluginError
+from probe.errors import OptionError, PluginError
 from probe.options import Option, resolve_options
 from probe.preprocessing import Preprocessing
 from probe.state import State
+from probe.views.hooks import AnalysisViews
 
 if TYPE_CHECKING:
     from probe.architecture import ArchitectureSpec
@@ -220,10 +221,12 @@ class Accumulator(State):
         return {}
 
 
-class Analysis(abc.ABC):
+class Analysis(AnalysisViews, abc.ABC):
     """Base class of every analysis plugin.
 
-    Subclasses set the class attributes and implement :meth:`accumulator`.
+    Subclasses set the class attributes and implement :meth:`accumulator`. What
+    the analysis shows (dashboard pages, report sections) comes from the view
+    hooks it inherits from :class:`probe.views.AnalysisViews` and may override.
 
     Attributes:
         name: Unique registry name.
@@ -257,14 +260,25 @@ class Analysis(abc.ABC):
         """The layers to capture for this analysis; by default every selected layer."""
         return list(context.layers)
 
+    def chosen_layers(self, context: RunContext, chosen: Sequence[str],
+                      default: Sequence[str] | None = None) -> list[str]:
+        """An analysis's own ``layers`` option checked against the run: ``chosen`` when it
+        names layers (all of them in the run), else ``default`` (every layer of the run).
+
+        Raises:
+            OptionError: ``NAME.layers: layer 'x' is not in the run; layers: ...``.
+        """
+        unknown = [str(n) for n in chosen if n not in context.layers]
+        if unknown:
+            raise OptionError(f"{self.name}.layers: layer {unknown[0]!r} is not in the run; "
+                              f"layers: {', '.join(context.layers)}")
+        if chosen:
+            return [str(n) for n in chosen]
+        return list(context.layers) if default is None else list(default)
+
     @abc.abstractmethod
     def accumulator(self, context: RunContext) -> Accumulator:
         """A fresh accumulator for one run (or shard)."""
-
-    @classmethod
-    def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:
-        """Plotly figures built from the tables, shared by dashboard and report."""
-        return []
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

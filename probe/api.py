@@ -24,6 +24,7 @@ from probe.device import resolve_device
 from probe.distributed import barrier, broadcast_names, current_shard
 from probe.errors import ProbeError
 from probe.models import get_architecture, load_dataset, load_model
+from probe.pass_cache import budget_bytes
 from probe.plan import AnalysisRequest, RunPlan, make_analyses, plan_run
 from probe.preprocessing import Preprocessing
 from probe.runner import MemorySink, execute
@@ -43,6 +44,7 @@ def _planned(model_or_arch: nn.Module | str, dataset: ProbeDataset | str | None,
     """The plan (:func:`probe.plan.plan_run`) and the device of an API call."""
     if workers < 0:
         raise ProbeError(f"workers must be >= 0, got {workers}")
+    budget_bytes()  # a bad PROBE_PASS_CACHE_MIB: said before anything runs
     return plan_run(model_or_arch, dataset, analyses, **options), resolve_device(device)
 
 
@@ -127,6 +129,7 @@ def execute_plan(plan: RunPlan, out: str | Path, *, device: Any, workers: int = 
     """Execute a plan into the run directory ``out`` (resuming it when it holds this run)."""
     from probe.run_record import StoreSink
 
+    budget_bytes()  # a bad PROBE_PASS_CACHE_MIB: said before the run directory is made
     shard = current_shard(device)
     sink = StoreSink(out, plan, shard, device, overwrite)
     try:

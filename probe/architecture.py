@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +70,13 @@ class ArchitectureSpec:
         preprocessing: The normalisation a model of this architecture expects
             when its checkpoint records none (e.g. ImageNet statistics for
             families whose torchvision weights load unchanged); ``None``: none.
+        prepare: ``prepare(model, batches, generator)``, run once by ``probe train``
+            after the fit check and before the first optimisation step (not with
+            ``--init``): sets parameters or buffers from data (HMAX imprints its
+            prototypes). ``batches`` yields normalised training inputs
+            ``Tensor[B, C, H, W]`` on the model's device, shuffled in an order
+            seeded by the run's seed; ``generator`` (a CPU ``torch.Generator``) is
+            seeded by it too.
     """
 
     name: str
@@ -83,6 +90,7 @@ class ArchitectureSpec:
     description: str = ""
     train: TrainRecipe | None = None
     preprocessing: Preprocessing | None = None
+    prepare: Callable[[nn.Module, Iterable[Any], Any], None] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("classification", "segmentation"):

@@ -1,9 +1,13 @@
 """``probe demo``: the main job end to end on the embedded data.
 
-Trains (or reuses cached checkpoints of) LeNet-5 on the digits and a small
-VGG, its deformable variant and a DeconvNet on the parts world, runs every
-built-in analysis that applies to each model, writes the runs and a report
-(PDF too where Chromium is present), and says how to open the dashboard.
+Trains (or reuses cached checkpoints of) LeNet-5, the Neocognitron, HMAX, an
+ICA first layer (``natural_v1``) and LeNet of 1989 on the digits and a small
+VGG, its deformable variant and a DeconvNet on the parts world, cheapest first;
+runs every built-in analysis that applies to each model as soon as it is
+trained and rewrites the report with every run so far (the steps are in
+:mod:`probe.demo_steps`, the time left in :mod:`probe.demo_clock`); at the end
+prints the report to PDF where Chromium is present and says how to open the
+dashboard.
 
 What the demo trains and runs is data: :data:`DEMO_MODELS` and
 :data:`DEMO_ANALYSES` below are the one place to change it. A model whose
@@ -32,6 +36,12 @@ from probe.runfile import RunRequest
 #: Built-in analyses the demo runs on every model they apply to, in run order.
 DEMO_ANALYSES: tuple[str, ...] = ("unit-stats", "dissection", "filters", "equivariance")
 
+#: Analyses the demo runs on some layers of one model (each costs more per unit).
+LENSES: tuple[str, ...] = ("compositional", "concept-vectors", "receptive-field", "attribution",
+                           "visualize")
+#: The VGG-11-BN layers the lenses look at: early, middle, late.
+VGG_LENS_LAYERS: tuple[str, ...] = ("conv2_1", "conv4_1", "conv5_2")
+
 #: Analysis options that keep the demo small (measured on 2 CPU cores; see docs/report.md).
 DEMO_ANALYSIS_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "unit-stats": {"top_k": 6},
@@ -41,6 +51,10 @@ DEMO_ANALYSIS_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "equivariance": {"transforms": ("shift-x", "hflip"),
                      "magnitudes": ("shift-x=4px", "hflip=1"), "lie": False,
                      "consistency_steps": 4},
+    "attribution": {"top_k": 3, "steps": 8},
+    "visualize": {"steps": 48},
+    # 2.9 s for the three lens layers on an idle 2-core machine (docs/concept_vectors.md)
+    "concept-vectors": {"images": 64, "epochs": 10},
 }
 
 #: Lighter options still for ``--quick`` (merged over the above).
@@ -49,6 +63,11 @@ QUICK_ANALYSIS_OPTIONS: Mapping[str, Mapping[str, Any]] = {
                 "phases": 1, "rotations": 4},
     "dissection": {"ablation_images": 8, "max_ablations": 4},
     "equivariance": {"magnitudes": ("shift-x=2px",), "learned_maps": "none"},
+    "compositional": {"images": 16, "beam": 2, "length": 2},
+    "receptive-field": {"images": 2, "per_unit": False},
+    "attribution": {"top_k": 1, "steps": 2, "methods": ("guided-backprop",)},
+    "visualize": {"steps": 4},
+    "concept-vectors": {"images": 16, "epochs": 3},
 }
 
 
@@ -65,9 +84,13 @@ class DemoModel:
         run_size: Images analysed (from the test split).
         arch_options: Options on top of the architecture's recipe.
         analyses: Analyses to run where they apply.
+        analysis_options: Options of this model's analyses, over
+            :data:`DEMO_ANALYSIS_OPTIONS` (e.g. the layers an expensive lens runs on).
         max_layers: Analyse at most this many layers, evenly spread from first to
             last (0 = every layer); keeps deep encoder-decoders affordable.
         in_quick: Whether ``--quick`` includes this model.
+        estimate: ``(training, analysis)`` seconds on an idle 2-core machine: what the
+            demo's "about N min left" starts from (rescaled by the measured speed).
     """
 
     run: str
@@ -78,32 +101,59 @@ class DemoModel:
     run_size: int
     arch_options: Mapping[str, Any] = field(default_factory=dict)
     analyses: tuple[str, ...] = DEMO_ANALYSES
+    analysis_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     max_layers: int = 0
     in_quick: bool = False
+    estimate: tuple[float, float] = (60.0, 60.0)
 
 
-#: The demo's models, trained with the architectures' own recipes (measured on an idle
-#: 2-core machine: VGG-11-BN 12 epochs 30 s, 0.985 accuracy; deformable VGG-11 107 s, 0.97;
+#: The demo's models, cheapest first (each is analysed and reported as soon as it is
+#: trained), trained with the architectures' own recipes (measured on an idle 2-core
+#: machine: VGG-11-BN 12 epochs 30 s, 0.985 accuracy; deformable VGG-11 107 s, 0.97;
 #: DeconvNet 131 s, mean IoU 0.73; see docs/architectures.md). The recipes give the
 #: small widths (VGG: eighth width, batch norm, which trains from scratch where plain
-#: VGG-11 does not).
+#: VGG-11 does not). ``estimate`` is (training, analysis) seconds measured in one whole
+#: ``probe demo`` on an idle 2-core machine (10 min in all), the start of its "about N
+#: min left".
 DEMO_MODELS: tuple[DemoModel, ...] = (
     DemoModel("lenet5-digits", "lenet5", "digits", train_size=0, epochs=10, run_size=200,
-              in_quick=True),
+              in_quick=True, estimate=(5.0, 2.0)),
+    # learned vs engineered (the report's filters comparison puts their first layers side
+    # by side with LeNet-5's and the VGGs'): the Neocognitron learns without labels, HMAX
+    # is a fixed Gabor bank with imprinted prototypes, natural_v1's first layer is ICA of
+    # natural patches, LeNet of 1989 is the first backprop CNN; digits have no masks, so
+    # dissection is left out on them
+    DemoModel("neocognitron-digits", "neocognitron", "digits", train_size=0, epochs=5,
+              run_size=200, estimate=(6.0, 4.0)),
+    DemoModel("natural_v1-digits", "natural_v1", "digits", train_size=0, epochs=None,
+              run_size=200, estimate=(20.0, 9.0)),
+    DemoModel("hmax-digits", "hmax", "digits", train_size=0, epochs=None, run_size=200,
+              estimate=(25.0, 18.0)),
+    DemoModel("lenet1989-digits", "lenet1989", "digits", train_size=0, epochs=10,
+              run_size=200, estimate=(40.0, 5.0)),
+    # the lenses (compositional explanations, receptive fields, attributions, feature
+    # visualisations) on three layers from early to late, next to the dissection
     DemoModel("vgg11_bn-parts", "vgg11_bn", "parts", train_size=0, epochs=None, run_size=100,
-              in_quick=True),
+              analyses=(*DEMO_ANALYSES, *LENSES),
+              analysis_options={name: {"layers": VGG_LENS_LAYERS} for name in LENSES},
+              in_quick=True, estimate=(75.0, 60.0)),
     DemoModel("deform_vgg11-parts", "deform_vgg11", "parts", train_size=0, epochs=None,
-              run_size=100),
+              run_size=100, estimate=(210.0, 3.0)),
     # equivariance is left out here: on ten 64-px decoder maps it would cost more than
     # the rest of the demo's analyses together (VGG vs. deformable VGG shows it instead)
     DemoModel("deconvnet-parts", "deconvnet", "parts", train_size=0, epochs=None,
-              run_size=80, max_layers=10, analyses=("unit-stats", "dissection", "filters")),
+              run_size=80, max_layers=10, analyses=("unit-stats", "dissection", "filters"),
+              estimate=(275.0, 2.0)),
 )
+
+
+#: ``(training, analysis)`` seconds of a ``--quick`` model on an idle 2-core machine.
+QUICK_ESTIMATE = (2.0, 2.0)
 
 
 def quick(model: DemoModel) -> DemoModel:
     """A much smaller version of ``model`` (``--quick``: tests and a first look)."""
-    return replace(model, train_size=64, epochs=1, run_size=24)
+    return replace(model, train_size=64, epochs=1, run_size=24, estimate=QUICK_ESTIMATE)
 
 
 def checkpoint_key(model: DemoModel, seed: int = 0) -> str:
@@ -211,6 +261,7 @@ def run_request(model: DemoModel, checkpoint: Path, runs: Path, analyses: list[s
     settings: dict[str, dict[str, Any]] = {"dataset": {"split": "test", "size": model.run_size}}
     for name in analyses:
         options = {**DEMO_ANALYSIS_OPTIONS.get(name, {}),
+                   **model.analysis_options.get(name, {}),
                    **(QUICK_ANALYSIS_OPTIONS.get(name, {}) if fast else {})}
         if options:
             settings[name] = options
@@ -222,7 +273,11 @@ def run_request(model: DemoModel, checkpoint: Path, runs: Path, analyses: list[s
 
 @dataclass
 class DemoResult:
-    """What the demo wrote and how long each step took."""
+    """What the demo wrote and how long each step took.
+
+    ``first_report`` is the seconds from the start until the first run and its
+    report could be opened (``None`` when nothing new was written before the end).
+    """
 
     out: Path
     runs: list[Path] = field(default_factory=list)
@@ -231,12 +286,25 @@ class DemoResult:
     failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    first_report: float | None = None
+
+
+#: The title of the demo's report.
+REPORT_TITLE = ("probe demo: LeNet-5, the Neocognitron, HMAX, an ICA first layer, LeNet "
+                "of 1989, VGG, deformable VGG, DeconvNet")
 
 
 def run_demo(out: str | Path, *, cache: str | Path | None = None, fast: bool = False,
              pdf: bool = True, device: str | None = None, progress: bool = True,
              echo: Callable[[str], None] = print) -> DemoResult:
-    """Train or reuse the demo models, run the analyses, write the report.
+    """Train or reuse each demo model, analyse it at once, and keep the report current.
+
+    Models go cheapest first; each is trained (unless cached), analysed, and the
+    report rewritten with every run so far, so the first run can be explored
+    (``probe dash OUT/runs``, ``OUT/report.html``) while the next model trains.
+    Each step is announced as ``[2/4] vgg11_bn-parts: training (about 4 min left)``
+    (:mod:`probe.demo_clock`). A model that fails to train or to run is recorded in
+    ``failed`` and the others go on.
 
     Args:
         out: Demo folder: ``runs/``, ``report.html`` (and ``.pdf``), and
@@ -244,10 +312,10 @@ def run_demo(out: str | Path, *, cache: str | Path | None = None, fast: bool = F
         cache: Checkpoint cache folder (default ``out/checkpoints``).
         fast: The ``--quick`` demo: the models marked ``in_quick``, tiny training
             and runs, lighter analysis options (for tests and a first look).
-        pdf: Print the report to PDF where Chromium is present.
+        pdf: Print the final report to PDF where Chromium is present.
+        echo: Where the progress lines go.
     """
-    from probe.report import build_report, find_chromium, print_pdf
-    from probe.sweep import run_sweep
+    from probe.demo_steps import plan_clock, report_step, run_step, train_step
 
     started = time.perf_counter()
     root = Path(out)
@@ -257,38 +325,32 @@ def run_demo(out: str | Path, *, cache: str | Path | None = None, fast: bool = F
     result.notes.extend(notes)
     if fast:
         models = [quick(m) for m in models if m.in_quick]
-    requests = []
-    for model in models:
-        step = time.perf_counter()
-        checkpoint, was_cached = ensure_checkpoint(model, cache_dir, device=device,
-                                                   progress=progress)
-        seconds = time.perf_counter() - step
-        result.seconds[f"train {model.run}"] = round(seconds, 1)
-        accuracy = _metrics_line(checkpoint)
-        echo(f"{model.run}: {'cached checkpoint' if was_cached else 'trained'} "
-             f"{checkpoint.name}{accuracy} ({seconds:.1f} s)")
-        analyses, skipped = applicable_analyses(model)
-        result.notes.extend(f"{model.run}: {note}" for note in skipped)
-        requests.append(run_request(model, checkpoint, root / "runs", analyses, device, fast))
-    step = time.perf_counter()
-    sweep = run_sweep(requests, progress=progress, echo=echo)
-    result.seconds["analyses"] = round(time.perf_counter() - step, 1)
-    result.failed = [f"{o.request.out.name}: {o.detail}" for o in sweep.failed]
-    result.runs = [o.request.out for o in sweep.outcomes if o.status != "failed"]
-    if result.runs:
-        step = time.perf_counter()
-        result.report = build_report(result.runs, root / "report.html",
-                                     title="probe demo: LeNet-5, VGG, deformable VGG, DeconvNet")
-        if pdf and find_chromium() is not None:
-            result.pdf = print_pdf(result.report, result.report.with_suffix(".pdf"))
-        elif pdf:
-            result.notes.append("no PDF: Chromium is not installed")
-        result.seconds["report"] = round(time.perf_counter() - step, 1)
-    result.seconds["total"] = round(time.perf_counter() - started, 1)
+    clock = plan_clock(models, root, cache_dir, started=started)
+    for index, model in enumerate(models, 1):
+        tag = f"[{index}/{len(models)}] {model.run}"
+        request = train_step(model, tag, cache_dir, root, clock, result, device=device,
+                             progress=progress, fast=fast, echo=echo)
+        fresh = request is not None and run_step(request, tag, clock, result,
+                                                 progress=progress, echo=echo)
+        if not (fresh and index < len(models)):  # nothing new, or the final report is next
+            clock.skip(f"report {index}")
+            continue
+        error = report_step(result, clock, f"report {index}", pdf=False)
+        if error:  # a note only: the final report is tried again below
+            result.notes.append(error)
+            echo(f"{tag}: {error}")
+        else:
+            echo(f"{tag}: report {result.report} with {len(result.runs)} of {len(models)} "
+                 f"runs; explore them now: probe dash {root / 'runs'} ({clock.left()})")
+    error = report_step(result, clock, "report", pdf=pdf) if result.runs else None
+    if error:
+        result.failed.append(error)
+    result.seconds["total"] = round(clock.elapsed(), 1)
     return result
 
 
-def _metrics_line(checkpoint: Path) -> str:
+def metrics_line(checkpoint: Path) -> str:
+    """``, accuracy 0.987`` from a checkpoint's sidecar (``""`` when it has none)."""
     from probe.training import sidecar_path
 
     try:
@@ -311,5 +373,7 @@ def print_summary(result: DemoResult, stream: Any = None) -> None:
         print(f"pdf: {result.pdf}", file=stream)
     print(f"runs: {result.out / 'runs'}", file=stream)
     print(f"open the dashboard: probe dash {result.out / 'runs'}", file=stream)
+    if result.first_report is not None:
+        print(f"first run and report ready after {result.first_report:.1f} s", file=stream)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(f"time: {timing}", file=stream)

@@ -42,6 +42,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.architectures.vgg",
     "probe.plugins.architectures.deformable",
     "probe.plugins.architectures.deconvnet",
+    "probe.plugins.architectures.hmax",
+    "probe.plugins.architectures.lenet1989",
+    "probe.plugins.architectures.natural_v1",
+    "probe.plugins.architectures.neocognitron",
     "probe.plugins.datasets.digits",
     "probe.plugins.datasets.parts",
     "probe.plugins.datasets.broden",
@@ -51,6 +55,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "probe.plugins.analyses.equivariance.default_transforms",
     "probe.plugins.analyses.dissection",
     "probe.plugins.analyses.filters",
+    "probe.plugins.analyses.compositional",
+    "probe.plugins.analyses.concept_vectors",
+    "probe.plugins.analyses.receptive_field",
+    "probe.plugins.analyses.attribution",
+    "probe.plugins.analyses.visualize",
 )
 
 #: registration hook name → registry attribute of :class:`Host`

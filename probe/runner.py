@@ -30,10 +30,12 @@ from probe.distributed import Shard, any_rank
 from probe.fit_checks import (
     check_finite,
     checked_batches,
+    count_non_finite,
     dry_forward,
     model_dtype,
     out_of_memory_error,
 )
+from probe.pass_cache import PassCache, budget_bytes
 from probe.plan import RunPlan
 from probe.state import sync_states
 
@@ -77,13 +79,17 @@ class RunTimings:
     analyses: dict[str, float]
     steps: dict[str, float]
     total: float = 0.0
+    pass_cache: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """JSON-ready form for the manifest."""
-        return {"passes": self.passes, "analyses": {k: round(v, 4) for k, v in
-                                                    self.analyses.items()},
-                "after_passes": {k: round(v, 4) for k, v in self.steps.items()},
-                "total": self.total}
+        out = {"passes": self.passes, "analyses": {k: round(v, 4) for k, v in
+                                                   self.analyses.items()},
+               "after_passes": {k: round(v, 4) for k, v in self.steps.items()},
+               "total": self.total}
+        if self.pass_cache is not None:
+            out["pass_cache"] = self.pass_cache
+        return out
 
 
 @dataclass
@@ -136,6 +142,9 @@ def execute(plan: RunPlan, analyses: Sequence[Analysis], sink: ResultSink, *,
     for slot in slots:
         guard(slot, lambda s: setattr(s, "accumulator", s.analysis.accumulator(context)))
     n_passes = max((s.analysis.num_passes() for s in slots), default=0)
+    # a later pass reads the first pass's batches from memory when they fit
+    budget = budget_bytes()  # a bad PROBE_PASS_CACHE_MIB is an error whatever runs
+    cache = PassCache(budget if n_passes > 1 else 0, _forward_layers(slots, context))
     try:
         for pass_index in range(n_passes):
             active = [s for s in slots if s.analysis.num_passes() > pass_index]
@@ -144,11 +153,13 @@ def execute(plan: RunPlan, analyses: Sequence[Analysis], sink: ResultSink, *,
             if not active:
                 break
             seconds = run_pass(plan, active, context, shard, workers, pass_index, n_passes,
-                               progress)
+                               progress, cache)
             timings.passes.append(seconds)
             _close_pass(active, shard, pass_index, context)
     except torch.cuda.OutOfMemoryError as exc:
         raise out_of_memory_error(exc, plan.batch_size) from None
+    if n_passes > 1:
+        timings.pass_cache = cache.record()
     _agree_on_failures(slots, shard, device)
     if shard.is_main:
         for slot in slots:
@@ -156,6 +167,16 @@ def execute(plan: RunPlan, analyses: Sequence[Analysis], sink: ResultSink, *,
     timings.analyses = {s.analysis.name: s.seconds for s in slots}
     timings.total = time.perf_counter() - started
     return timings
+
+
+def _forward_layers(slots: Sequence[Slot], context: RunContext) -> set[str] | None:
+    """The layers whose first-pass activations the pass cache keeps, so later passes
+    skip the model: those of the analyses with more than one pass, on the CPU, when
+    none of them needs gradients (``None``: later passes run the model again)."""
+    later = [s for s in slots if s.analysis.num_passes() > 1 and not s.failed]
+    if context.device.type != "cpu" or not later or any(s.analysis.gradients for s in later):
+        return None
+    return {name for s in later for name in s.analysis.select_layers(context)}
 
 
 def guard(slot: Slot, action: Callable[[Slot], Any]) -> None:
@@ -186,51 +207,77 @@ def _agree_on_failures(slots: list[Slot], shard: Shard, device: torch.device) ->
 
 
 def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: Shard,
-             workers: int, pass_index: int, n_passes: int, progress: bool) -> float:
-    """One pass over this shard's images, every active slot's ``update`` once per batch."""
+             workers: int, pass_index: int, n_passes: int, progress: bool,
+             cache: PassCache | None = None) -> float:
+    """One pass over this shard's images, every active slot's ``update`` once per batch.
+
+    The first pass keeps its batches in ``cache`` (while they fit); a later pass reads
+    them from there when the cache is complete, instead of loading the data again.
+    """
     handle, device = context.handle, context.device
     dataset = plan.data
     assert dataset is not None  # checked by probe.plan.check_requirements
-    subset = Subset(dataset, shard.indices(len(dataset)))
-    # a local generator: the loader's worker seeds must not draw from the caller's global RNG
-    loader = DataLoader(subset, batch_size=plan.batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(plan.seed))
+    cache = cache if cache is not None else PassCache(0)
+    source: Any
+    if cache.complete:
+        source = cache
+    else:
+        subset = Subset(dataset, shard.indices(len(dataset)))
+        # a local generator: the loader's worker seeds must not draw from the caller's RNG
+        source = DataLoader(subset, batch_size=plan.batch_size, shuffle=False,
+                            num_workers=workers, pin_memory=device.type == "cuda",
+                            generator=torch.Generator().manual_seed(plan.seed))
+    keeping = pass_index == 0 and not cache.complete
     layers: dict[str, str] = {}
     for slot in active:
         for name in slot.analysis.select_layers(context):
             layers[name] = handle.layers[name]
     gradients = any(s.analysis.gradients for s in active)
+    forwards = cache.forwards() if cache.has_forward and not gradients and \
+        set(layers) <= (cache.forward_layers or set()) else None
     model = handle.model
     dtype = model_dtype(model)
     start = time.perf_counter()
-    label = f"pass {pass_index + 1}/{n_passes}"
+    # the bar names the pass and what it feeds: "pass 1/2 · dissection, unit-stats"
+    names = ", ".join(sorted(s.analysis.name for s in active))
+    label = f"pass {pass_index + 1}/{n_passes} · {names}"
     # non-finite activations, counted on the device, read once at the end of the pass
     bad = {name: torch.zeros((), dtype=torch.int64, device=device) for name in layers}
     with torch.set_grad_enabled(gradients), Capture(model, layers,
                                                     detach=not gradients) as capture:
-        for sample in checked_batches(loader, dataset.name, label, progress and shard.is_main):
+        for sample in checked_batches(source, dataset.name, label, progress and shard.is_main):
             images = _to_device(sample["image"], device).to(dtype)
             inputs = handle.normalize(images)
             if gradients:
                 inputs = inputs.detach().requires_grad_(True)
-            outputs = model(inputs)
+            if forwards is not None:  # this forward pass was kept by the first pass
+                kept = next(forwards)
+                outputs = kept["outputs"]
+                activations = {k: v for k, v in kept["activations"].items() if k in layers}
+            else:
+                outputs = model(inputs)
+                activations = capture.take()
+            if keeping:
+                cache.keep(sample, outputs.detach(), {k: v.detach() for k, v in
+                                                      activations.items()})
             batch = Batch(
                 images=images, inputs=inputs,
                 indices=sample["index"].to(device),
                 labels=_to_device(sample.get("label", torch.full((len(images),), -1)), device),
-                outputs=outputs, activations=capture.take(),
+                outputs=outputs, activations=activations,
                 masks=_to_device(sample.get("masks"), device),
                 image_concepts=_to_device(sample.get("scalars"), device),
                 target=_to_device(sample.get("target"), device),
                 pass_index=pass_index, handle=handle,
             )
             for name, act in batch.activations.items():
-                bad[name] += (~torch.isfinite(act.detach())).sum()
+                bad[name] += count_non_finite(act.detach())
             plain = batch.detached() if gradients else batch
             for slot in active:
                 given = batch if slot.analysis.gradients else plain
                 guard(slot, lambda s, b=given: s.accumulator.update(b))
+    if keeping:
+        cache.close()
     check_finite(bad, pass_index)
     return time.perf_counter() - start
 

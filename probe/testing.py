@@ -26,6 +26,11 @@ a small model and data set that fit its requirements (or the ones you name):
     one pass over all images.
 ``figures``
     ``figures(tables)`` builds plotly figures from the tables.
+``views``
+    every view hook (``run_views``, ``layer_views``, ``unit_views``,
+    ``layer_summary``, ``unit_columns``, ``unit_thumbnails``, ``compare_figures``,
+    ``headlines``, ``report_sections``) runs on those tables written as a run
+    directory and returns view blocks (:mod:`probe.views`).
 ``hooks_released``
     no forward hook is left on the model afterwards.
 """
@@ -49,6 +54,7 @@ from probe.distributed import Shard
 from probe.plan import RunPlan, plan_run
 from probe.runner import Slot, build_context, run_pass
 from probe.state import State, reduce_in_process, state_tensors
+from probe.views.check import check_views
 
 #: Small runs that fit each requirement: (arch, arch options, dataset, dataset options).
 DEFAULT_SETUPS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
@@ -148,6 +154,8 @@ def _run_checks(cls: type[Analysis], plan: RunPlan, device: torch.device, record
             record("shards_equal_one_pass",
                    lambda: assert_tables_equal(tables, two[2], rtol=rtol, atol=atol))
         record("figures", lambda: _check_figures(cls, tables))
+        record("views", lambda: check_views(cls, tables, list(context.layers),
+                                            plan.dataset_record))
     record("hooks_released", lambda: _check_hooks(model))
 
 

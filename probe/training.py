@@ -154,6 +154,18 @@ def _flip_half(inputs: torch.Tensor, sample: Mapping[str, torch.Tensor]
     return inputs, out
 
 
+def _prepare(spec: Any, model: nn.Module, train_set: Any, recipe: TrainRecipe,
+             preprocessing: Preprocessing, device: torch.device, seed: int) -> None:
+    """Run the architecture's ``prepare(model, batches, generator)`` step (no gradients)."""
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    batches = (preprocessing.normalize(sample["image"].to(device).float()) for sample in loader)
+    model.eval()
+    with torch.no_grad():
+        spec.prepare(model, batches, torch.Generator().manual_seed(seed))
+    model.train()
+
+
 def train(arch: str, out: str | Path, *, dataset: str | None = None,
           dataset_options: Mapping[str, Any] | None = None,
           arch_options: Mapping[str, Any] | None = None,
@@ -216,6 +228,11 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
         train_set.mean, train_set.std, input_size=train_set.image_size,
         channels=train_set.channels, source="checkpoint")
     _check_fit(model, spec.name, train_set, data_name, torch_device, preprocessing)
+    prepare_seconds = None
+    if spec.prepare is not None and init is None:
+        began = time.perf_counter()
+        _prepare(spec, model, train_set, recipe, preprocessing, torch_device, seed)
+        prepare_seconds = round(time.perf_counter() - began, 2)
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -254,6 +271,7 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
                     "test_size": len(test_set)},
         "recipe": {k: v for k, v in asdict(recipe).items() if k not in ("dataset_options",)},
         "metrics": metrics, "history": history, "train_seconds": round(seconds, 2),
+        "prepare_seconds": prepare_seconds,
         "device": str(torch_device), "seed": seed,
         "init": None if init is None else {"checkpoint": str(init),
                                            "sha256": file_sha256(init)},

@@ -64,3 +64,67 @@ def stop_server(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=15)
+
+
+def components(component: Any):
+    """Every component of a Dash layout tree (or a list of them), depth first."""
+    if isinstance(component, (list, tuple)):
+        for item in component:
+            yield from components(item)
+        return
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            yield from components(child)
+
+
+def grid_rows(component: Any, name: str) -> list[dict[str, Any]]:
+    """The rows of the AG Grid called ``name`` in a layout (as sent to the browser)."""
+    for item in components(component):
+        ident = getattr(item, "id", None)
+        if isinstance(ident, dict) and ident.get("type") == "probe-grid" \
+                and ident.get("id") == name:
+            return list(item.rowData)
+    raise KeyError(f"no grid {name!r} in the layout")
+
+
+def ids(component: Any) -> list[str]:
+    """Every string element id in a layout."""
+    return [i for c in components(component) if isinstance(i := getattr(c, "id", None), str)]
+
+
+def filled(component: Any) -> Any:
+    """A copy of ``component`` with every slot filled, as the browser shows the page once
+    the slot callbacks (:mod:`probe.dashboards.slots`) answered."""
+    import copy
+
+    from probe.dashboards import slots
+
+    out = copy.deepcopy(component)
+    for item in slot_components(out):
+        item.children, item.className = slots.fill(item.id)
+    return out
+
+
+def slot_components(component: Any) -> list[Any]:
+    """The slots (:mod:`probe.dashboards.slots`) of a layout tree, in page order."""
+    from probe.dashboards import slots
+
+    return [item for item in components(component)
+            if isinstance(getattr(item, "id", None), dict)
+            and item.id.get("type") == slots.SLOT]
+
+
+def slot_body(page: str, **args: Any) -> dict[str, Any]:
+    """The callback request the browser sends to fill one slot (:mod:`probe.dashboards.slots`)."""
+    import json
+
+    ident = {"type": "view-slot", "page": page, "key": json.dumps(args, sort_keys=True)}
+    wire = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    pattern = '{"key":["MATCH"],"page":["MATCH"],"type":"view-slot"}'
+    return {"output": f"..{pattern}.children...{pattern}.className..",
+            "outputs": [{"id": ident, "property": "children"},
+                        {"id": ident, "property": "className"}],
+            "inputs": [{"id": ident, "property": "id", "value": ident}],
+            "changedPropIds": [f"{wire}.id"], "state": []}

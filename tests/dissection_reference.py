@@ -5,7 +5,8 @@ image, for each unit, upsample the map (PIL bilinear by default), threshold it
 and count labels. It serves as the baseline of ``benchmarks/bench_dissection.py``
 and as an independent cross-check of ``probe.plugins.analyses.dissection.tally``
 in the tests; it follows the same conventions (label 0 ignored, layers OR-ed per
-pixel, scalar labels as whole-image masks, the three activation rules).
+pixel, scalar labels as whole-image masks, the three activation rules, categories
+present at a pixel or in an image decided by the labels' primary categories).
 
 A test helper, not shipped with the plugin: the tests import it as
 ``dissection_reference`` (``tests/`` is on their path), the benchmark puts
@@ -51,16 +52,21 @@ class ReferenceTally:
 
     def add(self, acts: np.ndarray, thresholds: np.ndarray, masks: np.ndarray | None,
             scalars: np.ndarray | None, space: LabelSpace,
-            upsample: Upsample = pil_upsample, size: tuple[int, int] | None = None) -> None:
-        """Add a batch: ``acts [B, K, h, w]``, ``masks [B, L, H, W]``, ``scalars [B, S]``."""
+            upsample: Upsample = pil_upsample, size: tuple[int, int] | None = None,
+            primary: np.ndarray | None = None) -> None:
+        """Add a batch: ``acts [B, K, h, w]``, ``masks [B, L, H, W]``, ``scalars [B, S]``.
+
+        ``primary[label]`` is each label's primary category (default: its
+        concept-table category); a category is present where a label of it is.
+        """
         batch, units = acts.shape[:2]
         if masks is None:
             masks = np.zeros((batch, 0, *size), np.int64)
         if scalars is None:
             scalars = np.zeros((batch, 0), np.int64)
         height, width = masks.shape[-2:]
-        layer_cat = np.array(space.mask_categories, dtype=np.int64)
-        slot_cat = np.array(space.scalar_categories, dtype=np.int64)
+        if primary is None:
+            primary = np.array(space.default_category, dtype=np.int64)
         for b in range(batch):
             image_scalars = {int(s) for s in scalars[b] if s != 0}
             present = {}  # label -> [H, W] bool, OR over layers, minus scalar labels
@@ -71,12 +77,8 @@ class ReferenceTally:
                 self.truth[label] += int(where.sum())
             for label in image_scalars:
                 self.truth[label] += height * width
-            annotated = set()
-            for layer in range(masks.shape[1]):
-                if (masks[b, layer] != 0).any():
-                    annotated.add(int(layer_cat[layer]))
-            scalar_cats = {int(slot_cat[s]) for s in range(scalars.shape[1])
-                           if scalars[b, s] != 0}
+            annotated = {int(primary[label]) for label in np.unique(masks[b]) if label != 0}
+            scalar_cats = {int(primary[label]) for label in image_scalars}
             annotated |= scalar_cats
             for k in range(units):
                 feature = acts[b, k]
@@ -88,9 +90,9 @@ class ReferenceTally:
                 for c in annotated:
                     self.active_paper[k, c] += count
                 touched = set(scalar_cats) if count else set()
-                for layer in range(masks.shape[1]):
-                    if (masks[b, layer][on] != 0).any():
-                        touched.add(int(layer_cat[layer]))
+                for label in np.unique(masks[b][:, on]):
+                    if label != 0:
+                        touched.add(int(primary[label]))
                 for c in touched:
                     self.active_lite[k, c] += count
                 for label, where in present.items():

@@ -175,3 +175,54 @@ def test_part_parents_derived_by_containment(tmp_path):
     found = {(int(p), int(o)) for p, o in derived[["part_id", "object_id"]].itertuples(
         index=False)}
     assert found and found <= truth
+
+
+def test_broden_set_without_image_level_labels_dissects(tmp_path):
+    """No scene/texture entries in any row: no scalar slots. Pass 2 used to fail with
+    ``IndexError: index 0 is out of bounds`` in ``_zero_repeats_``."""
+    from torch import nn
+
+    import probe
+
+    rows = ["a.png,train,6,6,3,3,a_color.png,a_object.png,a_part_1.png;a_part_2.png,,,",
+            "b.png,val,6,6,3,3,,b_object.png,b_part_1.png,,,"]
+    ds = BrodenDataset(str(_fixture(tmp_path / "b", rows)))
+    assert ds.scalar_categories == () and ds[0]["scalars"].shape == (0,)
+    conv = nn.Conv2d(3, 2, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    tables = probe.measure(nn.Sequential(conv), ds, [("dissection", {"quantile": 0.2,
+                                                                     "top_labels": 8})],
+                           layers=["0"], batch_size=2, device="cpu")["dissection"]
+    labels = tables["labels"]
+    assert len(tables["units"]) == 2 and len(labels) > 0
+    assert (labels["intersection"] <= labels["activation"]).all()
+    assert labels["truth"].max() > 0
+
+
+def test_primary_category_from_coverage_files_as_netdissect_lite(tmp_path):
+    root = _fixture(tmp_path / "b")
+    # wheel: label.csv counts say part (2 images against 1); c_*.csv coverage says object
+    (root / "c_object.csv").write_text("code,number,name,frequency,coverage\n"
+                                       "1,2,car,2,0.5\n2,3,wheel,1,0.5\n")
+    (root / "c_part.csv").write_text("code,number,name,frequency,coverage\n"
+                                     "1,3,wheel,2,0.2\n2,4,window,1,0.2\n3,7,hub,1,0.1\n")
+    counted = dict(BrodenDataset(str(root)).concepts[["id", "category"]].values)
+    covered = dict(BrodenDataset(str(root), primary="coverage").concepts[["id", "category"]]
+                   .values)
+    assert counted[3] == "part" and covered[3] == "object"
+    assert covered[2] == "object" and covered[4] == "part" and covered[5] == "scene"
+    # a tie in coverage goes to the later category of category.csv (Lite's max over (cov, i))
+    (root / "c_part.csv").write_text("code,number,name,frequency,coverage\n1,3,wheel,2,0.5\n")
+    tied = dict(BrodenDataset(str(root), primary="coverage").concepts[["id", "category"]]
+                .values)
+    assert tied[3] == "part"
+
+
+def test_export_writes_fixed_point_coverage(tmp_path):
+    parts = PartsDataset(split="val", image_size=32, mask_size=16, size=6, seed=3)
+    out = export_broden(parts, tmp_path / "exported")
+    for name in ("label.csv", "c_part.csv", "c_object.csv"):
+        text = (out / name).read_text()
+        assert "e-" not in text and "E-" not in text  # NetDissect-Lite reads 1e-05 as text

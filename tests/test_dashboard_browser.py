@@ -12,7 +12,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real unit-stats runs of LeNet-5 on 64 digits."""
-    from probe.dashboards.sample import make_sample_runs
+    from probe.sample_runs import make_sample_runs
 
     root = tmp_path_factory.mktemp("dash-runs")
     make_sample_runs(root, size=64)
@@ -23,32 +23,55 @@ def _texts(dash_duo, selector: str) -> list[str]:
     return [e.text for e in dash_duo.find_elements(selector)]
 
 
+def _grid_rows(dash_duo, selector: str) -> list[dict[str, str]]:
+    """The rendered rows of an AG Grid: ``{column field: cell text}``."""
+    rows = []
+    for row in dash_duo.find_elements(f"{selector} .ag-center-cols-container .ag-row"):
+        cells = row.find_elements("css selector", ".ag-cell")
+        rows.append({c.get_attribute("col-id"): c.text for c in cells})
+    return rows
+
+
 def test_runs_layer_units_unit(dash_duo, runs_dir: Path) -> None:
-    """Open the app, pick a layer, open a unit, see its exemplars and labels."""
+    """Open the app, pick a layer, open a unit by its card, see its exemplars; arrow keys move."""
+    from selenium.webdriver.common.keys import Keys
+
     from probe.dashboards import create_app
 
     dash_duo.start_server(create_app(runs_dir))
     dash_duo.wait_for_text_to_equal("h2", "Runs", timeout=20)
-    dash_duo.wait_for_contains_text("#runs-table", "lenet5-a", timeout=10)
-    assert "lenet5" in dash_duo.find_element("#runs-table").text
+    dash_duo.wait_for_contains_text("#table-runs-table", "lenet5-a", timeout=20)
+    runs = {r["run"]: r for r in _grid_rows(dash_duo, "#table-runs-table")}
+    assert runs["lenet5-a"]["architecture"] == "lenet5"
 
-    dash_duo.wait_for_element("#runs-table a[href='/units?run=lenet5-a']").click()
-    dash_duo.wait_for_contains_text("#units-count", "6 units in c1", timeout=20)
+    dash_duo.wait_for_element("#table-runs-table a[href='/units?run=lenet5-a']").click()
+    dash_duo.wait_for_contains_text("#units-count", "6 units of 6 in c1", timeout=20)
     dash_duo.select_dcc_dropdown("#units-layer", value="c3")
-    dash_duo.wait_for_contains_text("#units-count", "16 units in c3", timeout=20)
-    links = dash_duo.find_elements("#units-table a")
-    assert len(links) == 16
-    dash_duo.wait_for_element("#units-table a[href='/unit/lenet5-a/c3/5']").click()
+    dash_duo.wait_for_contains_text("#units-count", "16 units of 16 in c3", timeout=20)
+    cards = dash_duo.find_elements("#units-cards .card")
+    assert len(cards) == 16
+    # exemplar thumbnails: every card's, in one request after the cards
+    dash_duo.wait_for_element("#units-cards .card img[src^='data:image/png;base64,']",
+                              timeout=20)
+    assert all(c.find_element("css selector", "img").get_attribute("src")
+               .startswith("data:image/png;base64,") for c in cards)
+    first = cards[0].text  # sorted by the analyses' score (max activation), best first
+    dash_duo.find_element("#units-cards a[href='/unit/lenet5-a/c3/5']").click()
 
     dash_duo.wait_for_text_to_equal("#unit-title", "lenet5-a · c3 · unit 5", timeout=20)
-    exemplars = dash_duo.find_elements("#unit-exemplars figure")
-    assert len(exemplars) == 8  # unit-stats keeps top_k = 8 images
-    captions = _texts(dash_duo, "#unit-exemplars figcaption")
-    assert captions[0].startswith("#1 · image ")
-    assert all("class " in c for c in captions)  # digit labels under every exemplar
-    images = dash_duo.find_elements("#unit-exemplars img")
+    section = dash_duo.wait_for_element("#unit-unit-stats", timeout=20)
+    assert section.find_element("css selector", "h3").text == "unit-stats · c3 · unit 5"
+    images = section.find_elements("css selector", "figure.exemplar img")
+    assert len(images) == 8  # unit-stats keeps top_k = 8 images
     assert all(img.get_attribute("src").startswith("data:image/png;base64,") for img in images)
-    assert dash_duo.find_element("#missing-dissection").text.startswith("This run (lenet5-a)")
+    images[0].click()  # click to enlarge
+    dash_duo.wait_for_element(".zoom-overlay img", timeout=5)
+    dash_duo.find_element(".zoom-overlay").click()
+    dash_duo.find_element("body").send_keys(Keys.ARROW_RIGHT)
+    dash_duo.wait_for_text_to_equal("#unit-title", "lenet5-a · c3 · unit 6", timeout=20)
+    dash_duo.find_element("body").send_keys(Keys.ARROW_LEFT)
+    dash_duo.wait_for_text_to_equal("#unit-title", "lenet5-a · c3 · unit 5", timeout=20)
+    assert first
     assert dash_duo.get_logs() == []
 
 
@@ -59,9 +82,8 @@ def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
     dash_duo.start_server(create_app(runs_dir))
     dash_duo.driver.get(dash_duo.server_url + "/unit/lenet5-b/c1/3")
     dash_duo.wait_for_text_to_equal("#unit-title", "lenet5-b · c1 · unit 3", timeout=20)
-    assert len(dash_duo.find_elements("#unit-exemplars figure")) == 8
-    stats = dash_duo.find_element("#unit-stats").text
-    assert "max" in stats and "fraction_positive" in stats
+    stats = dash_duo.wait_for_element("#unit-unit-stats", timeout=20).text
+    assert "max" in stats and "fraction positive" in stats
 
     dash_duo.driver.get(dash_duo.server_url + "/unit/lenet5-b/c1/99")
     dash_duo.wait_for_contains_text("#unit-error", "has 6 units", timeout=20)
@@ -69,11 +91,10 @@ def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
     dash_duo.wait_for_contains_text("#unit-error", "no run 'nope'", timeout=20)
 
     dash_duo.driver.get(dash_duo.server_url + "/compare?a=lenet5-a&b=lenet5-b")
-    dash_duo.wait_for_contains_text("#compare-table", "units [lenet5-b]", timeout=20)
-    table = dash_duo.find_element("#compare-table").text
-    for layer in ("c1", "s2", "c3", "s4", "c5"):
-        assert layer in table
-    dash_duo.wait_for_element("#compare-figure")
+    dash_duo.wait_for_contains_text("#table-compare-table", "c5", timeout=20)
+    rows = _grid_rows(dash_duo, "#table-compare-table")
+    assert [r["layer_a"] for r in rows] == ["c1", "s2", "c3", "s4", "c5"]
+    dash_duo.wait_for_element("#compare-unit-stats .main-svg", timeout=20)
     assert dash_duo.get_logs() == []
 
 
@@ -90,40 +111,45 @@ def dissected(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_unit_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -> None:
-    """Pick a layer, filter the grid by category, open a unit: its concept and masks show."""
+def test_unit_cards_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -> None:
+    """The cards follow the flag toggle and the count, search finds a concept, a unit shows
+    its concept and masks, and below-threshold units are greyed."""
     import probe
     from probe.dashboards import create_app
 
     units = probe.load_run(dissected / "ref").table("dissection", "units")
     conv1 = units[units.layer == "conv1"].sort_values("unit")
-    labelled = conv1[conv1["name"] != ""].iloc[0]
+    detectors = conv1[conv1["is_detector"]]
     dash_duo.start_server(create_app(dissected))
     dash_duo.driver.get(dash_duo.server_url + "/units?run=ref&layer=conv1")
-    dash_duo.wait_for_contains_text("#units-count", f"{len(conv1)} units in conv1", timeout=20)
-    category = labelled["category"]
-    filter_cell = dash_duo.find_element("#units-table th.dash-filter[data-dash-column='category'] "
-                                        "input")
-    filter_cell.send_keys(category + "\n")
-    want = conv1[conv1["category"].str.contains(category)]
-    dash_duo.wait_for_text_to_equal("#units-table tbody tr:last-child td[data-dash-column="
-                                    "'unit']", str(int(want["unit"].iloc[min(len(want), 25) - 1])),
-                                    timeout=20)
-    cells = [e.text for e in dash_duo.find_elements("#units-table td[data-dash-column="
-                                                    "'category']")]
-    assert cells and all(c == category for c in cells)
+    dash_duo.wait_for_contains_text("#units-count", f"{len(conv1)} units of {len(conv1)} in "
+                                    "conv1", timeout=20)
+    cards = dash_duo.find_elements("#units-cards .card")
+    muted = dash_duo.find_elements("#units-cards .card.muted")
+    assert len(muted) == min(len(cards), len(conv1) - len(detectors))
+    best = conv1.sort_values("iou", ascending=False).iloc[0]
+    assert cards[0].get_attribute("id") == f"unit-card-{int(best['unit'])}"  # IoU order
 
-    dash_duo.driver.get(dash_duo.server_url + f"/units?run=ref&layer=conv1&category={category}")
-    dash_duo.wait_for_text_to_equal("#units-table tbody tr:last-child td[data-dash-column="
-                                    "'unit']", str(int(want["unit"].iloc[min(len(want), 25) - 1])),
-                                    timeout=20)  # the link a hierarchy bar opens
+    dash_duo.find_element("#units-flagged input").click()
+    dash_duo.wait_for_contains_text("#units-count", f"{len(detectors)} detector units of "
+                                    f"{len(conv1)}", timeout=20)
+    assert len(dash_duo.find_elements("#units-cards .card")) == min(len(detectors), 48)
+    assert not dash_duo.find_elements("#units-cards .card.muted")
+
+    labelled = conv1[conv1["name"] != ""].iloc[0]
+    search = dash_duo.find_element("#units-search")
+    search.send_keys(str(labelled["name"]) + "\n")
+    dash_duo.wait_for_contains_text("#units-search-count", "units match", timeout=20)
+    hits = units[units["name"].str.lower().str.contains(str(labelled["name"]).lower(),
+                                                        regex=False)]
+    assert dash_duo.find_element("#units-search-count").text.startswith(f"{len(hits)} units")
 
     dash_duo.driver.get(dash_duo.server_url + f"/unit/ref/conv1/{int(labelled['unit'])}")
-    dash_duo.wait_for_contains_text("#unit-best-label", f"best: {labelled['name']} ({category})",
-                                    timeout=20)
-    assert len(dash_duo.find_elements("#unit-masks img")) >= 1
-    assert len(dash_duo.find_elements("#unit-exemplars img")) == 8
-    dash_duo.wait_for_element("#unit-concepts .main-svg")
+    dash_duo.wait_for_element("#unit-dissection", timeout=20)
+    section = dash_duo.find_element("#unit-dissection")
+    assert str(labelled["name"]) in section.text
+    assert section.find_elements("css selector", "img")
+    dash_duo.wait_for_element("#unit-dissection .main-svg")
     assert dash_duo.get_logs() == []
 
 
@@ -136,7 +162,8 @@ EVIL_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"
 
 def test_pages_render_under_the_csp_and_artifact_scripts_never_run(dash_duo,
                                                                      runs_dir: Path) -> None:
-    """The app's CSP leaves Dash and plotly working; an SVG artifact's script does not run."""
+    """The app's CSP leaves Dash, plotly and AG Grid working; an SVG artifact's script does
+    not run."""
     import time
 
     from probe.dashboards import create_app
@@ -144,18 +171,18 @@ def test_pages_render_under_the_csp_and_artifact_scripts_never_run(dash_duo,
     (runs_dir / "lenet5-a" / "unit-stats" / "evil.svg").write_text(EVIL_SVG)
     dash_duo.start_server(create_app(runs_dir))
     driver = dash_duo.driver
-    dash_duo.wait_for_contains_text("#runs-table", "lenet5-a", timeout=20)
+    dash_duo.wait_for_contains_text("#table-runs-table", "lenet5-a", timeout=20)
     driver.get(dash_duo.server_url + "/layers?run=lenet5-a")
-    dash_duo.wait_for_element("#layers-activation .main-svg", timeout=20)  # plotly draws
-    dash_duo.wait_for_contains_text("#layers-summary", "c3", timeout=20)
+    dash_duo.wait_for_element("#layers-unit-stats .main-svg", timeout=20)  # plotly draws
+    dash_duo.wait_for_contains_text("#table-layers-summary", "c3", timeout=20)
     assert driver.execute_script("return localStorage.getItem('probe-xss')") is None
-    assert dash_duo.get_logs() == []  # no CSP violation while Dash and plotly work
+    assert dash_duo.get_logs() == []  # no CSP violation while Dash, plotly, AG Grid work
 
     driver.get(dash_duo.server_url + "/files/lenet5-a/unit-stats/evil.svg")
     time.sleep(1.0)  # give a script every chance to run
     assert "probe-xss" not in (driver.title or "")
     driver.get(dash_duo.server_url + "/")
-    dash_duo.wait_for_contains_text("#runs-table", "lenet5-a", timeout=20)
+    dash_duo.wait_for_contains_text("#table-runs-table", "lenet5-a", timeout=20)
     assert driver.execute_script("return localStorage.getItem('probe-xss')") is None
 
     # the app's own pages refuse a script that was injected into them

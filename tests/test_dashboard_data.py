@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dash_client import router_body
+from dash_client import grid_rows, router_body
 
 from probe.dashboards.data import NotFound, RunSource, clear_caches
-from probe.dashboards.sample import write_tables_run
 from probe.errors import ProbeError
+from probe.sample_runs import write_tables_run
 
 
 def _units(layer: str = "c1", n: int = 3) -> pd.DataFrame:
@@ -158,6 +158,32 @@ def test_unit_rows_by_row_group_statistics_match_the_table(tmp_path: Path) -> No
         [3007.0, 4507.0]
 
 
+def test_one_layer_of_a_table_in_row_groups_is_read_alone(tmp_path: Path) -> None:
+    """A layer's rows come from its row groups only (the whole table is not decoded), and
+    equal the whole table's rows of that layer, before and after it is decoded."""
+    import numpy as np
+
+    from probe.dashboards import table_cache
+
+    n = 9000  # three row groups: a, a+b, b
+    frame = pd.DataFrame({"layer": np.repeat(["a", "b"], n // 2),
+                          "unit": np.tile(np.arange(n // 4), 4),
+                          "value": np.arange(n, dtype=float)})
+    write_tables_run(tmp_path / "r", {"unit-stats": {"units": frame}}, ["a", "b"])
+    clear_caches()
+    source = RunSource(tmp_path)
+    run = source.run("r")
+    want = frame[frame.layer == "b"].reset_index(drop=True)
+    alone = source.table(run, "unit-stats", "units", columns=("unit", "value"), layer="b")
+    assert not [k for k in table_cache.cached_keys() if k[2:4] == ("unit-stats", "units")]
+    pd.testing.assert_frame_equal(alone, want[["unit", "value"]])
+    source.table(run, "unit-stats", "units")  # decoded whole
+    clear_caches()
+    source.table(run, "unit-stats", "units")
+    again = source.table(run, "unit-stats", "units", columns=("value",), layer="a")
+    assert again["value"].tolist() == frame[frame.layer == "a"]["value"].tolist()
+
+
 def _write_manifest(folder: Path, content: str | bytes) -> None:
     folder.mkdir(parents=True)
     data = content.encode() if isinstance(content, str) else content
@@ -198,9 +224,9 @@ def test_unreadable_manifests_are_listed_with_the_reason(root: Path) -> None:
     from probe.dashboards.pages import runs
 
     page = runs.layout()
-    assert [r["run"] for r in page.children[2].data] == ["good"]  # the readable run still works
-    unreadable = {r["run"]: r["problem"] for r in page.children[-1].data}
-    assert page.children[-1].id == "runs-unreadable" and unreadable == problems
+    assert [r["run"] for r in grid_rows(page, "runs-table")] == ["good"]  # still works
+    unreadable = {r["run"]: r["problem"] for r in grid_rows(page, "runs-unreadable")}
+    assert unreadable == problems
 
     client = app.server.test_client()
     response = client.post("/_dash-update-component", json=router_body("/"))
@@ -213,8 +239,9 @@ def test_unreadable_manifests_are_listed_with_the_reason(root: Path) -> None:
                            json=router_body(path, search)).status_code == 200, path
     from probe.dashboards.pages import units
 
-    assert "unit-stats" in str(units.units_page("bad-entry", "c1", 0, 25, [], "")[3])
-    assert units.units_page("good", "c1", 0, 25, [], "")[0]  # the good run is untouched
+    assert "bad-entry" in str(units.units_content("bad-entry", "c1", [], None, 0)[0])
+    cards, count = units.units_content("good", "c1", [], None, 0)
+    assert cards and count.startswith("3 units of 3 in c1")  # the good run is untouched
 
 
 def test_long_names_and_bad_component_paths_are_404(root: Path) -> None:
@@ -294,8 +321,8 @@ def test_artifacts_are_sandboxed_and_svg_is_a_download(root: Path) -> None:
 
 
 def test_a_damaged_table_is_one_line_naming_the_file(tmp_path: Path) -> None:
-    from probe.dashboards.sample import synthetic_tables
     from probe.dashboards.table_cache import UnreadableTable
+    from probe.sample_runs import synthetic_tables
 
     write_tables_run(tmp_path / "r", synthetic_tables({"c1": 4}), ["c1"])
     file = tmp_path / "r" / "dissection" / "exemplars.parquet"

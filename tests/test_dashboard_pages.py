@@ -1,28 +1,30 @@
-"""Page layouts and callbacks, called as plain functions on real and hand-made runs."""
+"""Page layouts and callbacks, called as plain functions on real and hand-made runs.
+
+Every page is built from the analyses' view hooks; these tests check that the
+numbers on the pages are the tables' numbers, and that a third-party analysis
+and a broken one are shown like any other.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
-import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from dash import html
-from dash_client import router_body
+from dash_client import components, filled, grid_rows, ids, router_body, slot_body
 
 from probe import Analysis, hookimpl
 from probe.dashboard_api import PageSpec
 from probe.dashboards.data import clear_caches, get_source
-from probe.dashboards.sample import make_sample_runs, synthetic_tables, write_tables_run
 from probe.host import get_host, reset_host
+from probe.sample_runs import make_sample_runs, synthetic_tables, write_tables_run
 
 DIGITS = {"name": "digits", "options": {"size": 16}, "size": 16}
-
-
-def _ids(component: object) -> list[str]:
-    return re.findall(r"id='([A-Za-z0-9_\-]+)'", str(component))
 
 
 @pytest.fixture(scope="module")
@@ -47,60 +49,95 @@ def _tables(runs: Path, analysis: str, table: str) -> pd.DataFrame:
     return pd.read_parquet(runs / "full" / analysis / f"{table}.parquet")
 
 
+def _section(page: object, ident: str) -> html.Section:
+    return next(c for c in components(page) if getattr(c, "id", None) == ident)
+
+
 def test_runs_page_lists_every_run(app, runs: Path) -> None:
     from probe.dashboards.pages import runs as page
 
-    table = page.layout().children[2]
-    rows = {r["run"]: r for r in table.data}
+    rows = {r["run"]: r for r in grid_rows(page.layout(), "runs-table")}
     assert sorted(rows) == ["full", "lenet5-a", "lenet5-b"]
     assert rows["lenet5-a"]["architecture"] == "lenet5"
-    assert rows["lenet5-a"]["dataset"] == "digits (32 images)"
+    assert rows["lenet5-a"]["data"] == "digits (32 images)"
     assert rows["full"]["analyses"].endswith("broken [failed]")
     assert rows["full"]["status"] == "partial"
+    assert rows["full"]["layers page"] == "[layers](/layers?run=full)"
 
 
-def test_units_callback_filters_sorts_and_pages_on_the_server(app, runs: Path) -> None:
+def test_units_cards_follow_the_score_the_flag_and_the_page(app, runs: Path) -> None:
     from probe.dashboards.pages import units
 
     assert units.layer_choices("full", None) == (["c1", "c2"], "c1")
     assert units.layer_choices("full", "c2") == (["c1", "c2"], "c2")
-    data, columns, pages, _ = units.units_page("full", "c1", 0, 2,
-                                               [{"column_id": "iou", "direction": "desc"}],
-                                               "{iou} s> 0.01")
-    truth = _tables(runs, "dissection", "units").query("layer == 'c1' and iou > 0.01")
-    truth = truth.sort_values("iou", ascending=False)
-    assert pages == -(-len(truth) // 2)
-    assert [r["unit"] for r in data] == list(truth["unit"].iloc[:2])
-    assert [r["label"] for r in data] == list(truth["name"].iloc[:2])
-    ids = [c["id"] for c in columns]
-    for column in ("unit", "open", "label", "category", "iou", "is_detector", "max", "gabor_r2"):
-        assert column in ids
-    assert data[0]["open"] == f"[unit {data[0]['unit']}](/unit/full/c1/{data[0]['unit']})"
-    _, _, _, notice = units.units_page("full", "c9", 0, 25, [], "")
+    options, value, flag = units.sort_choices("full", "c1", None)
+    assert value == "iou"  # the analysis that names the units sorts them
+    assert {"value": "max", "label": "max activation"} in options
+    assert flag == [{"label": " detector only", "value": "flagged"}]
+    truth = _tables(runs, "dissection", "units").query("layer == 'c1'")
+    cards, count = units.units_content("full", "c1", [], "iou", 0)
+    order = list(truth.sort_values("iou", ascending=False, kind="stable")["unit"])
+    assert [c.children.id for c in cards] == [f"unit-card-{u}" for u in order]
+    assert count.startswith("4 units of 4 in c1")
+    muted = [c.children.id for c in cards if "muted" in c.children.className]
+    assert muted == [f"unit-card-{u}" for u in order if not truth.set_index("unit")
+                     .loc[u, "is_detector"]]
+    thumbs = [next(x for x in components(c) if getattr(x, "className", "") == "thumb")
+              for c in cards]
+    pictures = units.card_thumbnails([t.id for t in thumbs])  # one request for the page
+    exemplars = _tables(runs, "dissection", "exemplars").query("layer == 'c1' and rank == 0")
+    assert len(pictures) == len(order) == len(exemplars)
+    assert all(p.startswith("data:image/png;base64,") for p in pictures)
+    assert len(set(pictures)) > 1  # each unit's own top exemplar
+    cards, count = units.units_content("full", "c1", ["flagged"], "iou", 0)
+    assert len(cards) == int(truth["is_detector"].sum())
+    assert count.startswith(f"{int(truth['is_detector'].sum())} detector units of 4 in c1")
+    # the grid's rows come from the server, sorted and filtered there, block by block
+    request = {"startRow": 0, "endRow": 100, "sortModel": [{"colId": "iou", "sort": "desc"}],
+               "filterModel": {}}
+    answer = units.units_rows(request, "full", "c1", [])
+    rows = answer["rowData"]
+    assert answer["rowCount"] == 4
+    assert [r["unit"] for r in rows] == [f"[{u}](/unit/full/c1/{u})" for u in order]
+    names = dict(zip(truth["unit"], truth["name"], strict=True))
+    assert [r["name"] for r in rows] == [names[u] for u in order]
+    assert [r["_muted"] for r in rows] == [not truth.set_index("unit").loc[u, "is_detector"]
+                                           for u in order]
+    cut = float(truth["iou"].median())
+    request["filterModel"] = {"iou": {"filterType": "number", "type": "greaterThan",
+                                      "filter": cut}}
+    request["sortModel"] = [{"colId": "unit", "sort": "asc"}]  # the unit number, not its link
+    answer = units.units_rows(request, "full", "c1", [])
+    above = sorted(truth[truth["iou"] > cut]["unit"])
+    assert answer["rowCount"] == len(above)
+    assert [r["unit"] for r in answer["rowData"]] == [f"[{u}](/unit/full/c1/{u})" for u in above]
+    assert units.units_rows({"startRow": 2, "endRow": 3}, "full", "c1", [])["rowCount"] == 4
+    assert len(units.units_rows({"startRow": 2, "endRow": 3}, "full", "c1", [])["rowData"]) == 1
+    notice, _ = units.units_content("full", "c9", [], None, 0)
     assert "has no layer 'c9'" in str(notice)
-    _, _, _, notice = units.units_page("full", "c1", 0, 25, [], "{nope} = 1")
-    assert "unknown column 'nope'" in str(notice)
-    data, _, _, notice = units.units_page("lenet5-a", "c3", 0, 25, [], "")
-    assert len(data) == 16 and "missing-dissection" in _ids(notice)
 
 
-def test_unit_page_shows_every_section(app, runs: Path) -> None:
+def test_unit_page_has_a_section_per_analysis(app, runs: Path) -> None:
     from probe.dashboards.pages import unit
 
-    page = unit.layout(run="full", layer="c1", unit="1")
-    ids = _ids(page)
-    for section in ("unit-title", "unit-stats", "unit-best-label", "unit-concepts",
-                    "unit-masks", "unit-exemplars", "unit-filter", "unit-links",
-                    "unit-equivariance", "unit-partners"):
-        assert section in ids, section
-    assert sum(i.startswith("unit-mask-") for i in ids) == 4  # top_k masks
-    assert sum(i.startswith("unit-exemplar-") for i in ids) == 4
+    page = filled(unit.layout(run="full", layer="c1", unit="1"))
+    found = ids(page)
+    for analysis in ("unit-stats", "dissection", "filters", "equivariance"):
+        section = _section(page, f"unit-{analysis}")
+        assert section.children[0].children == f"{analysis} · c1 · unit 1"
+    masks = [i for i in found if i.startswith("unit-dissection-") and i[-2] == "-"
+             and "exemplars" in i]
+    assert len(masks) == 4  # top_k masks
     best = _tables(runs, "dissection", "units").query("layer == 'c1' and unit == 1").iloc[0]
-    assert f"best: {best['name']} ({best['category']}), IoU {best['iou']:.3f}" in str(page)
-    assert "[c2/0](/unit/full/c2/0)" in str(page)  # part → object link of the edge table
-    unpaged = unit.layout(run="lenet5-a", layer="c1", unit="0")
-    assert {"missing-dissection", "missing-filters", "missing-equivariance"} <= set(_ids(
-        unpaged))
+    text = str(_section(page, "unit-dissection"))
+    assert str(best["name"]) in text and f"{best['iou']:.4g}"[:5] in text
+    links = grid_rows(page, "unit-dissection-3-dissection-links")
+    assert links and "(/unit/full/c2/0)" in json.dumps(links)  # part → object link
+    assert "unit-prev" in found and "unit-next" in found
+    plain = unit.layout(run="lenet5-a", layer="c1", unit="0")
+    hints = str(_section(plain, "unit-suggestions"))
+    # the run's own command with the analysis added, and only what digits can feed
+    assert "filters" in hints and "equivariance" in hints and "dissection" not in hints
     for bad, message in ((("full", "c1", "4"), "has 4 units"), (("full", "c1", "-1"),
                                                                 "non-negative integer"),
                          (("full", "../c1", "0"), "has no layer"),
@@ -109,46 +146,56 @@ def test_unit_page_shows_every_section(app, runs: Path) -> None:
 
 
 def test_unit_exemplars_of_a_real_run_use_its_images(app) -> None:
+    import re
+
     from probe.dashboards.pages import unit
 
-    page = unit.layout(run="lenet5-a", layer="c3", unit="5")
-    images = [c for c in re.findall(r"src='(data:image/png;base64,[^']+)'", str(page))]
+    page = filled(unit.layout(run="lenet5-a", layer="c3", unit="5"))
+    section = str(_section(page, "unit-unit-stats"))
+    images = re.findall(r"src='(data:image/png;base64,[^']+)'", section)
     assert len(images) == 8
     assert len(set(images)) > 1  # different digits, not one placeholder
-    assert str(page).count("class ") >= 8
+    assert section.count("class ") >= 8
 
 
-def test_layers_and_compare_callbacks(app, runs: Path) -> None:
+def test_layers_summary_and_compare_are_the_tables_numbers(app, runs: Path) -> None:
     from probe.dashboards.pages import compare, layers
 
-    content = layers.layers_content("full")
-    ids = _ids(content)
-    for section in ("layers-summary", "layers-hierarchy", "layers-equivariance",
-                    "layers-filters", "layers-activation"):
-        assert section in ids
-    summary = {r["layer"]: r for r in content[1].data}
+    content = filled(layers.layers_content("full"))
+    summary = {r["layer"]: r for r in grid_rows(content, "layers-summary")}
     dissection = _tables(runs, "dissection", "units")
     c1 = dissection[dissection.layer == "c1"]
     assert summary["c1"]["detectors"] == int(c1.is_detector.sum())
     assert summary["c1"]["unique_concepts"] == c1[c1.is_detector]["label"].nunique()
-    assert summary["c2"]["equivariance_error"] == pytest.approx((0.2 + 0.4) / 2)
-    assert "missing-dissection" in _ids(layers.layers_content("lenet5-a"))
+    assert summary["c1"]["units page"] == "[units](/units?run=full&layer=c1)"
+    # synthetic errors are (layer index + 1) · magnitude / 10 at magnitudes 1 and 2
+    assert summary["c2"]["equivariance_shift"] == pytest.approx((0.2 + 0.4) / 2)
+    for analysis in ("unit-stats", "dissection", "filters", "equivariance"):
+        assert f"layers-{analysis}" in ids(content)
+    detail = filled(layers.layer_detail("full", "c2"))
+    assert ids(detail)[0] == "layer-detail-title"
+    for analysis in ("unit-stats", "dissection", "filters", "equivariance"):
+        assert _section(detail, f"layer-{analysis}-c2").children[0].children == \
+            f"{analysis} · c2"
 
-    out = compare.compare_content("full", "lenet5-a", "units")
-    table = {r["layer"]: r for r in out[0].data}
-    assert table["c1"]["units [full]"] == 4 and table["c1"]["units [lenet5-a]"] == 6
-    assert table["c3"]["units [lenet5-a]"] == 16
-    figure = out[1].figure
-    assert [t.name for t in figure.data] == ["full", "lenet5-a"]
-    same = compare.compare_content("lenet5-a", "lenet5-a", "units")
-    assert "units [lenet5-a (A)]" in same[0].data[0]
+    out = filled(compare.compare_content("full", "lenet5-a"))
+    rows = grid_rows(out, "compare-table")
+    # different layers: each of full's layers matched to lenet5-a's at the nearest depth
+    assert [(r["layer_a"], r["layer_b"]) for r in rows] == [("c1", "c1"), ("c2", "c5")]
+    assert rows[0]["unit_stats_units [A]"] == 4 and rows[0]["unit_stats_units [B]"] == 6
+    assert rows[1]["unit_stats_units [B−A]"] == 120 - 2
+    assert "compare-unit-stats" in ids(out)
+    assert "Not compared (in one run only): dissection, equivariance, filters" in str(out)
+    same = compare.compare_content("lenet5-a", "lenet5-a")
+    runs_rows = grid_rows(same, "compare-runs")
+    assert [r["run"] for r in runs_rows] == ["lenet5-a (A)", "lenet5-a (B)"]
 
 
 class ToyCount(Analysis):
     """A third-party analysis the dashboard has never heard of."""
 
     name = "toy-count"
-    tables = {"counts": ("layer", "unit", "n")}
+    tables = {"counts": ("layer", "unit", "n", "share")}
 
     def accumulator(self, context):  # pragma: no cover - never run here
         raise NotImplementedError
@@ -187,7 +234,8 @@ class ToyPlugin:
 def toy(tmp_path: Path):
     host = get_host()
     host.add_plugin(ToyPlugin(), "toy-plugin")
-    frame = pd.DataFrame({"layer": "c1", "unit": [0, 1, 2], "n": [5, 7, 11]})
+    frame = pd.DataFrame({"layer": "c1", "unit": [0, 1, 2], "n": [5, 7, 11],
+                          "share": [0.5, 0.25, 0.125]})
     write_tables_run(tmp_path / "toy-run", {"toy-count": {"counts": frame},
                                             "unknown-plugin": {"stuff": frame}}, ["c1"])
     clear_caches()
@@ -195,30 +243,88 @@ def toy(tmp_path: Path):
     reset_host()
 
 
-def test_third_party_analysis_and_plugin_pages_appear(toy: Path) -> None:
+def test_third_party_analysis_gets_every_view_from_the_defaults(toy: Path) -> None:
+    """An analysis that only declares its tables (and figures) appears on every page."""
     import dash
 
     from probe.dashboards import create_app
 
     app = create_app(toy)
-    from probe.dashboards.pages import analysis, layers, unit
+    from probe.dashboards.pages import analysis, layers, unit, units
 
     assert analysis.analysis_choices("toy-run", None) == (["toy-count", "unknown-plugin"],
                                                           "toy-count")
     view = analysis.analysis_content("toy-run", "toy-count")
-    assert list(view[1].figure.data[0].y) == [5, 7, 11]  # the plugin's own figure
-    assert "analysis-table-counts" in _ids(view)
+    graphs = [c for c in components(view) if c.__class__.__name__ == "Graph"]
+    bars = graphs[0].figure["data"][0]["y"]  # the plugin's own figure, sent as typed bytes
+    values = np.frombuffer(base64.b64decode(bars["bdata"]), dtype=bars["dtype"]) \
+        if isinstance(bars, dict) else bars
+    assert list(values) == [5, 7, 11]
+    assert grid_rows(view, "analysis-table-counts")[2]["n"] == 11
     other = analysis.analysis_content("toy-run", "unknown-plugin")
-    assert "is not installed here" in str(other) and "analysis-table-stuff" in _ids(other)
+    assert "is not installed here" in str(other) and grid_rows(other, "analysis-table-stuff")
+
+    summary = {r["layer"]: r for r in grid_rows(layers.layers_content("toy-run"),
+                                                "layers-summary")}
+    assert summary["c1"]["mean share"] == pytest.approx((0.5 + 0.25 + 0.125) / 3, rel=1e-3)
+    assert "mean n" not in summary["c1"]  # integers are counts, not measures: not averaged
+    page = filled(unit.unit_sections(get_source(), get_source().run("toy-run"), "c1", 1))
+    section = _section(page, "unit-toy-count")
+    assert section.children[0].children == "toy-count · c1 · unit 1"
+    assert "0.25" in str(section) and "toy n=7" in str(page)  # facts, then the PageSpec panel
+    cards, count = units.units_content("toy-run", "c1", [], None, 0)
+    assert count.startswith("3 units of 3 in c1")
+    assert [c.children.id for c in cards if hasattr(c, "href")] == [
+        "unit-card-0", "unit-card-1", "unit-card-2"]
+    assert "'unknown-plugin' is not installed here" in str(cards[0])  # said, not hidden
+    rows = units.units_rows({"startRow": 0, "endRow": 10}, "toy-run", "c1", [])["rowData"]
+    assert [r["share"] for r in rows] == [0.5, 0.25, 0.125]
 
     page = dash.page_registry["probe_plugin_toy"]
     assert page["path"] == "/plugin/toy" and page["nav"]
     with app.server.test_request_context():
         assert "toy n=23" in str(page["layout"](run="toy-run"))
-    source = get_source()
-    assert "toy n=7" in str(unit.unit_sections(source, source.run("toy-run"), "c1", 1))
-    content = layers.layers_content("toy-run")
-    assert "Broken panel failed: RuntimeError: plugin bug" in str(content)
+    detail = layers.layer_detail("toy-run", "c1")
+    assert "Broken panel failed: RuntimeError: plugin bug" in str(detail)
+
+
+class Faulty(ToyCount):
+    """An analysis whose views raise."""
+
+    name = "faulty"
+
+    @classmethod
+    def unit_views(cls, run, layer, unit):
+        raise RuntimeError("view bug")
+
+    @classmethod
+    def layer_summary(cls, run):
+        raise ValueError("summary bug")
+
+
+def test_a_failing_view_stays_in_its_own_section(tmp_path: Path) -> None:
+    from probe.dashboards import create_app
+
+    class Plugin:
+        @hookimpl
+        def probe_register_analyses(self, register):
+            register(Faulty)
+
+    get_host().add_plugin(Plugin(), "faulty-plugin")
+    try:
+        frame = pd.DataFrame({"layer": "c1", "unit": [0, 1], "n": [1, 2], "share": [0.1, 0.2]})
+        write_tables_run(tmp_path / "r", {"faulty": {"counts": frame}}, ["c1"])
+        clear_caches()
+        create_app(tmp_path)
+        from probe.dashboards.pages import layers, unit
+
+        page = filled(unit.layout(run="r", layer="c1", unit="0"))
+        assert "faulty.unit_views failed: RuntimeError: view bug" in str(page)
+        content = layers.layers_content("r")
+        assert "faulty.layer_summary failed: ValueError: summary bug" in str(content)
+        assert [r["layer"] for r in grid_rows(content, "layers-summary")] == ["c1"]
+    finally:
+        reset_host()
 
 
 def test_page_spec_is_validated() -> None:
@@ -242,19 +348,15 @@ def test_page_spec_is_validated() -> None:
         host.add_plugin(Wrong(), "wrong")
 
 
-def _units_request(page: object, size: object, sort_by: object, query: object) -> dict:
-    """The units grid's callback request, with the browser's raw input values."""
-    return {"output": "..units-table.data...units-table.columns...units-table.page_count..."
-                      "units-notice.children..",
-            "outputs": [{"id": "units-table", "property": p} for p in
-                        ("data", "columns", "page_count")] +
-            [{"id": "units-notice", "property": "children"}],
-            "inputs": [{"id": "units-run", "property": "value", "value": "full"},
-                       {"id": "units-layer", "property": "value", "value": "c1"},
-                       {"id": "units-table", "property": "page_current", "value": page},
-                       {"id": "units-table", "property": "page_size", "value": size},
-                       {"id": "units-table", "property": "sort_by", "value": sort_by},
-                       {"id": "units-table", "property": "filter_query", "value": query}],
+def _cards_request(flagged: object, sort: object, page: object) -> dict:
+    """The units page's cards callback request, with the browser's raw input values."""
+    outputs = [("units-cards", "children"), ("units-count", "children")]
+    inputs = [("units-run", "value", "full"), ("units-layer", "value", "c1"),
+              ("units-flagged", "value", flagged), ("units-sort", "value", sort),
+              ("units-page", "data", page)]
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
             "changedPropIds": ["units-layer.value"], "state": []}
 
 
@@ -263,11 +365,10 @@ def test_callbacks_answer_over_http(app) -> None:
     assert client.get("/").status_code == 200
     layout = client.get("/_dash-layout").get_json()
     assert "app-nav" in json.dumps(layout)
-    body = _units_request(0, 25, [], "")
-    response = client.post("/_dash-update-component", json=body)
+    response = client.post("/_dash-update-component", json=_cards_request([], "unit", 0))
     assert response.status_code == 200
-    data = response.get_json()["response"]["units-table"]["data"]
-    assert [r["unit"] for r in data] == [0, 1, 2, 3]
+    count = response.get_json()["response"]["units-count"]["children"]
+    assert count.startswith("4 units of 4 in c1")
 
 
 def test_dash_command(monkeypatch: pytest.MonkeyPatch, runs: Path,
@@ -308,10 +409,9 @@ QUICK = {"filters": {"patches": 2000, "iterations": 10, "random_filters": 32},
 
 @pytest.mark.slow
 def test_every_view_reads_a_real_run_of_every_analysis(tmp_path: Path) -> None:
-    """The tables the analyses really write fill every section (no "missing" notice)."""
+    """The tables the analyses really write fill every page; no view fails."""
     import probe
     from probe.dashboards import create_app
-    from probe.dashboards.figures import make_layer_summary
 
     run = probe.analyze("ref-strided", "parts", ["unit-stats", "dissection", "filters",
                                                  "equivariance"],
@@ -322,30 +422,34 @@ def test_every_view_reads_a_real_run_of_every_analysis(tmp_path: Path) -> None:
     create_app(tmp_path)
     from probe.dashboards.pages import layers, unit, units
 
-    content = layers.layers_content("ref")
-    ids = _ids(content)
-    assert {"layers-hierarchy", "layers-equivariance", "layers-filters"} <= set(ids)
-    assert not [i for i in ids if i.startswith("missing-")]
-    summary = {r["layer"]: r for r in content[1].data}
+    content = filled(layers.layers_content("ref"))
+    warnings = [c.children for c in components(content)
+                if "notice-warning" in str(getattr(c, "className", ""))]
+    assert "failed:" not in str(content)
+    assert len(warnings) == 1 and "too noisy to trust" in warnings[0]  # 16 images only
+    summary = {r["layer"]: r for r in grid_rows(content, "layers-summary")}
     dissection = run.table("dissection", "units")
     for layer, rows in dissection.groupby("layer"):
         assert summary[layer]["detectors"] == int(rows["is_detector"].sum())
-    expected = make_layer_summary(run.table("unit-stats", "units"), dissection)
-    assert [summary[x]["units"] for x in expected["layer"]] == list(expected["units"])
+    stats = run.table("unit-stats", "units")
+    for layer, rows in stats.groupby("layer"):
+        assert summary[layer]["unit_stats_units"] == len(rows)
+    for layer in run.manifest["layers"]:
+        detail = str(filled(layers.layer_detail("ref", layer)))
+        assert "failed:" not in detail, layer
 
-    data, columns, _, _ = units.units_page("ref", "conv1", 0, 100, [], "")
     names = dissection[dissection.layer == "conv1"].sort_values("unit")["name"]
-    assert [r["label"] for r in data] == list(names)
-    assert "gabor_r2" in [c["id"] for c in columns]
+    request = {"startRow": 0, "endRow": 100, "sortModel": [{"colId": "unit", "sort": "asc"}]}
+    rows = units.units_rows(request, "ref", "conv1", [])["rowData"]
+    assert [r["name"] for r in rows] == list(names)
 
-    page = unit.layout(run="ref", layer="conv1", unit="0")
-    ids = _ids(page)
-    assert not [i for i in ids if i.startswith("missing-") or i == "unit-error"]
-    for section in ("unit-masks", "unit-exemplars", "unit-concepts", "unit-filter",
-                    "unit-equivariance"):
-        assert section in ids
-    assert sum(i.startswith("unit-mask-") for i in ids) == len(
-        run.table("dissection", "exemplars").query("layer == 'conv1' and unit == 0"))
+    page = filled(unit.layout(run="ref", layer="conv1", unit="0"))
+    assert "failed:" not in str(page) and "unit-error" not in ids(page)
+    for analysis in ("unit-stats", "dissection", "filters", "equivariance"):
+        assert f"unit-{analysis}" in ids(page)
+    masks = [i for i in ids(page) if "dissection-exemplars-" in i]
+    assert len(masks) == len(run.table("dissection", "exemplars").query(
+        "layer == 'conv1' and unit == 0"))
 
 
 def test_navigation_carries_the_current_run(app) -> None:
@@ -362,14 +466,16 @@ def test_navigation_carries_the_current_run(app) -> None:
     assert carry_run("/", "")[1] == "/layers"
 
 
-def test_every_column_the_dashboard_reads_is_declared_by_its_analysis() -> None:
-    from probe.dashboards.layers_data import READS
+def test_two_apps_in_one_process_each_get_their_callbacks(runs: Path) -> None:
+    """No private Dash API: every app registers its own pages and callbacks."""
+    from probe.dashboards import create_app
 
-    analyses = get_host().analyses
-    for (analysis, table), columns in READS.items():
-        declared = analyses.get(analysis).tables[table]
-        missing = [c for c in columns if c not in declared]
-        assert not missing, f"{analysis}/{table} no longer declares {missing}"
+    first, second = create_app(runs), create_app(runs)
+    for app in (first, second):
+        client = app.server.test_client()
+        response = client.post("/_dash-update-component", json=_cards_request([], "unit", 0))
+        assert response.status_code == 200
+    assert len(first.callback_map) == len(second.callback_map) > 10
 
 
 def test_broken_and_running_runs_do_not_break_pages(tmp_path: Path) -> None:
@@ -386,37 +492,24 @@ def test_broken_and_running_runs_do_not_break_pages(tmp_path: Path) -> None:
     create_app(tmp_path)
     from probe.dashboards.pages import analysis, layers, runs, unit, units
 
-    rows = {r["run"]: r for r in runs.layout().children[2].data}
+    rows = {r["run"]: r for r in grid_rows(runs.layout(), "runs-table")}
     assert sorted(rows) == ["ok", "running"]  # the unreadable one is listed apart
     assert rows["running"]["status"] == "interrupted"  # no writer holds it: not "running"
     from probe.run_lock import RunLock
 
     with RunLock(running):
         clear_caches()
-        live = {r["run"]: r for r in runs.layout().children[2].data}
+        live = {r["run"]: r for r in grid_rows(runs.layout(), "runs-table")}
         assert live["running"]["status"] == "running"
-    assert "is not valid JSON" in str(units.units_page("corrupt", "c1", 0, 25, [], "")[3])
+    assert "is not valid JSON" in str(units.units_content("corrupt", "c1", [], None, 0)[0])
     assert "is not valid JSON" in str(unit.layout(run="corrupt", layer="c1", unit="0"))
-    content = str(layers.layers_content("running"))
-    assert "missing-unit-stats" in content and "missing-dissection" in content
+    content = layers.layers_content("running")
+    assert [r["layer"] for r in grid_rows(content, "layers-summary")] == ["c1"]
     assert "did not complete" in str(analysis.analysis_content("running", "unit-stats"))
 
 
-def test_hierarchy_click_opens_the_units_of_that_category(app, runs: Path) -> None:
-    from probe.dashboards.pages import layers, units
-
-    fig = layers.layers_content("full")[3].figure  # the hierarchy chart
-    part = next(t for t in fig.data if t.name == "part")
-    click = {"points": [{"x": "c1", "customdata": part.customdata[0]}]}
-    assert layers.units_href("full", click) == "/units?run=full&layer=c1&category=part"
-    assert layers.open_units(click, "full") == "/units?run=full&layer=c1&category=part"
-    assert layers.units_href("full", None) is None
-    page = units.layout(run="full", layer="c1", category="part")
-    assert page.children[-1].filter_query == "{category} = part"
-    assert units.initial_filter("part} && {x") == ""  # only plain names
-    data, _, _, _ = units.units_page("full", "c1", 0, 25, [], "{category} = part")
-    truth = _tables(runs, "dissection", "units").query("layer == 'c1' and category == 'part'")
-    assert [r["unit"] for r in data] == sorted(truth["unit"])
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _callback(output: str, values: dict[str, object]) -> dict:
@@ -424,24 +517,6 @@ def _callback(output: str, values: dict[str, object]) -> dict:
     return {"output": f"{output}.children", "outputs": {"id": output, "property": "children"},
             "inputs": [{"id": k, "property": "value", "value": v} for k, v in values.items()],
             "changedPropIds": [f"{next(iter(values))}.value"], "state": []}
-
-
-def _components(component: object):
-    yield component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if hasattr(child, "to_plotly_json"):
-            yield from _components(child)
-
-
-def _graphs(component: object):
-    from dash import dcc
-
-    return [c for c in _components(component) if isinstance(c, dcc.Graph)]
-
-
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def test_a_truncated_table_shows_its_error_on_its_pages_only(tmp_path: Path) -> None:
@@ -459,67 +534,64 @@ def test_a_truncated_table_shows_its_error_on_its_pages_only(tmp_path: Path) -> 
 
     exemplars = "trunc/dissection/exemplars.parquet cannot be read ("
     filters = "trunc/filters/units.parquet cannot be read ("
-    page = unit.layout(run="trunc", layer="c1", unit="1")
-    ids = _ids(page)
-    assert exemplars in str(page) and "unit-problem-masks" in ids
-    assert filters in str(page) and "unit-problem-filter" in ids
-    for section in ("unit-title", "unit-stats", "unit-concepts", "unit-exemplars",
-                    "unit-links", "unit-equivariance"):  # everything else still shows
-        assert section in ids, section
-    assert unit.layout(run="trunc", layer="c1", unit="1") is not page  # not kept: re-read
-    content = str(layers.layers_content("trunc"))
-    assert filters in content and "layers-hierarchy" in content
-    _, _, _, notice = units.units_page("trunc", "c1", 0, 25, [], "")
-    assert filters in str(notice)
+    page = filled(unit.layout(run="trunc", layer="c1", unit="1"))
+    assert exemplars in str(_section(page, "unit-dissection"))
+    assert filters in str(_section(page, "unit-filters"))
+    for section in ("unit-title", "unit-unit-stats", "unit-equivariance"):
+        assert section in ids(page), section  # everything else still shows
+    section = unit.unit_views_section("trunc", "c1", 1, "dissection")
+    assert unit.unit_views_section("trunc", "c1", 1, "dissection") is not section  # re-read
+    content = str(filled(layers.layers_content("trunc")))
+    assert filters in content and "layers-dissection" in content
+    assert filters in str(units.units_content("trunc", "c1", [], None, 0)[0])
     view = analysis.analysis_content("trunc", "dissection")
-    assert exemplars in str(view) and "analysis-table-units" in _ids(view)
-    assert filters in str(compare.compare_content("ok", "trunc", "units"))
+    assert exemplars in str(view) and grid_rows(view, "analysis-table-units")
+    assert filters in str(filled(compare.compare_content("ok", "trunc")))
 
     client = app.server.test_client()
-    for body, text in ((router_body("/unit/trunc/c1/1"), exemplars),
+    for body, text in ((router_body("/unit/trunc/c1/1"), "unit-title"),  # the page's frame
+                       (slot_body("unit", run="trunc", layer="c1", unit=1,
+                                  analysis="dissection"), exemplars),
+                       (slot_body("layers", run="trunc", analysis="filters"), filters),
                        (_callback("layers-content", {"layers-run": "trunc"}), filters),
                        (_callback("analysis-content", {"analysis-run": "trunc",
                                                        "analysis-name": "filters"}), filters),
-                       (_callback("compare-content", {"compare-a": "trunc", "compare-b": "ok",
-                                                      "compare-metric": "units"}), filters)):
+                       (_callback("compare-content", {"compare-a": "trunc",
+                                                      "compare-b": "ok"}), filters)):
         response = client.post("/_dash-update-component", json=body)
-        assert response.status_code == 200, body["output"]
+        assert response.status_code == 200, (body["output"], response.data[:300])
         answer = json.dumps(response.get_json())
         assert text in answer and "callback-error" not in answer, body["output"]
-    lines = [c.children[0] for c in _components(page)
-             if str(getattr(c, "id", "")).startswith("unit-problem")]
+    lines = [c.children for c in components(page)
+             if "notice" in str(getattr(c, "className", "")) and isinstance(c.children, str)]
     for message in (exemplars, filters):  # one line each, naming the file (not the server path)
-        line = next(m for m in lines if m.startswith(message))
+        line = next(m for m in lines if message in m)
         assert "\n" not in line and str(tmp_path) not in line
-    good = unit.layout(run="ok", layer="c1", unit="1")  # the other run is untouched
-    assert "unit-masks" in _ids(good) and "cannot be read" not in str(good)
-    assert units.units_page("ok", "c1", 0, 25, [], "")[0]
+    good = filled(unit.layout(run="ok", layer="c1", unit="1"))  # the other run is untouched
+    assert "unit-dissection" in ids(good) and "cannot be read" not in str(good)
 
 
-def test_grid_inputs_from_the_browser_are_validated(app) -> None:
-    from probe.dashboards.pages import compare, layers, units
+def test_inputs_from_the_browser_are_validated(app) -> None:
+    from probe.dashboards.pages import units
 
-    default, _, pages, _ = units.units_page("full", "c1", 0, 25, [], "")
-    for page, size, sort_by, query in (("x", "abc", "iou", None), (-3, 0, {"column_id": "iou"}, 7),
-                                       (None, 10**6, [5, "a", {"column_id": 3}], ["x"]),
-                                       (1.5, True, [{"column_id": "iou", "direction": "up"}],
-                                        "{iou} > 0" * 500)):
-        data, columns, count, _ = units.units_page("full", "c1", page, size, sort_by, query)
-        assert data == default and count == pages and columns, (page, size, sort_by)
-    data, _, _, _ = units.units_page("full", "c1", 0, 2.0, [{"column_id": "iou",
-                                                             "direction": "desc"}, "junk"], "")
-    assert len(data) == 2 and data[0]["iou"] >= data[1]["iou"]
-    assert units.grid_request("x", "abc", "iou", None) == (0, units.PAGE_SIZE, [], "")
-
+    default = units.units_content("full", "c1", [], "iou", 0)[1]
+    for flagged, sort, page in (("x", 5, "abc"), (None, ["iou"], -3), ({"a": 1}, "nope", 1.5),
+                                (["flagged", 3], None, 10**9)):
+        _, count = units.units_content("full", "c1", flagged, sort, page)
+        assert count.split(" · ")[0] == default.split(" · ")[0] or "detector" in count, \
+            (flagged, sort, page)
+    for junk in (None, "x", {"startRow": "a", "endRow": -5, "sortModel": "iou"},
+                 {"filterModel": {"iou": {"filterType": "number", "type": "nope", "filter": 1}},
+                  "sortModel": [{"colId": 5}, "x"]},
+                 {"filterModel": {"nope": {"type": "equals"}, "iou": "x"}}):
+        assert units.units_rows(junk, "full", "c1", [])["rowCount"] == 4, junk
+    assert units.units_rows(None, "nope", "c1", []) == {"rowData": [], "rowCount": 0}
+    assert units.search_results("full", 5) == []
+    assert units.search_results("full", "x" * 10_000) is not None  # cut, not refused
+    assert "units-search-count" in ids(units.search_results("full", "concept1"))
     client = app.server.test_client()
-    body = _units_request("abc", "abc", "not a list", {"a": 1})
-    response = client.post("/_dash-update-component", json=body)
+    response = client.post("/_dash-update-component", json=_cards_request({"a": 1}, 7, "abc"))
     assert response.status_code == 200
-    assert [r["unit"] for r in response.get_json()["response"]["units-table"]["data"]] == \
-        [0, 1, 2, 3]
-    assert compare.compare_content("full", "lenet5-a", ["units"])[0].data  # a default metric
-    assert layers.units_href("full", ["not", "a", "click"]) is None
-    assert layers.units_href("full", {"points": "x"}) is None
     from probe.dashboards.app import carry_run
 
     assert carry_run(5, ["?run=x"])[0] == "/"  # type: ignore[arg-type]
@@ -527,6 +599,8 @@ def test_grid_inputs_from_the_browser_are_validated(app) -> None:
 
 def test_unit_pages_are_rendered_once_until_the_run_changes(tmp_path: Path) -> None:
     import os
+
+    from dash import dcc
 
     from probe.dashboards import create_app
 
@@ -539,9 +613,12 @@ def test_unit_pages_are_rendered_once_until_the_run_changes(tmp_path: Path) -> N
     first = unit.layout(run="r", layer="c1", unit="2")
     assert unit.layout(run="r", layer="c1", unit="2") is first  # kept
     assert unit.layout(run="r", layer="c1", unit="3") is not first
-    graphs = list(_graphs(first))
+    section = unit.unit_views_section("r", "c1", 2, "unit-stats")
+    assert unit.unit_views_section("r", "c1", 2, "unit-stats") is section  # kept too
+    graphs = [c for c in components(filled(first)) if isinstance(c, dcc.Graph)]
     assert len(graphs) >= 2  # kept in JSON form: converted once, not on every request
     assert all(isinstance(g.figure, dict) and g.figure["data"] for g in graphs)
     stamp = (run / "manifest.json").stat().st_mtime_ns
     os.utime(run / "manifest.json", ns=(stamp + 10**9, stamp + 10**9))  # the run was rewritten
     assert unit.layout(run="r", layer="c1", unit="2") is not first
+    assert unit.unit_views_section("r", "c1", 2, "unit-stats") is not section

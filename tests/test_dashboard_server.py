@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dash_client import free_port, router_body, start_server, stop_server
 
-from probe.dashboards.sample import synthetic_tables, write_tables_run
+from probe.sample_runs import synthetic_tables, write_tables_run
 
 
 def _get(url: str, body: dict | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -22,6 +22,14 @@ CONCEPTS = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["car", "wheel", "red", "st
                          "category": ["object", "part", "color", "texture"]})
 
 
+def check_counts(tables: dict[str, pd.DataFrame]) -> None:
+    """I <= A (and I <= T) for every unit and label the ``labels`` table holds."""
+    labels = tables["labels"]
+    assert len(labels) > 0
+    assert (labels["intersection"] <= labels["activation"]).all()
+    assert (labels["intersection"] <= labels["truth"]).all()
+
+
 class Planted(ProbeDataset):
     """16×16 images whose channels ARE the concept masks (car, wheel, red)."""
 
@@ -66,8 +74,10 @@ def planted_model() -> nn.Module:
 def test_planted_units_are_labelled_with_iou_one(tmp_path, rule):
     data = Planted()
     coverage = (data.masks > 0).float().mean().item()
-    run = probe.analyze(planted_model(), data, [("dissection", {"quantile": 0.3, "rule": rule})],
+    run = probe.analyze(planted_model(), data,
+                        [("dissection", {"quantile": 0.3, "rule": rule, "top_labels": 4})],
                         out=tmp_path / rule, layers=["1"], batch_size=10)
+    check_counts({"labels": run.table("dissection", "labels")})
     assert coverage < 0.3  # so the threshold falls on the zeros: T = 0, M_k = mask
     units = run.table("dissection", "units")
     assert units["name"].tolist() == ["car", "wheel", "red"]
@@ -99,6 +109,7 @@ def test_hierarchy_edge_from_planted_part_to_object(tmp_path):
     run = probe.analyze(model, Planted(count=30, seed=1),
                         [("dissection", {"quantile": 0.3, "ablation_images": 30})],
                         out=tmp_path / "h", layers=["1", "3"], batch_size=16)
+    check_counts({"labels": run.table("dissection", "labels")})
     edges = run.table("dissection", "edges")
     mine = edges[(edges["part_layer"] == "1") & (edges["object_layer"] == "3")
                  & (edges["part_unit"] == 1) & (edges["object_unit"] == 0)]
@@ -147,7 +158,7 @@ def bare_context() -> RunContext:
 
 def new_accumulator(**options) -> DissectionAccumulator:
     space = LabelSpace.from_concepts(CONCEPTS, ["object", "part", "color"], ["texture"])
-    settings = Dissection(quantile=0.05, exemplars=3, **options).settings
+    settings = Dissection(quantile=0.05, exemplars=3, top_labels=4, **options).settings
     return DissectionAccumulator(settings, space, ["l"], {"l": (6, 6, 6)}, num_images=20,
                                  mask_size=(12, 12), input_shape=(3, 12, 12),
                                  device=torch.device("cpu"))
@@ -160,7 +171,9 @@ def one_pass(parts, **options) -> dict[str, pd.DataFrame]:
             acc.update(make_batch(part, pass_index))
         acc.end_pass(pass_index, context)
     acc.after_passes(context)
-    return acc.finalize(context)
+    tables = acc.finalize(context)
+    check_counts(tables)
+    return tables
 
 
 def sharded(parts) -> dict[str, pd.DataFrame]:
@@ -176,7 +189,9 @@ def sharded(parts) -> dict[str, pd.DataFrame]:
         for acc in accs:
             acc.end_pass(pass_index, context)
     accs[0].after_passes(context)
-    return accs[0].finalize(context)
+    tables = accs[0].finalize(context)
+    check_counts(tables)
+    return tables
 
 
 def test_two_shards_merged_equal_one_pass():
@@ -294,5 +309,37 @@ def test_parts_and_its_broden_export_give_identical_tables(tmp_path):
                               layers=["conv2_1", "conv3_2", "conv4_2"])["dissection"]
                 for data in (parts, broden))
     assert_tables_equal(one, two, rtol=0, atol=0)  # exactly, every column
+    check_counts(one)
     assert one["units"]["iou"].max() > 0 and len(one["exemplars"]) > 0
     assert len(one["edges"]) > 0 and one["edges"]["ablation_drop"].notna().any()
+
+
+def test_reference_tool_conventions_by_option(tmp_path):
+    """``detector_inclusive``: IoU equal to ``iou_threshold`` counts (NetDissect-Lite's
+    report, ``>=``); ``unlabelled="lite"``: a unit with IoU 0 everywhere gets label 0, an
+    empty name and the last category (Lite's argsort tie), not label -1 and no category."""
+    conv = nn.Conv2d(3, 4, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:3, :3, 0, 0] = torch.eye(3)
+        conv.bias.zero_()
+        conv.bias[3] = -1.0  # unit 3 is never active
+    model = nn.Sequential(conv, nn.ReLU())
+    data = Planted()
+    tables = {}
+    for name, options in (("default", {}), ("lite", {"detector_inclusive": True,
+                                                     "unlabelled": "lite"})):
+        run = probe.analyze(model, data, [("dissection", {"quantile": 0.3, "iou_threshold": 1.0,
+                                                          "top_labels": 4, **options})],
+                            out=tmp_path / name, layers=["1"], batch_size=12)
+        tables[name] = run.table("dissection", "units")
+        check_counts({"labels": run.table("dissection", "labels")})
+    default, lite = tables["default"], tables["lite"]
+    assert default["iou"].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert not default["is_detector"].any()  # 1.0 is not > 1.0
+    assert lite["is_detector"].tolist() == [True, True, True, False]  # >=; IoU 0 never
+    assert (default.loc[3, "label"], default.loc[3, "name"], default.loc[3, "category"]) == \
+        (-1, "", "")
+    assert (lite.loc[3, "label"], lite.loc[3, "name"], lite.loc[3, "category"]) == \
+        (0, "", "texture")  # categories: object, part, color, texture
+    assert lite["name"].tolist()[:3] == ["car", "wheel", "red"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from fractions import Fraction
 
 import numpy as np
@@ -9,11 +10,31 @@ import pandas as pd
 import pytest
 import torch
 from dissection_reference import ReferenceTally
+from torch._C._profiler import _EventType
+from torch.profiler import ProfilerActivity, profile
 
 from probe import ProbeDataset
+from probe.plugins.analyses.dissection import active as active_module
+from probe.plugins.analyses.dissection.active import active_pixels
 from probe.plugins.analyses.dissection.labels import BatchLabels, LabelSpace
-from probe.plugins.analyses.dissection.tally import LayerTally, iou, primary_categories
+from probe.plugins.analyses.dissection.tally import (
+    RULES,
+    LayerTally,
+    iou,
+    labels_transient_bytes,
+    primary_categories,
+    transient_bytes,
+)
 from probe.plugins.analyses.dissection.upsample import upsample
+
+CPU = torch.device("cpu")
+
+
+def assert_intersection_within_activation(tally: LayerTally, primary: torch.Tensor) -> None:
+    """I <= A for every unit and label under every rule (and I <= |M_k| summed)."""
+    for rule in RULES:
+        activation = tally.activation_for(rule, primary)
+        assert bool((tally.intersection <= activation).all()), rule
 
 CONCEPTS = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["car", "wheel", "window", "striped"],
                          "category": ["object", "part", "part", "texture"]})
@@ -108,6 +129,7 @@ def test_hand_computed_iou_per_rule(rule):
                       labels.truth[label])
             assert float(got) == pytest.approx(float(expected_iou(rule, unit, label)),
                                                abs=1e-15)
+    assert_intersection_within_activation(tally, primary)
     # unit 1 is a perfect "striped" detector under the paper rule only
     assert expected_iou("paper", 1, 4) == 1
     assert expected_iou("unconditioned", 1, 4) == Fraction(1, 4)
@@ -124,6 +146,7 @@ def test_pixel_label_inside_scalar_label_is_not_double_counted():
     tally = LayerTally(1, space, torch.device("cpu"))
     tally.update(torch.ones((1, 1, 2, 2)), torch.tensor([0.5]), labels)
     assert tally.intersection.tolist() == [[0, 4]]
+    assert_intersection_within_activation(tally, labels.primary)
 
 
 def test_primary_category_ties_prefer_concept_table_then_first():
@@ -153,14 +176,18 @@ def test_device_tally_equals_reference_loop_on_random_data():
     scalars = torch.randint(0, 2, (6, 1), generator=gen) * 4
     thresholds = torch.quantile(acts.transpose(0, 1).reshape(5, -1), 0.8, dim=1)
     labels = BatchLabels.build(SPACE, masks, scalars, (12, 12), 6, torch.device("cpu"))
+    # wheel and window are in the object layer too: the data set's primary categories
+    # (from all six images) decide, in every batch
+    primary = primary_categories(labels.coverage, SPACE.default_category)
     tally = LayerTally(5, SPACE, torch.device("cpu"))
     for part in range(0, 6, 4):  # two batches
         sub = BatchLabels.build(SPACE, masks[part:part + 4], scalars[part:part + 4], (12, 12),
-                                len(masks[part:part + 4]), torch.device("cpu"))
+                                len(masks[part:part + 4]), torch.device("cpu"), primary)
         tally.update(acts[part:part + 4], thresholds, sub)
     ref = ReferenceTally.zeros(5, SPACE)
     ref.add(acts.numpy(), thresholds.numpy(), masks.numpy(), scalars.numpy(), SPACE,
-            upsample=dense_upsample)
+            upsample=dense_upsample, primary=primary.numpy())
+    assert_intersection_within_activation(tally, primary)
     assert np.array_equal(tally.intersection.numpy(), ref.intersection)
     assert np.array_equal(tally.active.numpy(), ref.active)
     assert np.array_equal(tally.active_paper.numpy(), ref.active_paper)
@@ -226,3 +253,301 @@ def test_broden_format_fixture_gives_hand_computed_iou(tmp_path, rule):
         for label in (1, 2, 3, 4):
             assert float(got[unit, label]) == pytest.approx(
                 float(expected_iou(rule, unit, label)), abs=1e-15)
+    assert_intersection_within_activation(tally, primary)
+
+
+# -- a label annotated in several categories (Broden: an object in one image, a part in
+# another). Its activation count is gated by its own primary category wherever it is.
+
+MULTI = pd.DataFrame({"id": [1, 2, 3], "name": ["car", "wheel", "window"],
+                      "category": ["object", "part", "part"]})
+MULTI_SPACE = LabelSpace.from_concepts(MULTI, ["object", "part"], [])  # no scalar slots
+
+
+def multi_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Four 8×8 images, maps of mask size (active pixels = raw values above 0.5).
+
+    0: wheel in the *object* layer, 16 px. 1: wheel in the *part* layer, 4 px (no
+    object annotated). 2: a car, 8 px. 3: a window, 2 px. Wheel's coverage is 16 as an
+    object against 4 as a part: its primary category is object.
+    Unit 0 fires on image 1's wheel (4 px) and on 4 unlabelled pixels of images 2 and 3;
+    unit 1 fires on every pixel.
+    """
+    masks = torch.zeros((4, 2, 8, 8), dtype=torch.int64)
+    masks[0, 0, :4, :4] = 2
+    masks[1, 1, :2, :2] = 2
+    masks[2, 0, 4:6, :4] = 1
+    masks[3, 1, 7, 6:] = 3
+    acts = torch.zeros((4, 2, 8, 8))
+    acts[1, 0, :2, :2] = 1.0
+    acts[2, 0, 6:, :2] = 1.0
+    acts[3, 0, :2, 6:] = 1.0
+    acts[:, 1] = 1.0
+    return acts, masks
+
+
+# Hand counts: truth car 8, wheel 20, window 2. Categories present by primary category:
+# images 0, 1, 2 hold an object-primary label (wheel, wheel, car), image 3 a part (window).
+MULTI_TRUTH = {1: 8, 2: 20, 3: 2}
+MULTI_INTER = {0: {1: 0, 2: 4, 3: 0}, 1: {1: 8, 2: 20, 3: 2}}
+MULTI_ACT = {
+    # unit 0: |M| = 0, 4, 4, 4. paper: object labels count images 0-2 (8), window image 3 (4)
+    "paper": {0: {1: 8, 2: 8, 3: 4}, 1: {1: 192, 2: 192, 3: 64}},
+    # lite: only image 1's active pixels touch a label (the wheel: object)
+    "lite": {0: {1: 4, 2: 4, 3: 0}, 1: {1: 192, 2: 192, 3: 64}},
+    "unconditioned": {0: {1: 12, 2: 12, 3: 12}, 1: {1: 256, 2: 256, 3: 256}},
+}
+
+
+def multi_iou(rule: str, unit: int, label: int) -> Fraction:
+    inter = MULTI_INTER[unit][label]
+    return Fraction(inter, MULTI_ACT[rule][unit][label] + MULTI_TRUTH[label] - inter)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_label_in_two_categories_the_issue_example(rule):
+    """Wheel: an object (16 px) in one image, a part (4 px) in another; the unit fires only
+    on the part. I = 4, A = 4 (the wheel's own pixels gate it): IoU 4 / (4 + 20 − 4) = 0.2
+    under every rule, as NetDissect-Lite counts (before: A = 0, IoU 0.25, I > A)."""
+    acts, masks = multi_batch()
+    acts, masks = acts[:2, :1], masks[:2]
+    labels = BatchLabels.build(MULTI_SPACE, masks, None, (8, 8), 2, CPU)
+    primary = primary_categories(labels.coverage, MULTI_SPACE.default_category)
+    assert MULTI_SPACE.categories[int(primary[2])] == "object"
+    tally = LayerTally(1, MULTI_SPACE, CPU)
+    tally.update(acts, torch.tensor([0.5]), labels)
+    activation = tally.activation_for(rule, primary)
+    assert int(tally.intersection[0, 2]) == 4 and int(activation[0, 2]) == 4
+    assert int(labels.truth[2]) == 20
+    assert float(iou(tally.intersection[0, 2], activation[0, 2], labels.truth[2])) == 0.2
+    assert_intersection_within_activation(tally, primary)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_label_in_two_categories_hand_computed_per_rule(rule):
+    acts, masks = multi_batch()
+    labels = BatchLabels.build(MULTI_SPACE, masks, None, (8, 8), 4, CPU)
+    primary = primary_categories(labels.coverage, MULTI_SPACE.default_category)
+    assert [MULTI_SPACE.categories[int(c)] for c in primary[1:]] == ["object", "object", "part"]
+    tally = LayerTally(2, MULTI_SPACE, CPU)
+    tally.update(acts, torch.tensor([0.5, 0.5]), labels)
+    activation = tally.activation_for(rule, primary)
+    assert labels.truth.tolist()[1:] == list(MULTI_TRUTH.values())
+    for unit in (0, 1):
+        for label in (1, 2, 3):
+            assert int(tally.intersection[unit, label]) == MULTI_INTER[unit][label]
+            assert int(activation[unit, label]) == MULTI_ACT[rule][unit][label]
+            got = iou(tally.intersection[unit, label], activation[unit, label],
+                      labels.truth[label])
+            assert float(got) == pytest.approx(float(multi_iou(rule, unit, label)), abs=1e-15)
+    assert multi_iou(rule, 0, 2) == {"paper": Fraction(1, 6), "lite": Fraction(1, 5),
+                                     "unconditioned": Fraction(1, 7)}[rule]
+    assert_intersection_within_activation(tally, primary)
+    # the reference loop agrees, given the same primary categories
+    ref = ReferenceTally.zeros(2, MULTI_SPACE)
+    ref.add(acts.numpy(), np.array([0.5, 0.5]), masks.numpy(), None, MULTI_SPACE,
+            primary=primary.numpy())
+    assert np.array_equal(ref.intersection, tally.intersection.numpy())
+    assert np.array_equal(ref.active_paper, tally.active_paper.numpy())
+    assert np.array_equal(ref.active_lite, tally.active_lite.numpy())
+
+
+def test_label_in_two_categories_primary_from_the_whole_data_set():
+    """Batches {0, 2} and {1, 3}: the second alone would make the wheel a part. The
+    accumulator fixes primary categories after pass 1 from all images, so the counts are
+    the hand-computed ones, and the concept table's category is an option."""
+    from probe import Batch
+    from probe.plugins.analyses.dissection import Dissection
+    from probe.plugins.analyses.dissection.accumulator import DissectionAccumulator
+
+    acts, masks = multi_batch()
+    for source, wheel in (("coverage", "object"), ("table", "part")):
+        settings = Dissection(quantile=0.3, rule="lite", primary=source, top_labels=3,
+                              hierarchy=False).settings
+        acc = DissectionAccumulator(settings, MULTI_SPACE, ["l"], {"l": (2, 8, 8)}, 4,
+                                    (8, 8), (3, 8, 8), CPU)
+        for pass_index in (0, 1):
+            for order in ([0, 2], [1, 3]):
+                idx = torch.tensor(order)
+                acc.update(Batch(images=torch.zeros((2, 3, 8, 8)), inputs=torch.zeros(1),
+                                 indices=idx, labels=torch.zeros(2), outputs=torch.zeros(2),
+                                 activations={"l": acts[idx]}, masks=masks[idx],
+                                 image_concepts=None, pass_index=pass_index))
+            acc.end_pass(pass_index, None)
+            if pass_index == 0:
+                acc.thresholds = {"l": torch.tensor([0.5, 0.5])}
+        assert MULTI_SPACE.categories[int(acc.primary[2])] == wheel
+        tally = acc.tallies["l"]
+        assert_intersection_within_activation(tally, acc.primary)
+        labels = acc.finalize(None)["labels"]
+        assert (labels["intersection"] <= labels["activation"]).all()
+        row = labels[(labels["unit"] == 0) & (labels["name"] == "wheel")].iloc[0]
+        assert row["category"] == wheel
+        assert (row["intersection"], row["activation"], row["truth"]) == (4, 4, 20)
+        assert row["iou"] == pytest.approx(0.2, abs=1e-15)
+
+
+def test_no_scalar_slots_and_no_mask_layers():
+    """A Broden set without scene/texture labels has scalars [B, 0]; pass 2 must not fail
+    (it raised IndexError in _zero_repeats_). Nor a set with only image-level labels."""
+    acts, masks = multi_batch()
+    labels = BatchLabels.build(MULTI_SPACE, masks, torch.zeros((4, 0), dtype=torch.int64),
+                               (8, 8), 4, CPU)
+    tally = LayerTally(2, MULTI_SPACE, CPU)
+    tally.update(acts, torch.tensor([0.5, 0.5]), labels)
+    assert tally.intersection[1, 1:].tolist() == [8, 20, 2]
+    scenes = pd.DataFrame({"id": [1, 2], "name": ["street", "park"], "category": ["scene"] * 2})
+    space = LabelSpace.from_concepts(scenes, [], ["scene"])
+    labels = BatchLabels.build(space, None, torch.tensor([[1], [2], [0], [1]]), (8, 8), 4, CPU)
+    assert labels.truth.tolist() == [0, 128, 64]
+    tally = LayerTally(2, space, CPU)
+    tally.update(acts, torch.tensor([0.5, 0.5]), labels)
+    assert tally.intersection[1].tolist() == [0, 128, 64]
+    assert_intersection_within_activation(tally, labels.primary)
+
+
+def test_device_tally_equals_pil_reference_when_maps_are_larger_than_masks():
+    """16×16 maps, 8×8 masks: the tally's antialiased resize counts what PIL's does."""
+    gen = torch.Generator().manual_seed(7)
+    acts = torch.nn.functional.avg_pool2d(torch.randn((5, 4, 18, 18), generator=gen), 3, 1)
+    masks = torch.randint(0, 5, (5, 3, 8, 8), generator=gen)
+    masks[masks == 4] = 0
+    scalars = torch.randint(0, 2, (5, 1), generator=gen) * 4
+    thresholds = torch.quantile(acts.transpose(0, 1).reshape(4, -1), 0.7, dim=1)
+    labels = BatchLabels.build(SPACE, masks, scalars, (8, 8), 5, CPU)
+    tally = LayerTally(4, SPACE, CPU)
+    tally.update(acts, thresholds, labels)
+    ref = ReferenceTally.zeros(4, SPACE)  # PIL bilinear, antialiased when shrinking
+    ref.add(acts.numpy(), thresholds.numpy(), masks.numpy(), scalars.numpy(), SPACE,
+            primary=labels.primary.numpy())
+    assert tally.intersection.sum() > 0
+    assert np.array_equal(tally.intersection.numpy(), ref.intersection)
+    assert np.array_equal(tally.active.numpy(), ref.active)
+    assert np.array_equal(tally.active_lite.numpy(), ref.active_lite)
+    assert_intersection_within_activation(tally, labels.primary)
+
+
+def test_owner_slices_between_maps_give_the_same_counts(monkeypatch):
+    gen = torch.Generator().manual_seed(2)
+    act = torch.randn((3, 5, 6, 6), generator=gen)
+    thresholds = torch.zeros(5)
+    whole = active_pixels(act, thresholds, (20, 20))
+    monkeypatch.setattr(active_module, "CHUNK_RAW", 7)  # a few maps per slice
+    monkeypatch.setattr(active_module, "GROUP_VALUES", 100)  # two maps per group
+    sliced = active_pixels(act, thresholds, (20, 20))
+    assert all(torch.equal(a, b) for a, b in zip(whole, sliced, strict=True))
+
+
+BRODEN_CATEGORIES = ("color", "object", "part", "material", "scene", "texture")
+
+
+def _peak_allocated(fn):
+    """Peak bytes ``fn`` holds allocated at once, beyond what was live before it, as
+    the allocators themselves count them: PyTorch's CPU allocator (the profiler's
+    allocation events carry its running total) plus numpy's (``tracemalloc`` traces
+    numpy's data buffers), the two peaks summed, which can only over-count.
+
+    The resident set is not used: it counts pages, not allocations, and how many
+    pages a buffer makes resident depends on the machine (the same call read 43 MiB
+    here and 80 MiB on the CI machine), while the allocators' totals do not.
+    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        tracemalloc.start()
+        try:
+            out = fn()
+            numpy_peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.tag == _EventType.Allocation:
+            fields = node.extra_fields
+            events.append((node.start_time_ns, fields.total_allocated, fields.alloc_size))
+    if not events:
+        return numpy_peak, out
+    events.sort()
+    before = events[0][1] - events[0][2]  # the running total before fn's first allocation
+    return max(total for _, total, _ in events) - before + numpy_peak, out
+
+
+@pytest.mark.parametrize(("batch", "units", "side", "worst"), [
+    (64, 512, 7, False),    # Broden scale: 224 px input, 112 px masks, a 512-unit layer
+    (64, 512, 28, False),
+    (8, 64, 7, True),       # every pixel of every map active: 6.4 M active pixels
+    (8, 64, 224, True),     # maps larger than the masks (antialiased path), all active
+])
+def test_transient_memory_per_batch_is_bounded_at_broden_scale(batch, units, side, worst):
+    torch.set_num_threads(1)
+    n_labels = 1198
+    concepts = pd.DataFrame({"id": range(1, n_labels), "name": [f"c{i}" for i in
+                                                                range(1, n_labels)],
+                             "category": [BRODEN_CATEGORIES[i % 6] for i in range(1, n_labels)]})
+    layers = ["color", "object", "part", "part", "part", "material"]
+    space = LabelSpace.from_concepts(concepts, layers, ["scene", "texture"])
+    gen = torch.Generator().manual_seed(batch + side)
+    masks = torch.randint(0, n_labels, (batch, len(layers), 112, 112), generator=gen)
+    scalars = torch.randint(0, n_labels, (batch, 2), generator=gen)
+    if worst:
+        act, thresholds = torch.ones((batch, units, side, side)), torch.zeros(units)
+    else:  # smooth maps, threshold at the top 0.5 %
+        act = torch.nn.functional.avg_pool2d(
+            torch.randn((batch, units, side + 2, side + 2), generator=gen), 3, 1)
+        thresholds = torch.quantile(act.transpose(0, 1).reshape(units, -1)[:, :100_000],
+                                    0.995, dim=1)
+    grown, labels = _peak_allocated(lambda: BatchLabels.build(space, masks, scalars, (112, 112),
+                                                           batch, CPU))
+    assert grown <= labels_transient_bytes(batch, (112, 112), len(layers))
+    tally = LayerTally(units, space, CPU)
+    peak = act.flatten(2).amax(2)
+    grown, _ = _peak_allocated(lambda: tally.update(act, thresholds, labels, peak))
+    bound = transient_bytes(batch, units, n_labels, len(space.categories), 2)
+    assert grown <= bound, (grown / 2**20, bound / 2**20)
+    assert bound < 128 * 2**20  # MiB: what the docs state for Broden scale
+    active = int(tally.active.sum())
+    assert active > 0
+    if worst:  # the list of active pixels alone (two int64 each) is larger than the peak
+        assert active * 16 > grown
+    assert_intersection_within_activation(tally, labels.primary)
+
+
+def test_or_of_category_bits_per_map_both_ways():
+    """The lite rule's per-map OR of category bits: numpy's reduceat (CPU) and the
+    scatter version (other devices) agree with a plain loop."""
+    from probe.plugins.analyses.dissection.tally import _or_per_pair_, _or_per_pair_scatter_
+
+    gen = torch.Generator().manual_seed(0)
+    pair = torch.sort(torch.randint(0, 50, (1000,), generator=gen)).values
+    bits = torch.randint(0, 32, (1000,), generator=gen, dtype=torch.int32)
+    expected = torch.zeros(60, dtype=torch.int32)
+    expected[3] = 64
+    for p, b in zip(pair.tolist(), bits.tolist(), strict=True):
+        expected[p] |= b
+    for fn in (_or_per_pair_, _or_per_pair_scatter_):
+        out = torch.zeros(60, dtype=torch.int32)
+        out[3] = 64
+        fn(out, pair, bits)
+        assert torch.equal(out, expected)
+
+
+def test_torch_and_numpy_cpu_paths_count_the_same(monkeypatch):
+    """On the CPU the candidates and counts go through numpy; other devices run the torch
+    code: both give the same tallies (here both on the CPU)."""
+    gen = torch.Generator().manual_seed(4)
+    acts = torch.nn.functional.avg_pool2d(torch.randn((6, 5, 10, 10), generator=gen), 3, 1, 1)
+    acts = acts[:, :, ::2, ::2].contiguous()
+    masks = torch.randint(0, 5, (6, 3, 12, 12), generator=gen)
+    masks[masks == 4] = 0
+    scalars = torch.randint(0, 2, (6, 1), generator=gen) * 4
+    thresholds = torch.quantile(acts.transpose(0, 1).reshape(5, -1), 0.8, dim=1)
+    labels = BatchLabels.build(SPACE, masks, scalars, (12, 12), 6, CPU)
+    tallies = []
+    for flag in (True, False):
+        monkeypatch.setattr(active_module, "NUMPY", flag)
+        tally = LayerTally(5, SPACE, CPU)
+        tally.update(acts, thresholds, labels)
+        tallies.append(tally)
+    for name in ("intersection", "active", "active_paper", "active_lite"):
+        assert torch.equal(getattr(tallies[0], name), getattr(tallies[1], name)), name
+    assert tallies[0].intersection.sum() > 0

@@ -218,8 +218,8 @@ def test_chain_rule_parts_sum_as_vectors_to_the_end_to_end_lie_derivative(transf
 
 def test_end_to_end_lie_derivative_equals_a_one_sided_finite_difference():
     from probe.analysis import ModelHandle
-    from probe.plugins.analyses.equivariance.geometry import layer_grids
     from probe.plugins.analyses.equivariance.lie import lie_derivatives
+    from probe.receptive_field import layer_grids
     from probe.transform_registry import get_transforms
 
     model = _net(stages=1)

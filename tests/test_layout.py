@@ -60,3 +60,41 @@ def test_names_that_explain_themselves():
     assert "extras" not in {f.name for f in dataclasses.fields(RunContext)}
     assert not (ROOT / "probe" / "requests.py").exists()  # a name taken by the HTTP library
     assert callable(probe.measure) and callable(probe.layer_map)
+
+
+#: What the dashboard and report cores may not mention: the built-in analyses, and the
+#: columns of their tables a core would otherwise guess at.
+BUILT_IN_WORDS = ("dissection", "unit-stats", "unit_stats", "filters", "equivariance",
+                  "is_detector", "iou", "gabor_r2", "relative_error", "top_images",
+                  "exemplars", "detector", "hierarchy")
+
+
+def _mentions(path: Path) -> list[str]:
+    """Built-in analysis or column names in a file's strings, docstrings and comments."""
+    import io
+    import re
+    import tokenize
+
+    words = re.compile(r"(?<![A-Za-z0-9_\-])(" + "|".join(map(re.escape, BUILT_IN_WORDS))
+                       + r")(?![A-Za-z0-9_\-])", re.IGNORECASE)
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if token.type in (tokenize.STRING, tokenize.COMMENT):
+            found += [f"{path.name}:{token.start[0]}: {m.group(0)}"
+                      for m in words.finditer(token.string)]
+    return found
+
+
+def test_dashboard_and_report_cores_name_no_built_in_analysis():
+    """Built-ins show themselves through the view hooks, exactly as a third party does."""
+    cores = [p for folder in (ROOT / "dashboards", ROOT / "probe" / "report",
+                              ROOT / "probe" / "views") for p in folder.rglob("*.py")]
+    assert len(cores) > 15
+    mentions = [m for p in cores for m in _mentions(p)]
+    assert not mentions, "\n".join(mentions)
+
+
+def test_the_mention_check_can_fail(tmp_path: Path):
+    sample = tmp_path / "page.py"
+    sample.write_text('TABLE = ("dissection", "units")  # reads is_detector\nx = 1\n')
+    assert len(_mentions(sample)) == 2

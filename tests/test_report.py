@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
 import shutil
 import subprocess
@@ -20,10 +19,8 @@ import probe
 from probe import Accumulator, Analysis, hookimpl
 from probe.host import get_host, reset_host
 from probe.report import build_report, print_pdf
-from probe.report.exemplars import overlay
-from probe.report.hierarchy import detector_counts
-from probe.report.tables import layer_summary
 from probe.store import RunStore, load_run
+from probe.views import RunView
 
 CHROMIUM = shutil.which("chromium")
 
@@ -188,7 +185,7 @@ def test_one_section_per_completed_analysis(report, runs):
     _, text = report
     _, trained, untrained = runs
     sections = [(a.get("data-run"), a.get("data-analysis")) for tag, a in _parse(text).tags
-                if tag == "section" and "analysis" in (a.get("class") or "").split()]
+                if tag == "div" and "analysis" in (a.get("class") or "").split()]
     expected = [(r.name, n) for r in (trained, untrained) for n in r.analyses
                 if r.analysis_status(n) == "complete"]
     assert sorted(sections) == sorted(expected)
@@ -196,23 +193,40 @@ def test_one_section_per_completed_analysis(report, runs):
     assert trained.analysis_status(AlwaysFails.name) == "failed"
     assert "deliberate failure" in text
     assert "third-party layer means" in text  # the plugin's own figure function drew it
+    # every per-layer section is headed with its analysis and layer
+    heads = re.findall(r'data-analysis="unit-stats" data-layer="(\w+)"><h4>([^<]+)</h4>', text)
+    assert heads and all(title == f"unit-stats · {layer}" for layer, title in heads)
+
+
+def test_summary_page_comes_first_with_each_analysis_headlines(report, runs):
+    _, text = report
+    _, trained, _ = runs
+    start = text.index('<section class="summary" id="run-0-trained">')
+    summary = text[start:text.index("</section>", start)]
+    units = trained.table("unit-stats", "units")
+    assert f"{len(units)}</span>" in summary  # unit-stats: units analysed
+    assert "test accuracy" in summary and "%" in summary  # the checkpoint's own accuracy
+    assert "thirdparty-always-fails did not complete (failed): RuntimeError: deliberate" \
+        in summary
+    assert text.index(summary) < text.index('data-run="trained" data-analysis="unit-stats"')
 
 
 def test_comparison_and_exemplars(report, runs):
     _, text = report
+    _, trained, _ = runs
     page = _parse(text)
     assert any(tag == "section" and a.get("id") == "comparison" for tag, a in page.tags)
     images = [a["src"] for tag, a in page.tags if tag == "img"]
-    assert len(images) >= 7 * 2  # 7 layers × 2 runs, at least one unit each
-    from PIL import Image
+    strips = re.findall(r'<img alt="unit \d+, top activation [0-9.]+"', text)
+    layers = len(trained.manifest["layers"])
+    assert len(strips) >= 2 * layers and len(images) >= len(strips)  # both runs, every layer
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    # the comparison matches layers and says the difference
+    assert "difference" in text and "lenet5.safetensors" in text
+    assert "untrained (initial weights)" in text
 
-    first = Image.open(io.BytesIO(base64.b64decode(images[0].split(",", 1)[1])))
-    assert first.height == 64 and first.width == 4 * 64 + 3 * 3  # four 64-px tiles, 3-px gaps
-    # the untrained run's sidecar-free checkpoint column says "none"
-    assert "lenet5.safetensors" in text and ">none<" in text
 
-
-def test_uninstalled_analysis_falls_back_to_tables(runs, tmp_path):
+def test_uninstalled_analysis_is_named_and_its_tables_attached(runs, tmp_path):
     _, trained, _ = runs
     reset_host()  # the third-party plugin is gone
     try:
@@ -222,50 +236,41 @@ def test_uninstalled_analysis_falls_back_to_tables(runs, tmp_path):
         get_host().add_plugin(_Plugin(), "report-test-plugin")
     assert f"the plugin that provides analysis {LayerMean.name!r} is not installed" \
         .replace("'", "&#x27;") in text
-    assert "table layer_means" in text and "c5" in text
+    link = re.search(rf'download="trained-{LayerMean.name}-layer_means.csv" '
+                     r'href="data:text/csv;base64,([^"]+)"', text)
+    csv = base64.b64decode(link.group(1)).decode()
+    assert csv.splitlines()[0] == "layer,mean"
+    table = trained.table(LayerMean.name, "layer_means")
+    assert len(csv.splitlines()) == len(table) + 1 and "c5" in csv
 
 
-def test_layer_summary_numbers():
-    frame = pd.DataFrame({"layer": ["b", "a", "a", "b", "b"], "unit": [0, 0, 1, 1, 2],
-                          "iou": [0.1, 0.2, 0.4, 0.3, 0.5],
-                          "detector": [False, True, True, False, True],
-                          "map": [np.zeros(2)] * 5})
-    summary = layer_summary(frame, layer_order=["a", "b"])
-    assert list(summary["layer"]) == ["a", "b"]
-    assert list(summary["rows"]) == [2, 3]
-    assert summary["mean iou"].tolist() == pytest.approx([0.3, 0.3])
-    assert summary["share detector"].tolist() == pytest.approx([1.0, 1 / 3])
-    assert "map" not in " ".join(summary.columns)
+def test_default_layer_summary_means_floats_shares_booleans_and_skips_counts(tmp_path):
+    class Declared(Analysis):
+        name = "declared"
+        tables = {"units": ("layer", "unit", "score", "selective", "count"),
+                  "top": ("layer", "unit", "rank", "value")}
 
+        def accumulator(self, context):  # pragma: no cover - never run
+            raise NotImplementedError
 
-def test_detector_counts_from_a_per_unit_table(tmp_path):
     store = RunStore(tmp_path / "run")
-    units = pd.DataFrame({
-        "layer": ["l1"] * 4 + ["l2"] * 4, "unit": [0, 1, 2, 3] * 2,
-        "category": ["color", "color", "part", "part", "part", "object", "object", "object"],
-        "label": ["red", "red", "wheel", "eye", "wheel", "car", "car", "face"],
-        "iou": [0.2, 0.1, 0.05, 0.01, 0.3, 0.2, 0.1, 0.03],
-        "detector": [True, True, True, False, True, True, True, False]})
-    store.write_table("dissection", "units", units)
-    store.manifest = {"status": "complete", "layers": ["l1", "l2"],
-                      "analyses": {"dissection": {"status": "complete", "tables": ["units"]}}}
+    store.write_table("declared", "units", pd.DataFrame({
+        "layer": ["b", "a", "a", "b", "b"], "unit": [0, 0, 1, 1, 2],
+        "score": [0.1, 0.2, 0.4, 0.3, 0.5], "selective": [False, True, True, False, True],
+        "count": [3, 4, 5, 6, 7]}))
+    store.write_table("declared", "top", pd.DataFrame({"layer": ["a"], "unit": [0], "rank": [0],
+                                                       "value": [9.0]}))
+    store.manifest = {"status": "complete", "layers": ["a", "b"],
+                      "analyses": {"declared": {"status": "complete",
+                                                "tables": ["top", "units"]}}}
     store.save_manifest()
-    counts = detector_counts(load_run(store.path))
-    got = {(r.layer, r.category): (r.detectors, r.unique_concepts)
-           for r in counts.itertuples()}
-    assert got == {("l1", "color"): (2, 1), ("l1", "part"): (1, 1),
-                   ("l2", "part"): (1, 1), ("l2", "object"): (2, 1)}
-    assert list(dict.fromkeys(counts["layer"])) == ["l1", "l2"]
-
-
-def test_overlay_colours_only_active_pixels():
-    image = np.full((8, 8, 3), 0.5, dtype=np.float32)
-    activation = np.zeros((2, 2), dtype=np.float32)
-    activation[0, 0] = 2.0
-    out = overlay(image, activation, scale=2.0, size=8)
-    assert out.shape == (8, 8, 3)
-    np.testing.assert_allclose(out[7, 7], [0.5, 0.5, 0.5], atol=1e-6)  # zero activation
-    assert out[0, 0, 0] > 0.5 and out[0, 0, 1] < 0.5  # full activation: towards red
+    summary = Declared.layer_summary(RunView(load_run(store.path))).frame
+    assert list(summary["layer"]) == ["b", "a"] or list(summary["layer"]) == ["a", "b"]
+    rows = summary.set_index("layer")
+    assert rows.loc["a", "mean score"] == pytest.approx(0.3)
+    assert rows.loc["b", "mean score"] == pytest.approx(0.3)
+    assert rows.loc["b", "share selective"] == pytest.approx(1 / 3)
+    assert list(rows.columns) == ["mean score", "share selective"]  # no count, no top/value
 
 
 def _dump_dom(html: Path) -> tuple[str, str]:
@@ -314,7 +319,7 @@ def test_pdf_pages_are_not_blank(report, tmp_path):
     for page in pages:
         pixels = np.asarray(Image.open(page).convert("L"), dtype=np.float64)
         assert pixels.std() > 3.0, f"{page.name} is blank (std {pixels.std():.2f})"
-        assert (pixels < 128).mean() > 0.002, f"{page.name} has almost no ink"
+        assert (pixels < 128).mean() > 0.001, f"{page.name} has almost no ink"
 
 
 def test_cli_without_chromium_says_so_and_keeps_html(runs, tmp_path, monkeypatch, capsys):
@@ -343,7 +348,7 @@ def test_cli_expands_a_folder_of_runs(runs, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_report_of_a_real_dissection_run_has_hierarchy_and_mask_exemplars(tmp_path):
+def test_report_of_a_real_dissection_run_draws_the_hierarchy_once(tmp_path):
     run = probe.analyze("vgg11", "parts", ["dissection"], out=tmp_path / "vgg",
                         arch_options={"width": 0.125, "fc_width": 32},
                         dataset_options={"size": 16},
@@ -351,25 +356,13 @@ def test_report_of_a_real_dissection_run_has_hierarchy_and_mask_exemplars(tmp_pa
                                                          "max_ablations": 2}},
                         batch_size=16)
     assert run.status == "complete"
-    counts = detector_counts(run)
-    summary = run.table("dissection", "summary")
-    assert counts["detectors"].sum() == summary["detectors"].sum()
-    assert list(dict.fromkeys(counts["layer"])) == \
-        [x for x in run.manifest["layers"] if x in set(summary["layer"])]
     text = build_report([run.path], tmp_path / "r.html").read_text()
-    assert 'class="hierarchy"' in text and "detectors per layer and category" in text
+    assert text.count("share of units detecting each category") == 1
     units = run.table("dissection", "units")
-    best = units.sort_values("iou", ascending=False).iloc[0]
-    assert f"unit {best['unit']}: {best['name']} ({best['category']}), IoU {best['iou']:.3f}" \
-        in text  # exemplars labelled by the dissection's own best concept
-
-
-def test_comparison_measures_skip_parameters():
-    from probe.report.compare import measure_column
-
-    errors = pd.DataFrame({"layer": ["a"], "transform": ["hflip"], "magnitude": [1.0],
-                           "unit": [0], "pixels": [2.0], "relative_error": [0.3]})
-    assert measure_column(errors) == "relative_error"
-    components = pd.DataFrame({"layer": ["a"], "index": [0], "order": [1], "variance": [0.5]})
-    assert measure_column(components) == "variance"
-    assert measure_column(pd.DataFrame({"unit": [0], "iou": [0.1]})) is None
+    detectors = units[units["is_detector"]]
+    assert f"{len(detectors)}</span>" in text  # the summary page's detector count
+    best = detectors.sort_values("iou", ascending=False)
+    if not best.empty:  # the best detector's thumbnail is on the summary page
+        top = best.iloc[0]
+        assert f"{top['layer']} · unit {int(top['unit'])} · {top['name']}" in text
+    assert "too noisy to trust" in text  # 16 images: the warning says so

@@ -86,6 +86,20 @@ def test_non_finite_activations_fail_the_run_instead_of_nan_tables(tmp_path):
     assert not (out / "unit-stats" / "units.parquet").exists()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_non_finite_count_is_exact(dtype):
+    """NaN, +inf and -inf count; -0.0, the largest finite value and zeros do not."""
+    from probe.fit_checks import count_non_finite
+
+    values = torch.zeros((3, 4, 5), dtype=dtype)
+    values[0, 0, 0], values[1, 2, 3], values[2, 3, 4] = float("nan"), float("inf"), -float("inf")
+    values[0, 1, 1], values[0, 2, 2] = -0.0, torch.finfo(dtype).max
+    values[1, 0, 0] = -torch.finfo(dtype).max
+    assert int(count_non_finite(values)) == 3
+    assert int(count_non_finite(values[1:2, :2])) == 0
+    assert int(count_non_finite(torch.arange(6))) == 0  # integer maps are always finite
+
+
 def test_an_empty_data_set_is_one_line(tmp_path, capsys):
     folder = tmp_path / "images"
     (folder / "cat").mkdir(parents=True)

@@ -20,7 +20,8 @@ def test_every_registered_analysis_conforms(name):
     results = check_analysis(get_host().analyses.get(name), batch_size=8)
     assert all(r.passed for r in results)
     assert {r.name for r in results} >= {"tables", "state_on_device", "no_model_in_state",
-                                         "shards_equal_one_pass", "figures", "hooks_released"}
+                                         "shards_equal_one_pass", "figures", "views",
+                                         "hooks_released"}
 
 
 def test_filters_with_a_data_pass_conforms():
@@ -106,6 +107,22 @@ class _BadFigure(_Good):
         return ["not a figure"]
 
 
+class _BadView(_Good):
+    name = "kit-bad-view"
+
+    @classmethod
+    def layer_views(cls, run, layer):
+        return [run.table(cls.name, "count")]  # a DataFrame, not a views.Table
+
+
+class _RaisingView(_Good):
+    name = "kit-raising-view"
+
+    @classmethod
+    def headlines(cls, run):
+        raise KeyError("no such column")
+
+
 def _failed(cls):
     return {r.name for r in check_analysis(cls, raise_on_failure=False) if not r.passed}
 
@@ -120,6 +137,8 @@ def test_a_conforming_analysis_passes():
     (_KeepsModel, "no_model_in_state"),
     (_MissingColumn, "tables"),
     (_BadFigure, "figures"),
+    (_BadView, "views"),
+    (_RaisingView, "views"),
 ])
 def test_each_breach_fails_its_check(cls, check):
     assert check in _failed(cls)

@@ -1,4 +1,10 @@
-"""Layers: per layer the hierarchy-of-parts chart, unique concepts, equivariance, filters."""
+"""Layers: the per-layer summary of every analysis, their run-level views, one layer in detail.
+
+The page's own answer is the summary table; each analysis's views come in a
+slot of their own (:mod:`probe.dashboards.slots`). Everything comes from the
+analyses' hooks (``layer_summary``, ``run_views``, ``layer_views``) and the
+layer panels plugins register; this page names no analysis.
+"""
 
 from __future__ import annotations
 
@@ -6,135 +12,162 @@ from typing import Any
 from urllib.parse import quote
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
-from dash.exceptions import PreventUpdate
+from dash import Dash, Input, Output, State, dcc, html
 
-from probe.dashboards.components import graph, missing, notice, run_dropdown, table
+from probe.dashboards.components import layer_choices, layer_dropdown, notice, run_dropdown
 from probe.dashboards.data import RunSource, get_source
-from probe.dashboards.figures import (
-    make_activation_figure,
-    make_equivariance_figure,
-    make_filter_figure,
-    make_hierarchy_figure,
-)
-from probe.dashboards.layers_data import layer_summary, run_tables
 from probe.dashboards.plugin_pages import panels
+from probe.dashboards.render import grid, note, plain_figures, slug, view_section
+from probe.dashboards.run_view import DashRunView
+from probe.dashboards.slots import renders, run_section, slot
 from probe.errors import ProbeError
+from probe.views import Table
+from probe.views.contributions import call_hook
+from probe.views.summary import layer_summary
 
-dash.register_page(__name__, path="/layers", name="Layers", title="probe: layers", nav=True,
-                   order=1)
 
-
-def layout(run: str | None = None, **_: Any) -> html.Div:
-    """The layers page; ``?run=RUN`` preselects."""
+def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.Div:
+    """The layers page; ``?run=RUN&layer=LAYER`` preselects."""
     source = get_source()
-    return html.Div([
-        html.H2("Layers"),
-        html.Div([run_dropdown("layers-run", source.run_names(), source.default_run(run))],
-                 className="controls"),
-        html.Div(id="layers-content"),
-        dcc.Location(id="layers-goto", refresh=True),
-    ])
+    return html.Div(
+        [
+            html.H2("Layers"),
+            html.Div(
+                [
+                    run_dropdown("layers-run", source.run_names(), source.default_run(run)),
+                    layer_dropdown("layers-layer", layer, "layer in detail"),
+                ],
+                className="controls",
+            ),
+            dcc.Loading(html.Div(id="layers-content"), type="dot"),
+            dcc.Loading(html.Div(id="layers-detail"), type="dot"),
+        ]
+    )
 
 
-def units_href(run: str, click: dict[str, Any] | None) -> str | None:
-    """Where a click on a hierarchy bar leads: that layer's units of that category."""
-    if not isinstance(run, str) or not run or not isinstance(click, dict):
-        return None
-    points = click.get("points")
-    if not isinstance(points, list) or not points or not isinstance(points[0], dict):
-        return None
-    point = points[0]
-    layer = str(point.get("x", ""))
-    category = str(point.get("customdata", "") or "")
-    if not layer:
-        return None
-    href = f"/units?run={quote(run)}&layer={quote(layer)}"
-    return href + (f"&category={quote(category)}" if category else "")
-
-
-@callback(Output("layers-goto", "href"), Input("layers-hierarchy", "clickData"),
-          State("layers-run", "value"), prevent_initial_call=True)
-def open_units(click: dict[str, Any] | None, run: str | None) -> str:
-    """Clicking a bar of the hierarchy chart opens those units."""
-    href = units_href(run if isinstance(run, str) else "", click)
-    if href is None:
-        raise PreventUpdate
-    return href
-
-
-@callback(Output("layers-content", "children"), Input("layers-run", "value"))
 def layers_content(run: str | None) -> Any:
-    """Everything about the layers of one run."""
+    """The summary table, then a slot for each analysis's run-level views."""
     if not run:
         return notice("No runs found.")
     source = get_source()
     try:
         run_obj = source.run(run)
     except ProbeError as exc:
-        return notice(str(exc))
-    problems: dict[str, str] = {}
-    try:
-        content = source.memo(run_obj, ("layers-page",),
-                              lambda: layers_view(source, run_obj, problems),
-                              keep=lambda _: not problems)
-    except ProbeError as exc:
         return notice(str(exc), id="layers-error")
-    # a unit page is likely next: decode its exemplar tables in the background
-    source.prefetch(run_obj, [("unit-stats", "top_images"), ("dissection", "exemplars")])
-    return content
+    problems: list[str] = []
+    return source.memo(
+        run_obj,
+        ("layers-page",),
+        lambda: plain_figures(html.Div(layers_frame(source, run_obj, problems))),
+        keep=lambda _: not problems,
+    )
 
 
-def layers_view(source: RunSource, run_obj: Any,
-                problems: dict[str, str] | None = None) -> list[Any]:
-    """Summary table, hierarchy chart, equivariance, filters, activations and plugin panels.
+def layer_detail(run: str | None, layer: str | None) -> Any:
+    """One layer: a slot for each analysis's views of it, then plugin layer panels."""
+    if not run or not layer:
+        return []
+    source = get_source()
+    try:
+        run_obj = source.run(run)
+        layer = source.check_layer(run_obj, layer)
+    except ProbeError as exc:
+        return notice(str(exc), id="layers-detail-error")
+    view = DashRunView(source, run_obj)
+    return html.Div([
+        html.H3(f"Layer {layer}", id="layer-detail-title"),
+        *[slot("layer", run=run_obj.name, layer=layer, analysis=name)
+          for name in view.completed()],
+        *panels("layer", run_obj, layer=layer),
+    ])
 
-    A table that cannot be read is named in its section's place (and in ``problems``);
-    the other sections are drawn.
-    """
-    run = run_obj.name
-    problems = {} if problems is None else problems
-    tables = run_tables(source, run_obj, problems)
-    layers = source.layers(run_obj)
-    out: list[Any] = [html.H3("Summary per layer")]
-    if problems:  # the summary needs every table
-        out += [notice(message, id=f"layers-problem-{key}") for key, message in problems.items()]
-    else:
-        summary = layer_summary(source, run_obj)
-        summary.insert(1, "open", [f"[units](/units?run={quote(run)}&layer={quote(layer)})"
-                                   if layer in layers else "" for layer in summary["layer"]])
-        out.append(table(summary, "layers-summary", page_size=50, markdown=("open",)))
-    out.append(html.H3("Hierarchy of parts"))
-    if "dissection" in problems:
-        out.append(notice(problems["dissection"]))
-    elif tables["dissection"] is None:
-        out.append(missing("dissection", run, "no concept detectors per category"))
-    else:
-        out.append(graph(make_hierarchy_figure(tables["dissection"], layers), "layers-hierarchy"))
-    row = []
-    if "equivariance" in problems:
-        row.append(html.Div([html.H3("Equivariance"), notice(problems["equivariance"])],
-                            className="col"))
-    elif tables["equivariance"] is None:
-        row.append(html.Div([html.H3("Equivariance"), missing("equivariance", run)],
-                            className="col"))
-    else:
-        row.append(html.Div([graph(make_equivariance_figure(tables["equivariance"], layers),
-                                   "layers-equivariance")], className="col"))
-    if "filters" in problems:
-        row.append(html.Div([html.H3("Filters"), notice(problems["filters"])], className="col"))
-    elif tables["filters"] is None:
-        row.append(html.Div([html.H3("Filters"), missing("filters", run)], className="col"))
-    else:
-        row.append(html.Div([graph(make_filter_figure(tables["filters"], layers),
-                                   "layers-filters")], className="col"))
-    out.append(html.Div(row, className="row"))
-    if "units" in problems:
-        out.append(notice(problems["units"]))
-    elif tables["units"] is not None:
-        out.append(graph(make_activation_figure(tables["units"], layers), "layers-activation"))
-    else:
-        out.append(missing("unit-stats", run))
-    for layer in layers:
-        out.extend(panels("layer", run_obj, layer=layer))
-    return out
+
+def summary_with_links(source: RunSource, run_obj: Any) -> tuple[Table, list[str]]:
+    """The joined layer summary with a link to each layer's units (cached per run)."""
+
+    def compute() -> tuple[Table, list[str]]:
+        view = DashRunView(source, run_obj)
+        table, problems = layer_summary(view)
+        frame = table.frame.copy()
+        frame.insert(1, "units page", "units")
+        frame["units_href"] = [
+            f"/units?run={quote(run_obj.name)}&layer={quote(str(x))}" for x in frame["layer"]
+        ]
+        return Table(
+            frame,
+            caption=table.caption,
+            name="layers-summary",
+            labels=table.labels,
+            formats=table.formats,
+            links={"units page": "units_href"},
+        ), problems
+
+    return source.memo(run_obj, ("layer-summary",), compute)
+
+
+def layers_frame(source: RunSource, run_obj: Any, problems: list[str] | None = None) -> list[Any]:
+    """The summary per layer, then a slot per completed analysis for its run-level views."""
+    problems = [] if problems is None else problems
+    view = DashRunView(source, run_obj)
+    table, summary_problems = summary_with_links(source, run_obj)
+    problems.extend(summary_problems)
+    return [
+        html.H3("Summary per layer"),
+        grid(table, "layers-summary"),
+        *[note(p, "warning") for p in summary_problems],
+        *[slot("layers", run=run_obj.name, analysis=name) for name in view.completed()],
+    ]
+
+
+@renders("layers")
+def run_views_section(run: str, analysis: str) -> Any:
+    """One analysis's run-level views (``run_views``), in a section headed with its name."""
+
+    def build(view: DashRunView) -> tuple[Any, str | None]:
+        item = call_hook(analysis, "run_views", view)
+        if not item.blocks:
+            return None, item.problem
+        ident = slug("layers", analysis)
+        return view_section(analysis, item.blocks, ident, analysis), item.problem
+
+    return run_section(run, ("layers-section", analysis), build)
+
+
+@renders("layer")
+def layer_views_section(run: str, layer: str, analysis: str) -> Any:
+    """One analysis's views of one layer (``layer_views``), headed ``analysis · layer``."""
+
+    def build(view: DashRunView) -> tuple[Any, str | None]:
+        item = call_hook(analysis, "layer_views", view, layer)
+        if not item.blocks:
+            return None, item.problem
+        ident = slug("layer", analysis, layer)
+        return (view_section(f"{analysis} · {layer}", item.blocks, ident, analysis, layer,
+                             level=4), item.problem)
+
+    return run_section(run, ("layer-section", layer, analysis), build)
+
+
+def register(app: Dash) -> None:
+    """Add this page and its callbacks to ``app`` (once per app)."""
+    dash.register_page(
+        __name__,
+        path="/layers",
+        name="Layers",
+        title="probe: layers",
+        nav=True,
+        order=1,
+        layout=layout,
+    )
+    app.callback(
+        Output("layers-layer", "options"),
+        Output("layers-layer", "value"),
+        Input("layers-run", "value"),
+        State("layers-layer", "value"),
+    )(layer_choices)
+    app.callback(Output("layers-content", "children"), Input("layers-run", "value"))(layers_content)
+    app.callback(
+        Output("layers-detail", "children"),
+        Input("layers-run", "value"),
+        Input("layers-layer", "value"),
+    )(layer_detail)

@@ -1,4 +1,4 @@
-"""Runs: every run under RUNS_DIR with its architecture, checkpoint, data, analyses, status."""
+"""Runs: every run under RUNS_DIR with its model, weights, accuracy, data, analyses, status."""
 
 from __future__ import annotations
 
@@ -7,22 +7,35 @@ from urllib.parse import quote
 
 import dash
 import pandas as pd
-from dash import html
+from dash import Dash, html
 
-from probe.dashboards.components import graph, notice, table
+from probe.dashboards.components import notice, table
 from probe.dashboards.data import get_source
-from probe.dashboards.figures import make_runs_table, make_timings_figure
+from probe.dashboards.render import graph, grid
+from probe.dashboards.run_figures import make_timings_figure
+from probe.dashboards.run_view import DashRunView
+from probe.views import Table
+from probe.views.summary import runs_table
 
-dash.register_page(__name__, path="/", name="Runs", title="probe: runs", nav=True, order=0)
 
-
-def make_runs_view(manifests: dict[str, dict[str, Any]]) -> Any:
-    """The runs table with links to each run's layers and analyses."""
-    frame = make_runs_table(manifests)
-    frame.insert(1, "open", [f"[layers](/layers?run={quote(r)}) · "
-                             f"[units](/units?run={quote(r)}) · "
-                             f"[analyses](/analysis?run={quote(r)})" for r in frame["run"]])
-    return table(frame, "runs-table", page_size=25, markdown=("open",))
+def runs_view(views: list[DashRunView]) -> Any:
+    """The runs table with links to each run's layers, units and analyses."""
+    base = runs_table(views)
+    frame = base.frame.copy()
+    frame.insert(1, "open", ["layers · units · analyses" for _ in frame["run"]])
+    frame["layers_href"] = [f"/layers?run={quote(r)}" for r in frame["run"]]
+    frame["layers page"] = "layers"
+    frame["units_href"] = [f"/units?run={quote(r)}" for r in frame["run"]]
+    frame["units page"] = "units"
+    frame["analysis_href"] = [f"/analysis?run={quote(r)}" for r in frame["run"]]
+    frame["analyses page"] = "analyses"
+    order = ["run", "layers page", "units page", "analyses page",
+             *[c for c in base.frame.columns if c != "run"]]
+    frame = frame[[*order, "layers_href", "units_href", "analysis_href"]]
+    return grid(Table(frame, caption=base.caption, name="runs-table", labels=base.labels,
+                      formats=base.formats, hidden=base.hidden,
+                      links={"layers page": "layers_href", "units page": "units_href",
+                             "analyses page": "analysis_href"}), "runs-table")
 
 
 def layout(**_: Any) -> html.Div:
@@ -33,19 +46,20 @@ def layout(**_: Any) -> html.Div:
     unreadable = {name: reason for name, run, reason in scanned if run is None}
     if not scanned:
         return html.Div([html.H2("Runs"),
-                          notice(f"No runs under {source.root}. Make one with ",
-                                 html.Code("probe run --arch lenet5 --dataset digits "
-                                           "--analysis unit-stats --out RUNS_DIR/lenet5"),
-                                 ".", id="runs-empty")])
+                         notice(f"No runs under {source.root}. Make one with ",
+                                html.Code("probe run --arch lenet5 --dataset digits "
+                                          "--analysis ANALYSIS --out RUNS_DIR/lenet5"),
+                                ".", id="runs-empty")])
+    views = [DashRunView(source, run) for run in runs]
     # a run's status as load_run reads it: "running" only while its writer holds the lock
     manifests = {run.name: {**run.manifest, "status": run.status} for run in runs}
-    out: list[Any] = [html.H2("Runs"), html.P(f"{len(runs)} run(s) under {source.root}"),
-                      make_runs_view(manifests)]
-    if runs:
-        out.append(graph(make_timings_figure(manifests), "runs-timings"))
+    out: list[Any] = [html.H2("Runs"), html.P(f"{len(runs)} run(s) under {source.root}")]
+    if views:
+        out += [runs_view(views), graph(make_timings_figure(manifests), "runs-timings",
+                                        "Seconds each analysis took in each run.",
+                                        "timings")]
     if unreadable:
-        out += [html.H3(f"Unreadable runs ({len(unreadable)})"),
-                unreadable_view(unreadable)]
+        out += [html.H3(f"Unreadable runs ({len(unreadable)})"), unreadable_view(unreadable)]
     return html.Div(out)
 
 
@@ -53,4 +67,10 @@ def unreadable_view(unreadable: dict[str, str]) -> Any:
     """The run folders whose manifest cannot be used, each with the reason."""
     frame = pd.DataFrame({"run": list(unreadable), "problem": list(unreadable.values())},
                          columns=["run", "problem"])
-    return table(frame, "runs-unreadable", page_size=25)
+    return table(frame, "runs-unreadable")
+
+
+def register(app: Dash) -> None:
+    """Add this page to ``app``."""
+    dash.register_page(__name__, path="/", name="Runs", title="probe: runs", nav=True, order=0,
+                       layout=layout)

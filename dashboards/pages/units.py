@@ -1,4 +1,9 @@
-"""Units: one layer's units as a grid, sorted, filtered and paged on the server."""
+"""Units: one layer's units as cards (exemplar, name, score, flag) and as a table.
+
+What each card says comes from the analyses' ``unit_columns`` hooks (the title,
+the default sort, the flag of units meeting its criterion) and ``unit_thumbnails``; the
+page names no analysis. A search box finds a concept in every layer.
+"""
 
 from __future__ import annotations
 
@@ -7,164 +12,360 @@ from urllib.parse import quote
 
 import dash
 import pandas as pd
-from dash import Input, Output, State, callback, dash_table, html
+from dash import ALL, MATCH, Dash, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
 
-from probe.dashboards.components import missing, notice, run_dropdown
-from probe.dashboards.data import UNIT_PAGE_TABLES, RunSource, get_source
-from probe.dashboards.figures import filter_sort_page, make_unit_table
-from probe.dashboards.layers_data import DISSECTION_COLUMNS, FILTER_COLUMNS
+from probe.dashboards.components import layer_choices, layer_dropdown, notice, run_dropdown
+from probe.dashboards.data import get_source
+from probe.dashboards.render import grid, slug
+from probe.dashboards.run_view import DashRunView, unit_href
+from probe.dashboards.server_grid import column_defs, rows_response, server_grid
+from probe.dashboards.unit_data import UnitGrid, card_pictures, search_units, unit_grid
 from probe.errors import ProbeError
+from probe.views import Table
+from probe.views.format import format_value, scalar_columns
+from probe.views.images import data_uri
 
-dash.register_page(__name__, path="/units", name="Units", title="probe: units", nav=True,
-                   order=2)
-
-PAGE_SIZE = 25
-#: Most rows one grid page may ask for, and the longest filter accepted.
-MAX_PAGE_SIZE = 500
-MAX_FILTER = 2000
-
-
-def unit_rows(source: RunSource, run_name: str, layer: str) -> pd.DataFrame:
-    """The unit grid of one layer: unit-stats, dissection and filter columns merged (cached)."""
-    run = source.run(run_name)
-    source.check_layer(run, layer)
-    return source.memo(run, ("unit-grid", layer), lambda: _unit_rows(source, run, layer))
+#: Cards per page.
+CARDS = 48
+#: Longest search text accepted from the browser.
+MAX_SEARCH = 200
 
 
-def _unit_rows(source: RunSource, run: Any, layer: str) -> pd.DataFrame:
-    run_name = run.name
-    units = source.optional(run, "unit-stats", "units", layer=layer)
-    dissection = source.optional(run, "dissection", "units", DISSECTION_COLUMNS, layer)
-    filters = source.optional(run, "filters", "units", FILTER_COLUMNS, layer)
-    frame = make_unit_table(units, dissection, filters)
-    frame.insert(1, "open", [f"[unit {u}](/unit/{quote(run_name)}/{quote(layer)}/{u})"
-                             for u in frame["unit"]])
+def layout(
+    run: str | None = None,
+    layer: str | None = None,
+    flagged: str | None = None,
+    q: str | None = None,
+    **_: Any,
+) -> html.Div:
+    """The units page; ``?run=RUN&layer=LAYER&flagged=1&q=TEXT`` preselects."""
+    source = get_source()
+    return html.Div(
+        [
+            html.H2("Units"),
+            html.Div(
+                [
+                    run_dropdown("units-run", source.run_names(), source.default_run(run)),
+                    layer_dropdown("units-layer", layer),
+                    html.Div(
+                        [html.Label("sort by"), dcc.Dropdown(id="units-sort", clearable=False)]
+                    ),
+                    html.Div(
+                        [
+                            dcc.Checklist(
+                                id="units-flagged",
+                                options=[],
+                                inline=True,
+                                value=["flagged"] if flagged else [],
+                            )
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            html.Label("search a concept in every layer"),
+                            dcc.Input(
+                                id="units-search",
+                                type="search",
+                                debounce=True,
+                                value=q if isinstance(q, str) else "",
+                                placeholder="e.g. wheel",
+                                maxLength=MAX_SEARCH,
+                            ),
+                        ]
+                    ),
+                ],
+                className="controls",
+            ),
+            html.Div(id="units-search-results"),
+            html.Div(
+                [
+                    html.Button("← previous cards", id="units-prev", n_clicks=0),
+                    html.Span(id="units-count", className="caption"),
+                    html.Button("next cards →", id="units-next", n_clicks=0),
+                ],
+                className="grid-bar",
+            ),
+            dcc.Store(id="units-page", data=0),
+            dcc.Loading(html.Div(id="units-cards", className="cards"), type="dot"),
+            html.H3("All columns"),
+            dcc.Loading(html.Div(id="units-table"), type="dot"),
+        ]
+    )
+
+
+
+
+def _grid(run: str | None, layer: str | None) -> tuple[DashRunView, UnitGrid]:
+    source = get_source()
+    run_obj = source.run(run)
+    layer = source.check_layer(run_obj, layer)
+    view = DashRunView(source, run_obj)
+    return view, unit_grid(view, layer)
+
+
+def sort_choices(
+    run: str | None, layer: str | None, current: str | None
+) -> tuple[list[dict[str, str]], str | None, list[dict[str, str]]]:
+    """Numeric columns to sort by (default: the analyses' score), and the flag toggle."""
+    if not run or not layer:
+        return [], None, []
+    try:
+        _, units = _grid(run, layer)
+    except ProbeError:
+        return [], None, []
+    frame = units.frame
+    numeric = [
+        c
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].dtype != bool
+    ]
+    options = [{"label": units.labels.get(c, c), "value": c} for c in numeric]
+    value = current if current in numeric else (units.score if units.score in numeric else "unit")
+    flag = (
+        [{"label": f" {units.flag_label or units.flag} only", "value": "flagged"}]
+        if units.flag
+        else []
+    )
+    return options, value, flag
+
+
+def turn_page(_prev: Any, _next: Any, _layer: Any, _flag: Any, _sort: Any, page: Any) -> int:
+    """Previous/next card page; a new layer, filter or sort starts at the first page."""
+    trigger = dash.ctx.triggered_id
+    page = page if isinstance(page, int) and page >= 0 else 0
+    if trigger == "units-next":
+        return page + 1
+    if trigger == "units-prev":
+        return max(0, page - 1)
+    return 0
+
+
+def selected_units(units: UnitGrid, flagged: bool, sort: str | None) -> pd.DataFrame:
+    """The units shown: flagged ones only when asked, sorted (descending except by unit)."""
+    frame = units.frame
+    if flagged and units.flag:
+        frame = frame[frame[units.flag].astype(bool)]
+    if sort and sort in frame.columns:
+        frame = frame.sort_values(sort, ascending=sort == "unit", kind="stable", na_position="last")
     return frame
 
 
-def initial_filter(category: str | None) -> str:
-    """The grid's filter for ``?category=NAME`` (letters, digits, ``_``, ``-`` only)."""
-    if not category or not all(c.isalnum() or c in "_-" for c in category):
-        return ""
-    return f"{{category}} = {category}"
-
-
-def layout(run: str | None = None, layer: str | None = None, category: str | None = None,
-           **_: Any) -> html.Div:
-    """The units page; ``?run=RUN&layer=LAYER&category=CATEGORY`` preselects."""
-    source = get_source()
-    names = source.run_names()
-    selected = source.default_run(run)
-    columns: list[dict[str, str]] = []
-    if selected and layer:
-        # Known columns from the start: DataTable keeps a preset filter only on
-        # columns it already has.
-        try:
-            columns = grid_columns(unit_rows(source, selected, layer))
-        except ProbeError:
-            columns = []
-    return html.Div([
-        html.H2("Units"),
-        html.Div([run_dropdown("units-run", names, selected),
-                  html.Div([html.Label("layer"),
-                            dash.dcc.Dropdown(id="units-layer", value=layer, clearable=False)])],
-                 className="controls"),
-        html.Div(id="units-notice"),
-        dash_table.DataTable(
-            id="units-table", columns=columns, page_current=0, page_size=PAGE_SIZE,
-            page_action="custom",
-            sort_action="custom", sort_mode="multi", sort_by=[], filter_action="custom",
-            filter_query=initial_filter(category), markdown_options={"link_target": "_self"},
-            style_cell={"fontSize": "0.85rem", "padding": "2px 6px", "textAlign": "left"},
-            style_table={"overflowX": "auto"}),
-    ])
-
-
-@callback(Output("units-layer", "options"), Output("units-layer", "value"),
-          Input("units-run", "value"), State("units-layer", "value"))
-def layer_choices(run: str | None, current: str | None) -> tuple[list[str], str | None]:
-    """Layers of the chosen run; keeps the current layer when the run has it."""
-    if not run:
-        return [], None
-    try:
-        source = get_source()
-        layers = source.layers(source.run(run))
-    except ProbeError:
-        return [], None
-    return layers, current if current in layers else (layers[0] if layers else None)
-
-
-@callback(Output("units-table", "data"), Output("units-table", "columns"),
-          Output("units-table", "page_count"), Output("units-notice", "children"),
-          Input("units-run", "value"), Input("units-layer", "value"),
-          Input("units-table", "page_current"), Input("units-table", "page_size"),
-          Input("units-table", "sort_by"), Input("units-table", "filter_query"))
-def units_page(run: str | None, layer: str | None, page: int | None, page_size: int | None,
-               sort_by: list[dict[str, str]] | None, filter_query: str | None
-               ) -> tuple[list[dict[str, Any]], list[dict[str, str]], int, Any]:
-    """One page of the unit grid (filtered and sorted on the server).
-
-    Every input comes from the browser: run and layer are checked against the
-    runs, the paging, sorting and filter inputs by :func:`grid_request`.
-    """
+def units_content(
+    run: str | None, layer: str | None, flagged: Any, sort: Any, page: Any
+) -> tuple[Any, str]:
+    """One page of cards, and the count that follows the filter."""
     if not run or not layer:
-        return [], [], 1, notice("Pick a run and a layer.")
+        return notice("Pick a run and a layer."), ""
+    try:
+        view, units = _grid(run, layer)
+    except ProbeError as exc:
+        return notice(str(exc), id="units-error"), ""
+    view.source.prefetch(view.run)  # a unit page is likely next: decode its tables meanwhile
+    problems = [notice(p) for p in units.problems]
+    if units.frame.empty:
+        return (
+            [*problems, notice(f"No analysis of run {run} lists the units of {layer}.")],
+            "0 units",
+        )
+    flag_only = isinstance(flagged, list) and "flagged" in flagged
+    shown = selected_units(units, flag_only, sort if isinstance(sort, str) else None)
+    pages = max(1, -(-len(shown) // CARDS))
+    page = min(page if isinstance(page, int) and page >= 0 else 0, pages - 1)
+    chunk = shown.iloc[page * CARDS : (page + 1) * CARDS]
+    cards = [card(view, units, layer, record) for record in chunk.to_dict("records")]
+    what = f"{units.flag_label or 'flagged'} " if flag_only else ""
+    count = (
+        f"{len(shown)} {what}units of {units.units} in {layer} · cards "
+        f"{page * CARDS + 1 if len(shown) else 0}–{page * CARDS + len(chunk)} "
+        f"(page {page + 1} of {pages})"
+    )
+    return [*problems, *cards], count
+
+
+def card(view: DashRunView, units: UnitGrid, layer: str, record: dict[str, Any]) -> html.A:
+    """One unit's card: picture, title, score and flag; a click opens the unit page.
+
+    The picture comes after the cards, all of a page's in one request
+    (:func:`card_thumbnails`), so the cards show at once.
+    """
+    unit = int(record["unit"])
+    flagged = bool(record.get(units.flag)) if units.flag else None
+    lines: list[Any] = [html.Img(id=thumb_id(view.run.name, layer, unit), alt=f"unit {unit}",
+                                 className="thumb")]
+    title = record.get(units.title) if units.title else None
+    lines.append(html.Div(html.B(f"unit {unit}" + (f" · {title}" if title else ""))))
+    if units.score:
+        label = units.labels.get(units.score, units.score)
+        lines.append(
+            html.Div(f"{label} {format_value(record.get(units.score))}", className="score")
+        )
+    if flagged:
+        lines.insert(0, html.Span(units.flag_label or "flagged", className="badge"))
+    elif flagged is False:
+        lines.append(
+            html.Div(f"not a {units.flag_label}" if units.flag_label else "", className="caption")
+        )
+    muted = " muted" if flagged is False else ""
+    return dcc.Link(
+        html.Div(lines, className="card" + muted, id=f"unit-card-{unit}"),
+        href=unit_href(view.run.name, layer, unit),
+    )
+
+
+def thumb_id(run: str, layer: str, unit: int) -> dict[str, Any]:
+    """The id of a card's picture (its run, layer and unit: what fills it)."""
+    return {"type": "card-thumb", "run": run, "layer": layer, "unit": unit}
+
+
+def card_thumbnails(ids: Any) -> list[Any]:
+    """The pictures of every card on the page, as ``data:`` URIs in the cards' order (left
+    empty where no analysis has a picture of the unit)."""
+    ids = [i for i in ids if isinstance(i, dict)] if isinstance(ids, list) else []
+    if not ids:
+        return []
+    run, layer = str(ids[0].get("run")), str(ids[0].get("layer"))
+    try:
+        view, units = _grid(run, layer)
+        wanted = [int(i["unit"]) for i in ids]
+    except (ProbeError, KeyError, TypeError, ValueError):
+        return [dash.no_update] * len(ids)
+    pictures = card_pictures(view, units, layer, wanted)
+    return [data_uri(pictures[u]) if u in pictures else dash.no_update for u in wanted]
+
+
+def table_frame(view: DashRunView, units: UnitGrid, layer: str, flagged: bool) -> pd.DataFrame:
+    """Every column of the layer's units (flagged ones only when asked), with each unit's link
+    and whether it is greyed (cached per run, layer and toggle)."""
+    def compute() -> pd.DataFrame:
+        frame = selected_units(units, flagged, None).copy()
+        prefix = f"/unit/{quote(view.run.name)}/{quote(layer)}/"
+        frame["href"] = [prefix + str(u) for u in frame["unit"].tolist()]
+        frame["_unit"] = frame["unit"]
+        if units.flag:
+            frame["_not_flagged"] = ~frame[units.flag].astype(bool)
+        scalars = scalar_columns(frame)
+        present = frame[scalars].notna().any()
+        return frame[[c for c in scalars if c == "unit" or present[c]]]
+    return view.source.memo(view.run, ("units-table", layer, flagged), compute)
+
+
+def _flag_only(flagged: Any) -> bool:
+    return isinstance(flagged, list) and "flagged" in flagged
+
+
+def units_table(run: str | None, layer: str | None, flagged: Any) -> Any:
+    """The grid of every column: rows are fetched block by block (see :func:`units_rows`)."""
+    if not run or not layer:
+        return []
+    try:
+        view, units = _grid(run, layer)
+    except ProbeError:
+        return []
+    if units.frame.empty:
+        return []
+    frame = table_frame(view, units, layer, _flag_only(flagged))
+    shown = frame.drop(columns=[c for c in ("href", "_unit", "_not_flagged") if c in frame])
+    key = slug(run, layer, "flagged" if _flag_only(flagged) else "all")
+    caption = f"{len(frame)} units; sort and filter act on all of them."
+    if units.flag_label:
+        caption += f" Greyed rows: not a {units.flag_label}."
+    return [html.Div([html.Span(caption, className="caption"),
+                      html.Button("CSV", id="units-csv", className="download-csv",
+                                  title="download every row as CSV"),
+                      dcc.Download(id="units-download")], className="grid-bar"),
+            server_grid({"type": "units-rows", "key": key},
+                        column_defs(shown, units.labels, units.formats, links=("unit",)),
+                        len(frame), muted=bool(units.flag), file=f"units-{layer}")]
+
+
+def units_rows(request: Any, run: str | None, layer: str | None, flagged: Any) -> dict:
+    """One block of the grid's rows, sorted and filtered on the server."""
+    try:
+        view, units = _grid(run, layer)
+    except ProbeError:
+        return {"rowData": [], "rowCount": 0}
+    frame = table_frame(view, units, str(layer), _flag_only(flagged))
+    return rows_response(frame, request, units.formats, links={"unit": "href"},
+                         muted="_not_flagged" if units.flag else None,
+                         values={"unit": "_unit"})
+
+
+def units_csv(clicks: Any, run: str | None, layer: str | None, flagged: Any) -> Any:
+    """Every row of the grid as a CSV download."""
+    if not clicks:
+        raise PreventUpdate
+    try:
+        view, units = _grid(run, layer)
+    except ProbeError:
+        raise PreventUpdate from None
+    frame = table_frame(view, units, str(layer), _flag_only(flagged))
+    frame = frame.drop(columns=[c for c in ("href", "_unit", "_not_flagged") if c in frame])
+    return dcc.send_data_frame(frame.to_csv, f"{run}-{layer}-units.csv", index=False)
+
+
+def search_results(run: str | None, text: Any) -> Any:
+    """Units in every layer whose concept matches the search text."""
+    if not run or not isinstance(text, str) or not text.strip():
+        return []
+    text = text[:MAX_SEARCH]
     source = get_source()
     try:
-        frame = unit_rows(source, run, layer)
+        view = DashRunView(source, source.run(run))
     except ProbeError as exc:
-        return [], [], 1, notice(str(exc))
-    messages = []
-    run_obj = source.run(run)
-    # the next click is likely a unit page: read its exemplar tables meanwhile
-    source.prefetch(run_obj, UNIT_PAGE_TABLES)
-    if not run_obj.has_table("dissection", "units"):
-        messages.append(missing("dissection", run, "no concept labels, categories or IoU"))
-    page, page_size, sort_by, filter_query = grid_request(page, page_size, sort_by,
-                                                          filter_query)
-    try:
-        rows, pages = filter_sort_page(frame, filter_query, sort_by, page, page_size)
-    except ValueError as exc:
-        rows, pages = frame.iloc[:0], 1
-        messages.append(notice(f"filter: {exc}"))
-    messages.append(html.P(f"{len(frame)} units in {layer}", id="units-count"))
-    return rows.to_dict("records"), grid_columns(frame), pages, messages
+        return notice(str(exc))
+    hits = search_units(view, text)
+    if hits.empty:
+        return html.P(
+            f"No unit of run {run} is labelled with a concept matching {text!r}.",
+            id="units-search-count",
+        )
+    table = Table(
+        hits,
+        name="units-search",
+        links={"unit": "href"},
+        labels={"flagged": "flagged", "score": "score"},
+    )
+    return html.Div(
+        [
+            html.P(f"{len(hits)} units match {text!r} across layers:", id="units-search-count"),
+            grid(table, "units-search"),
+        ]
+    )
 
 
-def grid_request(page: Any, page_size: Any, sort_by: Any, filter_query: Any
-                 ) -> tuple[int, int, list[dict[str, str]], str]:
-    """The grid's page, page size, sorting and filter as sent, or their defaults.
-
-    The browser sends these, so anything is possible: a page that is not a
-    non-negative integer is 0, a page size outside 1..:data:`MAX_PAGE_SIZE` is
-    :data:`PAGE_SIZE`, sorting keeps only ``{"column_id": str, "direction":
-    "asc"|"desc"}`` entries (anything but a list of them sorts nothing), a
-    filter that is not a string (or longer than :data:`MAX_FILTER` characters)
-    filters nothing.
-    """
-    def whole(value: Any) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        return int(value) if float(value).is_integer() else None
-
-    number = whole(page)
-    page = number if number is not None and 0 <= number < 10**9 else 0
-    size = whole(page_size)
-    page_size = size if size is not None and 1 <= size <= MAX_PAGE_SIZE else PAGE_SIZE
-    sorts = []
-    for entry in sort_by if isinstance(sort_by, list) else []:
-        if (isinstance(entry, dict) and isinstance(entry.get("column_id"), str)
-                and entry.get("direction", "asc") in ("asc", "desc")):
-            sorts.append({"column_id": entry["column_id"],
-                          "direction": entry.get("direction", "asc")})
-    if not isinstance(filter_query, str) or len(filter_query) > MAX_FILTER:
-        filter_query = ""
-    return page, page_size, sorts, filter_query
+def units_href(run: str, layer: str) -> str:
+    """The units page of one layer."""
+    return f"/units?run={quote(run)}&layer={quote(layer)}"
 
 
-def grid_columns(frame: pd.DataFrame) -> list[dict[str, str]]:
-    """DataTable column specs of the unit grid (markdown links, numeric types)."""
-    return [{"name": c, "id": c, **({"presentation": "markdown"} if c == "open" else {}),
-             **({"type": "numeric"} if pd.api.types.is_numeric_dtype(frame[c])
-                and frame[c].dtype != bool else {})}
-            for c in frame.columns]
+def register(app: Dash) -> None:
+    """Add this page and its callbacks to ``app`` (once per app)."""
+    dash.register_page(__name__, path="/units", name="Units", title="probe: units", nav=True,
+                       order=2, layout=layout)
+    run, layer, flagged = (State("units-run", "value"), State("units-layer", "value"),
+                           State("units-flagged", "value"))
+    app.callback(Output("units-layer", "options"), Output("units-layer", "value"),
+                 Input("units-run", "value"), layer)(layer_choices)
+    app.callback(Output("units-sort", "options"), Output("units-sort", "value"),
+                 Output("units-flagged", "options"), Input("units-run", "value"),
+                 Input("units-layer", "value"), State("units-sort", "value"))(sort_choices)
+    app.callback(Output("units-page", "data"), Input("units-prev", "n_clicks"),
+                 Input("units-next", "n_clicks"), Input("units-layer", "value"),
+                 Input("units-flagged", "value"), Input("units-sort", "value"),
+                 State("units-page", "data"), prevent_initial_call=True)(turn_page)
+    app.callback(Output("units-cards", "children"), Output("units-count", "children"),
+                 Input("units-run", "value"), Input("units-layer", "value"),
+                 Input("units-flagged", "value"), Input("units-sort", "value"),
+                 Input("units-page", "data"))(units_content)
+    thumbs = {"type": "card-thumb", "run": ALL, "layer": ALL, "unit": ALL}
+    app.callback(Output(thumbs, "src"), Input(thumbs, "id"))(card_thumbnails)
+    app.callback(Output("units-table", "children"), Input("units-run", "value"),
+                 Input("units-layer", "value"), Input("units-flagged", "value"))(units_table)
+    app.callback(Output({"type": "units-rows", "key": MATCH}, "getRowsResponse"),
+                 Input({"type": "units-rows", "key": MATCH}, "getRowsRequest"),
+                 run, layer, flagged)(units_rows)
+    app.callback(Output("units-download", "data"), Input("units-csv", "n_clicks"),
+                 run, layer, flagged, prevent_initial_call=True)(units_csv)
+    app.callback(Output("units-search-results", "children"), Input("units-run", "value"),
+                 Input("units-search", "value"))(search_results)

@@ -114,7 +114,7 @@ def activation_summary_figure(units: pd.DataFrame):
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("max activation per unit",
                                                         "fraction of positive activations"))
-    layers = list(dict.fromkeys(units["layer"]))
+    layers = pd.unique(units["layer"].to_numpy(dtype=object)).tolist()
     for layer in layers:
         rows = units[units["layer"] == layer]
         fig.add_trace(go.Box(y=rows["max"], name=layer, showlegend=False), row=1, col=1)
@@ -139,6 +139,9 @@ class UnitStats(Analysis):
         "top_images": ("layer", "unit", "rank", "image", "value", "label", "map"),
     }
 
+    #: The view hooks, as plain functions (see probe.views.AnalysisViews.views_from).
+    views_from = ("probe.plugins.analyses.unit_stats_views",)
+
     def accumulator(self, context: RunContext) -> UnitStatsAccumulator:
         size = len(context.dataset) if context.dataset is not None else 0
         return UnitStatsAccumulator(self.select_layers(context), context.layer_shapes, size,
@@ -148,6 +151,15 @@ class UnitStats(Analysis):
     @classmethod
     def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:
         return [activation_summary_figure(tables["units"])]
+
+    # -- views (probe.views hooks; the work is in unit_stats_views) ----------------------
+
+
+
+
+
+
+
 
 
 @hookimpl

@@ -10,7 +10,9 @@ order is the index's column order: ``color, object, part…, material, texture``
 
 Each label's category in the concept table is its *primary* category: the one
 with the largest count in ``label.csv``'s ``category`` cell (ties: the order of
-``category.csv``, else Broden's column order). Broden has no part→object
+``category.csv``, else Broden's column order); with ``primary=coverage``, the
+one with the largest ``coverage`` in the ``c_<category>.csv`` files (ties: the
+later category of ``category.csv``), as NetDissect-Lite decides it. Broden has no part→object
 relation, so ``part_parents`` is ``None`` unless ``derive_parents`` is set: then
 it is derived by pixel containment (:func:`derive_part_parents`, a ``derived``
 column says so).
@@ -24,6 +26,7 @@ Samples have no class label (``label`` = -1).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +67,32 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def read_labels(root: Path) -> pd.DataFrame:
+def _coverage_by_category(root: Path, order: tuple[str, ...]) -> dict[int, list[tuple[float, int]]]:
+    """``{label: [(coverage, category rank), ...]}`` from the ``c_<category>.csv`` files."""
+    found: dict[int, list[tuple[float, int]]] = {}
+    for rank, cat in enumerate(order):
+        path = root / f"c_{cat}.csv"
+        if not path.is_file():
+            continue
+        table = read_table(path)
+        if not {"number", "coverage"} <= set(table.columns):
+            raise DataError(f"{path}: missing column(s) number/coverage")
+        for number, coverage in zip(table["number"], table["coverage"], strict=True):
+            try:
+                found.setdefault(int(number), []).append((float(coverage), rank))
+            except ValueError:
+                raise DataError(f"{path}: number {number!r} / coverage {coverage!r} must be "
+                                f"numbers") from None
+    return found
+
+
+def read_labels(root: Path, primary: str = "count") -> pd.DataFrame:
     """The concept table from ``label.csv``: ``id, name, category`` (primary category).
+
+    ``primary``: ``count`` — the largest count of the ``category`` cell;
+    ``coverage`` — the largest ``c_<category>.csv`` coverage, ties to the later
+    category (NetDissect-Lite's ``primary_categories_per_index``); labels in no
+    ``c_`` file fall back to ``count``.
 
     Raises:
         DataError: missing file or columns, a bad category cell, duplicate ids.
@@ -85,6 +112,7 @@ def read_labels(root: Path) -> pd.DataFrame:
         if "name" not in names.columns:
             raise DataError(f"{category_file}: missing column(s) ['name']")
         order = tuple(names["name"])
+    by_coverage = _coverage_by_category(root, order) if primary == "coverage" else {}
     rows = []
     for i, rec in enumerate(labels.itertuples(index=False)):
         row = i + 2
@@ -99,7 +127,10 @@ def read_labels(root: Path) -> pd.DataFrame:
             raise DataError(f"{path}, row {row}: {exc}") from None
         if not entries:
             raise DataError(f"{path}, row {row}: label {number} has no category")
-        rows.append((number, rec.name, primary_category(entries, order)))
+        if by_coverage.get(number):
+            rows.append((number, rec.name, order[max(by_coverage[number])[1]]))
+        else:
+            rows.append((number, rec.name, primary_category(entries, order)))
     table = pd.DataFrame(rows, columns=["id", "name", "category"])
     dupes = table["id"][table["id"].duplicated()]
     if len(dupes):
@@ -154,7 +185,8 @@ class BrodenDataset(ProbeDataset):
     std = (0.229, 0.224, 0.225)
 
     def __init__(self, path: str = "", split: str = "all", size: int = 0, image_size: int = 0,
-                 mask_size: int = 0, seed: int = 0, derive_parents: bool = False) -> None:
+                 mask_size: int = 0, seed: int = 0, derive_parents: bool = False,
+                 primary: str = "count") -> None:
         if not path:
             raise DataError("dataset broden needs a directory: --set dataset.path=DIR")
         self.root = Path(path).expanduser()
@@ -171,7 +203,7 @@ class BrodenDataset(ProbeDataset):
             # the mask layout comes from the rows: without one there is none to give
             raise DataError(f"{self.index_file}: the data set is empty (a header row and no "
                             f"image rows); a Broden index needs one row per image")
-        self.concepts = read_labels(self.root)
+        self.concepts = read_labels(self.root, primary)
         self._valid = np.zeros(int(self.concepts["id"].max()) + 1 if len(self.concepts) else 1,
                                dtype=bool)
         self._valid[self.concepts["id"].to_numpy()] = True
@@ -195,12 +227,23 @@ class BrodenDataset(ProbeDataset):
         self.scalars = self.scalars[torch.from_numpy(keep)]
         self.image_size = image_size or self._uniform("ih", "iw", "image_size")
         self.mask_size = mask_size or self._uniform("sh", "sw", "mask_size")
+        # per-row fields as plain lists: a sample reads them without pandas indexing
+        self._names = self.rows["image"].tolist()
+        self._sizes = list(zip(*(self.rows[c].tolist() for c in ("ih", "iw", "sh", "sw")),
+                               strict=True))
+        self._row_numbers = self.rows["_row"].tolist()
+        # label id -> known, for every 16-bit id a PNG can hold (one lookup per map)
+        self._known = np.zeros(65536, dtype=bool)
+        self._known[:len(self._valid)] = self._valid
+        self._images_dir = str(self.root / "images")
         if derive_parents:
             self.part_parents = derive_part_parents(self)
 
     # -- index parsing ---------------------------------------------------------
     def _where(self, i: int) -> str:
-        return f"{self.index_file}, row {int(self.rows['_row'][i])}"
+        rows = getattr(self, "_row_numbers", None)
+        number = rows[i] if rows is not None else int(self.rows["_row"][i])
+        return f"{self.index_file}, row {number}"
 
     def _parse_numbers(self) -> None:
         for col in ("ih", "iw", "sh", "sw"):
@@ -254,19 +297,20 @@ class BrodenDataset(ProbeDataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _open(self, name: str, i: int) -> Image.Image:
-        path = self.root / "images" / name
+    def _open(self, name: str, i: int, formats: tuple[str, ...] | None = None) -> Image.Image:
+        # a plain string path: pathlib's joins cost as much as decoding a small map
+        path = os.path.join(self._images_dir, name)
         try:
-            img = Image.open(path)
+            img = Image.open(path, formats=formats)
             img.load()
         except (OSError, ValueError) as exc:
             raise DataError(f"{path} ({self._where(i)}): cannot read image: {exc}") from None
         return img
 
     def _image(self, i: int) -> torch.Tensor:
-        name = self.rows["image"][i]
+        name = self._names[i]
         img = self._open(name, i).convert("RGB")
-        ih, iw = int(self.rows["ih"][i]), int(self.rows["iw"][i])
+        ih, iw = self._sizes[i][:2]
         if img.size != (iw, ih):
             raise DataError(f"{self.root / 'images' / name} ({self._where(i)}): image is "
                             f"{img.size[0]}×{img.size[1]}, index.csv says {iw}×{ih}")
@@ -278,18 +322,17 @@ class BrodenDataset(ProbeDataset):
         return pixels
 
     def _label_map(self, name: str, i: int) -> np.ndarray:
-        img = self._open(name, i)
+        img = self._open(name, i, ("PNG",))  # label maps are PNGs: no format probing
         path = self.root / "images" / name
         if img.mode not in ("RGB", "RGBA"):
             raise DataError(f"{path} ({self._where(i)}): label maps must be RGB PNGs "
                             f"(id = R + 256·G), got mode {img.mode}")
-        sh, sw = int(self.rows["sh"][i]), int(self.rows["sw"][i])
+        sh, sw = self._sizes[i][2:]
         if img.size != (sw, sh):
             raise DataError(f"{path} ({self._where(i)}): label map is {img.size[0]}×"
                             f"{img.size[1]}, index.csv says sw×sh = {sw}×{sh}")
         ids = decode_ids(np.asarray(img))
-        bad = ids >= len(self._valid)
-        bad[~bad] = ~self._valid[ids[~bad]]
+        bad = ~self._known[ids]
         if bad.any():
             unknown = sorted(set(ids[bad].tolist()))[:5]
             raise DataError(f"{path} ({self._where(i)}): label id(s) {unknown} are not in "
@@ -297,7 +340,7 @@ class BrodenDataset(ProbeDataset):
         return ids
 
     def _masks(self, i: int) -> torch.Tensor:
-        sh, sw = int(self.rows["sh"][i]), int(self.rows["sw"][i])
+        sh, sw = self._sizes[i][2:]
         masks = torch.zeros((len(self.mask_categories), sh, sw), dtype=torch.int64)
         for cat, files in self._maps[i].items():
             for j, name in enumerate(files):
@@ -329,6 +372,9 @@ def probe_register_datasets(register):
             Option("seed", int, 0, "unused: rows keep index.csv order (common option)"),
             Option("derive_parents", bool, False,
                    "derive part_parents by pixel containment (one pass; marked derived)"),
+            Option("primary", str, "count", "concept-table category of a label: largest count "
+                   "in label.csv, or largest c_<category>.csv coverage (NetDissect-Lite)",
+                   choices=("count", "coverage")),
         ),
         description="Broden-format directory: index.csv, R+256·G PNG label maps, label tables",
         has_masks=True,

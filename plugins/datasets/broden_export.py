@@ -147,7 +147,8 @@ def _write_tables(root: Path, concepts: pd.DataFrame, images_with: dict, pixel_s
                        "frequency": frequency, "coverage": round(coverage, 6), "syns": ""})
     table = pd.DataFrame(labels, columns=["number", "name", "category", "frequency",
                                           "coverage", "syns"])
-    table.to_csv(root / "label.csv", index=False)
+    # fixed-point coverage: NetDissect-Lite's reader takes "1e-05" for a string
+    table.to_csv(root / "label.csv", index=False, float_format="%.6f")
     categories = []
     for cat in dict.fromkeys(concepts["category"]):
         own = concepts[concepts["category"] == cat].sort_values("id")
@@ -158,7 +159,8 @@ def _write_tables(root: Path, concepts: pd.DataFrame, images_with: dict, pixel_s
         pd.DataFrame({"code": range(1, len(own) + 1), "number": own["id"].astype(int).to_numpy(),
                       "name": own["name"].to_numpy(), "frequency": sub["frequency"].to_numpy(),
                       "coverage": sub["coverage"].to_numpy()}).to_csv(root / f"c_{cat}.csv",
-                                                                      index=False)
+                                                                      index=False,
+                                                                      float_format="%.6f")
     pd.DataFrame(categories, columns=["name", "first", "last", "count", "frequency"]).to_csv(
         root / "category.csv", index=False)
 

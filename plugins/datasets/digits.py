@@ -21,6 +21,30 @@ TRAIN_SIZE = 1347
 _SPLIT_SEED = 0
 
 
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits, ``(images [1797, 8, 8] float64 in 0..16, target [1797] int)``.
+
+    Read from the CSV that scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``)
+    the way its ``load_digits`` reads it, without importing scikit-learn (which
+    takes seconds: the first dashboard page that shows digits waited for it).
+
+    Raises:
+        ProbeError: when scikit-learn (the file's package) is not installed.
+    """
+    import gzip
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    spec = find_spec("sklearn")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ProbeError("dataset digits needs scikit-learn installed (its digits file)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" \
+        / "digits.csv.gz"
+    with gzip.open(path, "rt") as handle:
+        data = np.loadtxt(handle, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
 class DigitsDataset(ProbeDataset):
     """Handwritten digits as ``Tensor[1, S, S]`` images in [0, 1] with labels 0–9."""
 
@@ -32,23 +56,21 @@ class DigitsDataset(ProbeDataset):
     class_names = tuple(str(d) for d in range(10))
 
     def __init__(self, split: str, image_size: int, size: int, seed: int) -> None:
-        from sklearn.datasets import load_digits
-
-        raw = load_digits()
-        order = np.random.default_rng(_SPLIT_SEED).permutation(len(raw.target))
+        images, target = load_digits()
+        order = np.random.default_rng(_SPLIT_SEED).permutation(len(target))
         chosen = {"train": order[:TRAIN_SIZE], "test": order[TRAIN_SIZE:], "all": order}[split]
         if size:
             if size > len(chosen):
                 raise ProbeError(f"dataset digits split {split!r} has {len(chosen)} images, "
                                  f"asked for size={size}")
             chosen = chosen[:size]
-        pixels = torch.from_numpy(raw.images[chosen].astype(np.float32) / 16.0).unsqueeze(1)
+        pixels = torch.from_numpy(images[chosen].astype(np.float32) / 16.0).unsqueeze(1)
         inner = round(image_size * 7 / 8)
         pad = image_size - inner
         digits = F.interpolate(pixels, size=(inner, inner), mode="bilinear", align_corners=False)
         self.images = F.pad(digits, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
         self.images = self.images.clamp(0.0, 1.0).contiguous()
-        self.labels = torch.from_numpy(raw.target[chosen].astype(np.int64))
+        self.labels = torch.from_numpy(target[chosen].astype(np.int64))
         self.source_index = torch.from_numpy(chosen.astype(np.int64))
         self.image_size = image_size
         self.seed = seed

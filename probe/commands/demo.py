@@ -10,10 +10,15 @@ from typing import Any
 def add_parser(sub: Any) -> None:
     """Register the subcommand."""
     p = sub.add_parser("demo", help="the whole job end to end on the embedded data",
-                       description="Train (or reuse cached checkpoints of) LeNet-5 on digits "
+                       description="Train (or reuse cached checkpoints of) LeNet-5, the "
+                       "Neocognitron, HMAX, an ICA first layer and LeNet of 1989 on digits "
                        "and a small VGG, its deformable variant and a DeconvNet on the parts "
-                       "world; run every built-in analysis that applies; write the runs and "
-                       "an HTML (and PDF) report; print how to open the dashboard.")
+                       "world, cheapest first; analyse each model with every built-in "
+                       "analysis that applies as soon as it is trained and rewrite the HTML "
+                       "report, so the first run can be explored while the next model "
+                       "trains; at the end print the report to PDF and say how to open the "
+                       "dashboard. Each step prints how far the demo is and about how long "
+                       "it has left.")
     p.add_argument("--out", type=Path, default=Path("probe-demo"),
                    help="demo folder (default: ./probe-demo)")
     p.add_argument("--cache", type=Path,

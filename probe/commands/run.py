@@ -1,9 +1,18 @@
-"""``probe run``: one run from flags, or every run of a TOML file."""
+"""``probe run``: one run from flags, or every run of a TOML file.
+
+Standard output keeps its machine-readable lines (``RUN: complete``; for a run
+file one line per run and the sweep's count line), or with ``--json`` one JSON
+document; the human summary (each analysis's status, seconds and tables, the
+total time, and the commands to type next) goes to standard error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,9 @@ def add_parser(sub: Any) -> None:
                    help="option: arch.OPTION, dataset.OPTION or ANALYSIS.OPTION")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON on standard output (instead of the "
+                        "RUN: STATUS lines)")
     p.set_defaults(handler=run)
 
 
@@ -62,22 +74,54 @@ def execute_request(request: RunRequest, progress: bool) -> str:
     return outcome.status
 
 
+def _is_main_process() -> bool:
+    """Whether this process prints the summary (rank 0 under ``torchrun``)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``probe run``: one run, or every run and sweep grid of a TOML file."""
-    from probe.sweep import run_sweep
-
+    started = time.perf_counter()
     if args.file is not None:
         if args.arch or args.analysis or args.out:
             raise ProbeError("give either a run FILE.toml or --arch/--analysis/--out, not both")
         requests = load_runfile(args.file)
     else:
         requests = [_request_from_flags(args)]
+    # only now the libraries a run needs: a mistake in the flags is answered without them
+    from probe.commands._run_summary import (
+        format_summary,
+        format_sweep_summary,
+        summary_record,
+    )
+    from probe.sweep import run_sweep
+
+    main = _is_main_process()
     if len(requests) == 1:
         status = execute_request(requests[0], progress=not args.quiet)
-        print(f"{requests[0].out}: {'skipped (complete)' if status == 'skipped' else status}")
+        record = summary_record(requests[0].out, status, time.perf_counter() - started)
+        if main and args.json:
+            print(json.dumps(record, indent=2, default=str))
+        elif main:
+            print(format_summary(record), file=sys.stderr, flush=True)
+        if not args.json:
+            print(f"{requests[0].out}: "
+                  f"{'skipped (complete)' if status == 'skipped' else status}", flush=True)
         return 0 if status in ("complete", "skipped") else 1
-    result = run_sweep(requests, progress=not args.quiet)
-    print(result.summary())
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else None
+    result = run_sweep(requests, progress=not args.quiet, echo=say)
+    records = [summary_record(o.request.out, o.status, o.seconds) for o in result.outcomes
+               if o.status != "failed"]
+    if main and args.json:
+        print(json.dumps({"summary": result.summary(), "runs": records,
+                          "failed": [{"run": str(o.request.out), "label": o.request.label,
+                                      "error": o.detail} for o in result.failed]},
+                         indent=2, default=str))
+    elif main:
+        print(format_sweep_summary(records, time.perf_counter() - started), file=sys.stderr,
+              flush=True)
+    if not args.json:
+        print(result.summary())
     for outcome in result.failed:
         print(f"probe: failed: {outcome.request.out} ({outcome.request.label}): "
               f"{outcome.detail}", file=sys.stderr)

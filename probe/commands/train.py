@@ -27,8 +27,39 @@ def add_parser(sub: Any) -> None:
                         "initialises the deformable VGG of its configuration)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="arch.OPTION, dataset.OPTION or train.OPTION (lr, batch_size, ...)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="print checkpoint, sidecar, metrics and seconds as JSON instead of "
+                        "the summary line")
     p.set_defaults(handler=run)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s`` or ``3 min 5 s``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def summary_line(record: dict[str, Any], out: Path, sidecar: Path) -> str:
+    """The line ``probe train`` ends with, e.g. ``trained lenet5 on digits: 5 epochs,
+    test accuracy 97.1 %, 42 s → ckpt.safetensors (+ ckpt.json sidecar)``."""
+    metrics = record.get("metrics", {})
+    results = []
+    if "mean_iou" in metrics:
+        results.append(f"test mean IoU {metrics['mean_iou']:.3f}")
+    for key, name in (("accuracy", "test accuracy"), ("pixel_accuracy", "pixel accuracy")):
+        if isinstance(metrics.get(key), (int, float)):
+            results.append(f"{name} {100 * metrics[key]:.1f} %")
+    epochs = record.get("recipe", {}).get("epochs")
+    init = record.get("init") or {}
+    parts = [f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else None,
+             f"from {init['checkpoint']}" if init.get("checkpoint") else None, *results,
+             _duration(float(record.get("train_seconds", 0.0)))]
+    dataset = (record.get("dataset") or {}).get("name")
+    return (f"trained {record.get('arch')}{f' on {dataset}' if dataset else ''}: "
+            f"{', '.join(p for p in parts if p)} → {out} (+ {sidecar.name} sidecar)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
                    dataset_options=settings.get("dataset"), arch_options=settings.get("arch"),
                    train_options=settings.get("train"), epochs=args.epochs, device=args.device,
                    seed=args.seed, progress=not args.quiet, init=args.init)
-    print(json.dumps({"checkpoint": str(args.out), "sidecar": str(sidecar_path(args.out)),
-                      "metrics": record["metrics"], "train_seconds": record["train_seconds"]}))
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.out), "sidecar": str(sidecar_path(args.out)),
+                          "metrics": record["metrics"],
+                          "train_seconds": record["train_seconds"]}))
+    else:
+        print(summary_line(record, args.out, sidecar_path(args.out)), flush=True)
     return 0

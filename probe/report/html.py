@@ -22,26 +22,44 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 h1 { border-bottom: 2px solid #1d2733; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #aab; }
 h3 { margin-top: 1.5em; }
-section.analysis { border-left: 3px solid #c8d4e3; padding-left: 1em; margin: 1.5em 0; }
-table { border-collapse: collapse; font-size: 12px; margin: .6em 0; }
-table.data th, table.data td { border: 1px solid #d0d7de; padding: 2px 6px; text-align: right; }
+h4 { margin: 1em 0 .3em; }
+div.analysis { border-left: 3px solid #c8d4e3; padding-left: 1em; margin: 1.5em 0; }
+table { border-collapse: collapse; font-size: 11px; margin: .6em 0; }
+table.data { table-layout: auto; max-width: 100%; }
+table.data th, table.data td { border: 1px solid #d0d7de; padding: 2px 5px; text-align: right;
+                               overflow-wrap: anywhere; }
 table.data th { background: #eef2f7; }
+table.data tr.muted td { color: #999; background: #f6f6f6; font-style: italic; }
 table.meta th { text-align: left; padding-right: 1em; vertical-align: top; }
-table.meta td { font-family: monospace; word-break: break-all; }
+table.meta td { overflow-wrap: anywhere; }
 caption { text-align: left; font-style: italic; padding: 2px 0; }
+figure.chart { margin: .6em 0; }
+figure.chart figcaption { font-size: 12px; color: #444; }
 .figure { width: 100%; }
 .note { color: #555; font-size: 13px; }
+.note-warning { color: #8a1f11; background: #fdecea; padding: .3em .6em; }
 .failed { color: #a00; }
+.headlines { display: grid; grid-template-columns: repeat(3, 1fr); gap: .5em 1em; margin: 1em 0; }
+.headline { border: 1px solid #d0d7de; border-radius: 4px; padding: .3em .5em; }
+.headline .label { display: block; font-size: 11px; color: #555; }
+.headline .value { display: block; font-size: 18px; font-weight: 600; }
+.headline .detail { display: block; font-size: 11px; color: #555; }
 .units { display: flex; flex-wrap: wrap; gap: 10px; }
-figure.unit { margin: 0; }
-figure.unit img { image-rendering: pixelated; display: block; }
-figure.unit figcaption { font-size: 11px; max-width: 280px; }
+figure.unit { margin: 0; position: relative; }
+figure.unit img { image-rendering: pixelated; display: block; max-width: 300px; height: auto; }
+figure.unit figcaption { font-size: 11px; max-width: 200px; }
+figure.unit.muted img { filter: grayscale(90%); opacity: .6; }
+figure.unit .badge { position: absolute; top: 2px; left: 2px; background: #1a7f37; color: #fff;
+                     font-size: 10px; padding: 0 3px; }
+ul.attachments { font-size: 12px; }
 nav ul { columns: 2; font-size: 13px; }
 @media print {
   body { max-width: none; padding: 0; }
   .modebar-container { display: none; }
-  section.analysis, .figure, figure.unit, .layer-exemplars { break-inside: avoid; }
-  h2 { break-before: page; }
+  figure.chart, figure.unit, table.data, .headlines { break-inside: avoid; }
+  h2, h3, h4 { break-after: avoid; }
+  section.summary { break-after: page; }
+  section.run { break-before: page; }
 }
 """
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probe import Accumulator, Analysis, Batch, Option, Register, RunContext, hookimpl
+from probe import Accumulator, Analysis, Batch, Option, Register, RunContext, hookimpl, views
+from probe.views import RunView
 
 
 class SparsityAccumulator(Accumulator):
@@ -86,6 +87,7 @@ class Sparsity(Analysis):
         return SparsityAccumulator(layers, units, s["epsilon"], s["bins"], s["low"], s["high"],
                                    context.device)
 
+    # -- what the dashboard and the report show (probe.views hooks) ------------------
     @classmethod
     def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:
         import plotly.express as px
@@ -93,6 +95,52 @@ class Sparsity(Analysis):
         units = tables["units"]
         return [px.box(units, x="layer", y="fraction_quiet",
                        title="sparsity: fraction of quiet activations per unit")]
+
+    @classmethod
+    def layer_views(cls, run: RunView, layer: str) -> list[Any]:
+        import plotly.graph_objects as go
+
+        hist = run.table("sparsity", "histogram", layer=layer)
+        units = run.table("sparsity", "units", layer=layer)
+        if hist is None or units is None:
+            return []
+        fig = go.Figure(go.Bar(x=(hist["bin_low"] + hist["bin_high"]) / 2, y=hist["count"]))
+        fig.update_layout(title=f"activations of {layer}", xaxis_title="activation",
+                          yaxis_title="count", height=300)
+        rows = units.assign(href=[run.unit_link(layer, u) for u in units["unit"]])
+        return [views.Figure(fig, caption="All activations of the layer (clipped to the "
+                                          "histogram's range).", name="histogram"),
+                views.Table(rows[["unit", "fraction_quiet", "dead", "href"]], name="units",
+                            caption=f"{int(units['dead'].sum())} of {len(units)} units are dead",
+                            labels={"fraction_quiet": "quiet share"},
+                            formats={"fraction_quiet": "percent"}, links={"unit": "href"},
+                            sort=("fraction_quiet", True))]
+
+    @classmethod
+    def unit_views(cls, run: RunView, layer: str, unit: int) -> list[Any]:
+        rows = run.unit_rows("sparsity", "units", layer, unit)
+        if rows is None or rows.empty:
+            return []
+        row = rows.iloc[0]
+        return [views.Facts([("quiet share", float(row["fraction_quiet"])),
+                             ("dead", bool(row["dead"]))], formats={"quiet share": "percent"})]
+
+    @classmethod
+    def unit_columns(cls, run: RunView, layer: str) -> views.UnitColumns | None:
+        units = run.table("sparsity", "units", layer=layer)
+        if units is None:
+            return None
+        return views.UnitColumns(units[["unit", "fraction_quiet", "dead"]],
+                                 labels={"fraction_quiet": "quiet share"},
+                                 formats={"fraction_quiet": "percent"})
+
+    @classmethod
+    def headlines(cls, run: RunView) -> list[views.Headline]:
+        units = run.table("sparsity", "units")
+        if units is None:
+            return []
+        return [views.Headline("dead units", int(units["dead"].sum()),
+                               f"of {len(units)} (never above epsilon)")]
 
 
 @hookimpl

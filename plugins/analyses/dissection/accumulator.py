@@ -10,14 +10,16 @@ state          value                                       reduce     after
 ``tallies``    ``{layer: LayerTally}`` I / A counts        sum        pass 2
 ``exemplars``  ``{layer: TopK}`` top images with maps      merge      pass 2
 ``truth``      ``Tensor[num_labels]`` ``|L_c|``            sum        pass 2
-``coverage``   ``Tensor[num_labels, C]`` label pixels      sum        pass 2
+``coverage``   ``Tensor[num_labels, C]`` label pixels      sum        pass 1
 ``sample``     :class:`AblationSample` lowest-index inputs merge      pass 2
 =============  ==========================================  =========  ======
 
-The thresholds are derived from the reduced ``quantiles`` in ``end_pass(0)``
-on every rank (so every rank's pass 2 uses the same ones); the hierarchy edges'
-weight paths and ablation drops need the model and are computed in
-``after_passes``; ``finalize`` only builds tables.
+The thresholds, and the primary category of every label (from the reduced
+``coverage``), are derived in ``end_pass(0)`` on every rank (so every rank's
+pass 2 uses the same ones: pass 2 decides which categories are present at a
+pixel by its labels' primary categories); the hierarchy edges' weight paths
+and ablation drops need the model and are computed in ``after_passes``;
+``finalize`` only builds tables.
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ from .hierarchy import (
     add_weight_paths,
     candidate_edges,
 )
-from .labels import BatchLabels, LabelSpace
+from .labels import (
+    BatchLabels,
+    LabelPlan,
+    LabelSpace,
+    label_coverage,
+    primary_categories,
+)
 from .quantile import TopQuantile
 from .tables import (
     TABLES,
@@ -99,11 +107,13 @@ class DissectionAccumulator(Accumulator):
         self.add_state("exemplars", exemplars, "merge")
         self.add_state("truth", torch.zeros(n_labels, dtype=torch.int64, device=device), "sum")
         self.add_state("coverage", torch.zeros((n_labels, n_cats), dtype=torch.int64,
-                                               device=device), "sum")
+                                               device=device), "sum", pass_index=0)
         limit = s["ablation_images"] if s["hierarchy"] else 0
         self.add_state("sample", AblationSample(limit, input_shape, device), "merge")
-        # derived in end_pass(0) from the reduced quantiles, the same on every rank
+        # derived in end_pass(0) from the reduced quantiles / coverage, the same on every rank
         self.thresholds: dict[str, torch.Tensor] | None = None
+        self.primary: torch.Tensor | None = None
+        self.plan: LabelPlan | None = None
         self.threshold_info: dict[str, ThresholdInfo] = {}
         # computed with the model in after_passes (main rank), read by finalize
         self.edges: pd.DataFrame | None = None
@@ -113,32 +123,44 @@ class DissectionAccumulator(Accumulator):
         if batch.pass_index == 0:
             for layer, quantile in self.quantiles.items():
                 quantile.update_maps(batch.activations[layer].detach())
+            if self.shapes:
+                self.coverage += label_coverage(
+                    self.space, batch.masks, batch.image_concepts, self._size(batch),
+                    len(batch.images), batch.images.device).to(self.coverage.device)
         elif batch.pass_index == 1:
             self._update_tallies(batch)
 
-    def _update_tallies(self, batch: Batch) -> None:
-        if self.thresholds is None:
-            raise RuntimeError("dissection pass 2 before thresholds were fixed (end_pass(0))")
+    def _size(self, batch: Batch) -> tuple[int, int]:
         source = batch.masks if batch.masks is not None else batch.images
-        size = tuple(source.shape[-2:])
+        size = (int(source.shape[-2]), int(source.shape[-1]))
         if size != self.mask_size:
             raise ValueError(f"mask size {size} differs from the data set's first sample "
                              f"{self.mask_size}")
+        return size
+
+    def _update_tallies(self, batch: Batch) -> None:
+        if self.thresholds is None or self.primary is None:
+            raise RuntimeError("dissection pass 2 before thresholds were fixed (end_pass(0))")
+        self._size(batch)
         device = batch.images.device
         labels = BatchLabels.build(self.space, batch.masks, batch.image_concepts,
-                                   self.mask_size, len(batch.images), device)
+                                   self.mask_size, len(batch.images), device,
+                                   plan=self.plan)
         self.truth += labels.truth.to(self.truth.device)
-        self.coverage += labels.coverage.to(self.coverage.device)
+        downsample = self.settings.get("downsample", "antialias")
         for layer, tally in self.tallies.items():
             act = batch.activations[layer].detach()
             peak = act.flatten(2).amax(2)  # [B, K]
-            tally.update(act, self.thresholds[layer], labels, peak)
+            tally.update(act, self.thresholds[layer], labels, peak, downsample)
             self.exemplars[layer].update(peak.T, batch.indices, act.transpose(0, 1).float())
         self.sample.update(batch.inputs.detach(), batch.indices)
 
     def end_pass(self, pass_index: int, context: RunContext) -> None:
         if pass_index != 0:
             return
+        self.primary = primary_categories(self.coverage, self.space.default_category,
+                                          self.settings.get("primary", "coverage"))
+        self.plan = LabelPlan.build(self.space, self.coverage, self.primary)
         self.thresholds = {}
         for layer, quantile in self.quantiles.items():
             values, bound = quantile.result()
@@ -170,7 +192,8 @@ class DissectionAccumulator(Accumulator):
         return bool(self.shapes) and self.thresholds is not None
 
     def _scoring(self) -> Scoring:
-        return Scoring.build(self.space, self.truth, self.coverage, self.settings["rule"])
+        return Scoring.build(self.space, self.truth, self.coverage, self.settings["rule"],
+                             self.settings.get("primary", "coverage"))
 
     def _units(self, scoring: Scoring) -> pd.DataFrame:
         assert self.thresholds is not None
@@ -194,7 +217,8 @@ class DissectionAccumulator(Accumulator):
             layer_rows.append(layer_row(layer, index, self.shapes[layer], tally, info,
                                         self.settings))
             ex_rows.append(exemplars_frame(layer, self.exemplars[layer], self.thresholds[layer],
-                                           self.mask_size))
+                                           self.mask_size,
+                                           self.settings.get("downsample", "antialias")))
         return {
             "units": units,
             "labels": pd.concat(label_rows, ignore_index=True),

@@ -7,19 +7,22 @@ paper; ``docs/dissection.md`` for the tables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from torch import nn
 
 from probe import Analysis, Option, ProbeDataset, RunContext
-from probe.errors import OptionError
 
 from .accumulator import DissectionAccumulator
 from .figures import dissection_figures
-from .labels import LabelSpace
-from .tables import TABLES
+from .labels import PRIMARY_SOURCES, LabelSpace
+from .tables import TABLES, UNLABELLED
 from .tally import RULES
+from .upsample import DOWNSAMPLE
+
+if TYPE_CHECKING:
+    pass
 
 #: Layers whose modules are never dissected by default (no spatial concept maps).
 _SKIPPED_MODULES = (nn.Linear, nn.Dropout, nn.Flatten, nn.Softmax, nn.MaxPool2d,
@@ -55,7 +58,10 @@ class Dissection(Analysis):
     (default: A counted on images where the label's category is annotated),
     ``lite`` (NetDissect-Lite: A counted when the unit's active pixels touch
     a labelled pixel of that category), ``unconditioned`` (A over all images);
-    ``quantile``, ``iou_threshold`` (0.005 and 0.04 in the paper).
+    ``quantile``, ``iou_threshold`` (0.005 and 0.04 in the paper); where
+    NetDissect-Lite's conventions differ: ``downsample`` (PIL's antialiased resize
+    where a map is larger than the masks, the default, or two taps), ``primary``,
+    ``detector_inclusive`` (``>=``), ``unlabelled`` (docs: "Conventions").
 
     Departures and choices (all documented in ``docs/dissection.md``):
 
@@ -99,28 +105,33 @@ class Dissection(Analysis):
         Option("ablation_images", int, 32, "images in the ablation sample", minimum=0,
                maximum=1024),
         Option("max_ablations", int, 64, "most part units ablated", minimum=0),
+        # conventions where the reference tools differ (docs/dissection.md, "Conventions")
+        Option("downsample", str, "antialias", "resizing where a map is larger than the masks: "
+               "PIL's antialiased bilinear, or two-tap bilinear", choices=DOWNSAMPLE),
+        Option("primary", str, "coverage", "primary category of a label: largest pixel "
+               "coverage in the data, or the concept table's", choices=PRIMARY_SOURCES),
+        Option("detector_inclusive", bool, False,
+               "a unit is a detector when IoU >= iou_threshold (NetDissect-Lite's report)"),
+        Option("unlabelled", str, "empty", "a unit whose IoU is 0 everywhere: label -1 and no "
+               "category, or label 0 and the last category (NetDissect-Lite)",
+               choices=UNLABELLED),
     )
     passes: ClassVar[int] = 2
     requires: ClassVar[frozenset[str]] = frozenset({"masks"})
     tables: ClassVar[dict[str, tuple[str, ...]]] = TABLES
 
+    #: The view hooks, as plain functions (see probe.views.AnalysisViews.views_from).
+    views_from = ("probe.plugins.analyses.dissection.views",
+                  "probe.plugins.analyses.dissection.unit_views")
+
     def select_layers(self, context: RunContext) -> list[str]:
-        chosen = list(self.settings["layers"])
-        if chosen:
-            unknown = [n for n in chosen if n not in context.layers]
-            if unknown:
-                raise OptionError(f"dissection.layers: layer {unknown[0]!r} is not in the run; "
-                                  f"layers: {', '.join(context.layers)}")
-            return chosen
-        return [name for name in context.layers
-                if not isinstance(context.module(name), _SKIPPED_MODULES)]
+        return self.chosen_layers(context, self.settings["layers"], [
+            name for name in context.layers
+            if not isinstance(context.module(name), _SKIPPED_MODULES)])
 
     def accumulator(self, context: RunContext) -> DissectionAccumulator:
         dataset = context.dataset
-        if dataset is None or dataset.concepts is None:
-            raise ValueError("dissection needs a data set with a concept table")
-        space = LabelSpace.from_concepts(dataset.concepts, dataset.mask_categories,
-                                         dataset.scalar_categories)
+        space = LabelSpace.of_dataset(dataset, "dissection")
         return DissectionAccumulator(
             self.settings, space, self.select_layers(context), context.layer_shapes,
             len(dataset), mask_size(dataset), context.input_shape, context.device,
@@ -128,4 +139,14 @@ class Dissection(Analysis):
 
     @classmethod
     def figures(cls, tables: Mapping[str, pd.DataFrame]) -> list[Any]:
+        """The run-level charts from the tables alone (the same functions as ``run_views``)."""
         return dissection_figures(tables)
+
+
+
+
+
+
+
+
+

@@ -18,10 +18,15 @@ import torch
 
 from probe.stats import TopK
 
+from .active import active_pixels
 from .hierarchy import EDGE_COLUMNS
-from .labels import LabelSpace
-from .tally import LayerTally, iou, primary_categories
-from .upsample import upsample
+from .labels import LabelSpace, primary_categories
+from .tally import LayerTally, iou
+
+#: What a unit whose IoU is 0 for every label gets (``unlabelled`` option):
+#: ``empty`` — label -1, empty name and category; ``lite`` — NetDissect-Lite's
+#: label 0 (name ``""``) and the last category (its argsort tie).
+UNLABELLED = ("empty", "lite")
 
 QUANTILE_DEFINITION = ("torch.quantile(all raw activations of the unit, 1 - quantile, "
                        "interpolation='linear')")
@@ -85,9 +90,10 @@ class Scoring:
 
     @classmethod
     def build(cls, space: LabelSpace, truth: torch.Tensor, coverage: torch.Tensor,
-              rule: str) -> Scoring:
-        """From the reduced ``truth`` and ``coverage`` counts."""
-        primary = primary_categories(coverage, space.default_category)
+              rule: str, source: str = "coverage") -> Scoring:
+        """From the reduced ``truth`` and ``coverage`` counts (``source``: the
+        ``primary`` option, see :func:`.labels.primary_categories`)."""
+        primary = primary_categories(coverage, space.default_category, source)
         truth = truth.cpu()
         valid = (truth > 0) | (torch.tensor(space.default_category) >= 0)
         valid[0] = False
@@ -113,14 +119,19 @@ def units_frame(layer: str, tally: LayerTally, scoring: Scoring, thresholds: tor
     best_iou, best = scores.max(1)  # first maximum = lowest label id on ties
     best_iou = best_iou.clamp(min=0).numpy()
     has = best_iou > 0
-    label = np.where(has, best.numpy(), -1)
+    lite = settings.get("unlabelled", "empty") == "lite"
+    label = np.where(has, best.numpy(), 0 if lite else -1)
     names = np.array(space.names, dtype=object)
     cats = np.array(space.categories, dtype=object)
+    none_category = cats[-1] if lite and len(cats) else ""
+    threshold = settings["iou_threshold"]
+    detector = best_iou >= threshold if settings.get("detector_inclusive") else \
+        best_iou > threshold
     return pd.DataFrame({
         "layer": layer, "unit": np.arange(tally.units),
         "label": label, "name": np.where(has, names[best.numpy()], ""),
-        "category": np.where(has, cats[scoring.primary[best].numpy()], ""),
-        "iou": best_iou, "is_detector": best_iou > settings["iou_threshold"],
+        "category": np.where(has, cats[scoring.primary[best].numpy()], none_category),
+        "iou": best_iou, "is_detector": detector & has,
         "threshold": thresholds.cpu().numpy(),
         "threshold_method": info.method, "threshold_error_bound": info.bound,
         "quantile": settings["quantile"], "activations": info.count,
@@ -132,7 +143,8 @@ def labels_frame(layer: str, tally: LayerTally, scoring: Scoring, top: int) -> p
     space = scoring.space
     scores, inter, act = scoring.scores(tally)
     primary, valid, truth = scoring.primary, scoring.valid, scoring.truth
-    frames = []
+    names = np.array(space.names, dtype=object)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in TABLES["labels"][1:]}
     for c, category in enumerate(space.categories):  # a handful of categories
         mine = (primary == c) & valid
         if not bool(mine.any()):
@@ -141,20 +153,20 @@ def labels_frame(layer: str, tally: LayerTally, scoring: Scoring, top: int) -> p
         order = masked.sort(dim=1, descending=True, stable=True).indices
         keep = min(top, int(mine.sum()))
         chosen = order[:, :keep]  # [K, keep]
-        unit = torch.arange(tally.units).view(-1, 1).expand_as(chosen)
-        frames.append(pd.DataFrame({
-            "layer": layer, "unit": unit.flatten().numpy(), "category": category,
-            "rank": torch.arange(keep).repeat(tally.units).numpy(),
-            "label": chosen.flatten().numpy(),
-            "name": np.array(space.names, dtype=object)[chosen.flatten().numpy()],
-            "iou": scores.gather(1, chosen).flatten().numpy(),
-            "intersection": inter.gather(1, chosen).flatten().numpy(),
-            "activation": act.gather(1, chosen).flatten().numpy(),
-            "truth": truth[chosen.flatten()].numpy(),
-        }))
-    if not frames:
+        flat = chosen.flatten().numpy()
+        parts["category"].append(np.full(len(flat), category, dtype=object))
+        parts["rank"].append(np.tile(np.arange(keep), tally.units))
+        parts["label"].append(flat)
+        parts["name"].append(names[flat])
+        parts["iou"].append(scores.gather(1, chosen).flatten().numpy())
+        parts["intersection"].append(inter.gather(1, chosen).flatten().numpy())
+        parts["activation"].append(act.gather(1, chosen).flatten().numpy())
+        parts["truth"].append(truth[flat].numpy())
+        parts["unit"].append(np.repeat(np.arange(tally.units), keep))
+    if not parts["label"]:
         return pd.DataFrame(columns=list(TABLES["labels"]))
-    return pd.concat(frames, ignore_index=True)
+    columns = {k: np.concatenate(v) for k, v in parts.items()}
+    return pd.DataFrame({"layer": layer, **columns}, columns=list(TABLES["labels"]))
 
 
 def layer_row(layer: str, index: int, shape: tuple[int, int, int], tally: LayerTally,
@@ -171,34 +183,43 @@ def layer_row(layer: str, index: int, shape: tuple[int, int, int], tally: LayerT
 def summary_frame(units: pd.DataFrame, layers: Sequence[str],
                   categories: Sequence[str]) -> pd.DataFrame:
     """The ``summary`` table: detectors and unique concepts per layer and category."""
+    per_layer = units.groupby("layer", sort=False).size().to_dict()
+    det = units[units["is_detector"].to_numpy(dtype=bool)]
+    det_per_layer = det.groupby("layer", sort=False).size().to_dict()
+    grouped = det.groupby(["layer", "category"], sort=False)["label"]
+    detectors, unique = grouped.size().to_dict(), grouped.nunique().to_dict()
     rows = []
     for index, layer in enumerate(layers):
-        mine = units[units["layer"] == layer]
-        if mine.empty:
+        total = per_layer.get(layer, 0)
+        if not total:
             continue
-        det = mine[mine["is_detector"]]
+        found = det_per_layer.get(layer, 0)
         for category in categories:
-            in_cat = det[det["category"] == category]
+            n = detectors.get((layer, category), 0)
             rows.append({
                 "layer": layer, "layer_index": index, "category": category,
-                "units": len(mine), "detectors": len(in_cat),
-                "unique_concepts": int(in_cat["label"].nunique()),
-                "share_of_units": len(in_cat) / len(mine),
-                "share_of_detectors": len(in_cat) / len(det) if len(det) else 0.0,
+                "units": total, "detectors": n,
+                "unique_concepts": int(unique.get((layer, category), 0)),
+                "share_of_units": n / total,
+                "share_of_detectors": n / found if found else 0.0,
             })
     return pd.DataFrame(rows, columns=list(TABLES["summary"]))
 
 
 def exemplars_frame(layer: str, top: TopK, thresholds: torch.Tensor,
-                    mask_size: tuple[int, int]) -> pd.DataFrame:
+                    mask_size: tuple[int, int], downsample: str = "antialias") -> pd.DataFrame:
     """The ``exemplars`` rows of one layer, each with its thresholded mask (packed bits)."""
     values, indices = top.values.cpu(), top.indices.cpu()
     units, kept = values.shape
     h, w = mask_size
     maps = top.payload.flatten(0, 1).float()  # [units·kept, h0, w0]
-    thresholds = thresholds.to(maps.device).double()
-    up = upsample(maps, (h, w))  # the tallies' formula, so masks match the counts
-    on = (up > thresholds.repeat_interleave(kept).view(-1, 1, 1)).cpu().numpy()
+    # the tallies' own sparse evaluation (one "image" of units·kept maps), so every mask
+    # is exactly the pixels the counts saw, and only the active pixels are evaluated
+    per_map = thresholds.to(maps.device).repeat_interleave(kept)
+    _, which, pixel = active_pixels(maps.unsqueeze(0), per_map, (h, w), downsample)
+    on_t = torch.zeros((units * kept, h * w), dtype=torch.bool, device=maps.device)
+    on_t[which, pixel] = True
+    on = on_t.view(-1, h, w).cpu().numpy()
     packed = np.packbits(on.reshape(len(on), -1), axis=1)
     filled = indices.flatten().numpy() >= 0
     return pd.DataFrame({

@@ -15,26 +15,64 @@ Conventions (REFERENCE §1):
   ``I += |M_k|``; a pixel label equal to one of the image's scalar labels is
   inside that whole-image mask and not counted again;
 * the activation count ``A`` of a label is taken in its primary category,
-  under one of three rules: ``paper`` (images where that category is annotated
-  at all, i.e. some mask layer or scalar slot of the category is non-zero),
-  ``lite`` (images where the unit's active pixels touch a labelled pixel of
-  that category, or the image has a scalar label of it; as NetDissect-Lite),
-  ``unconditioned`` (all images). All three are tallied; the rule picks one at
-  the end.
+  under one of three rules: ``paper`` (images where that category is present
+  at all), ``lite`` (images where the unit's active pixels touch a pixel of a
+  label of that category, or the image has a scalar label of it; as
+  NetDissect-Lite), ``unconditioned`` (all images). All three are tallied; the
+  rule picks one at the end;
+* "a category present at a pixel / in an image" is decided by the primary
+  categories of the labels there (:mod:`.labels`), never by the mask layer that
+  holds them, so a label annotated in several categories gates its own ``A``:
+  ``I <= A`` for every unit, label and rule.
+
+Transient memory per batch is bounded: the active pixels are handed over and
+counted in chunks (:func:`active_pixel_chunks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import numpy as np
 import torch
 
 from probe.state import State
 
-from .labels import BatchLabels, LabelSpace
-from .upsample import active_pixels
+from . import active
+from .active import active_pixel_chunks
+from .labels import BatchLabels, LabelSpace, primary_categories
 
 RULES = ("paper", "lite", "unconditioned")
+
+__all__ = ["RULES", "LayerTally", "iou", "labels_transient_bytes", "primary_categories",
+           "transient_bytes"]
+
+
+def transient_bytes(batch: int, units: int, num_labels: int, categories: int,
+                    slots: int) -> int:
+    """Upper bound on what :meth:`LayerTally.update` allocates beyond its inputs and state.
+
+    It does not depend on the map or mask size, nor on how many pixels are active:
+    maps are scanned in groups of ``GROUP_VALUES`` raw values (a copy, a mask and
+    two index lists: 21 bytes each), raw values above ``T`` become owners
+    ``CHUNK_RAW`` at a time (or, where an axis shrinks, into the outputs their taps
+    reach; groups with many such values are resized whole, ``DENSE_CHUNK`` float64
+    values at a time), candidates are evaluated and active pixels counted
+    ``CHUNK_CANDIDATES`` at a time (at most 256 bytes each in all temporaries), one
+    ``bincount`` of
+    ``units × num_labels`` int64 per chunk, and per-map counts of
+    ``40 + 24·categories + 16·slots`` bytes per image × unit.
+    """
+    return (active.GROUP_VALUES * 21 + active.CHUNK_RAW * 256
+            + max(active.CHUNK_CANDIDATES * 256, active.DENSE_CHUNK * 8 * 2)
+            + 8 * units * num_labels + batch * units * (40 + 24 * categories + 16 * slots))
+
+
+def labels_transient_bytes(batch: int, size: tuple[int, int], layers: int) -> int:
+    """Upper bound on what :meth:`BatchLabels.build` allocates beyond its inputs, its
+    result included (the ``table``, kept for the batch): ``12·L + 24`` bytes per mask
+    pixel of the batch (an int32 copy of the layers, the int32 table of ``L + 1``
+    columns, the category bits and boolean temporaries), plus 4 MiB for the small
+    per-label tables and the allocator's granularity."""
+    return (12 * layers + 24) * batch * size[0] * size[1] + 4 * 2**20
 
 
 def iou(intersection: torch.Tensor, activation: torch.Tensor,
@@ -60,6 +98,46 @@ def _gather_columns(table: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     On the CPU this is several times faster than advanced indexing along dim 1.
     """
     return torch.stack([row.index_select(0, columns) for row in table])
+
+
+def _count_numpy(counts: torch.Tensor, inter: torch.Tensor, hit_bits: torch.Tensor,
+                 table: torch.Tensor, pair: torch.Tensor, pixel: torch.Tensor, units: int,
+                 n_labels: int, pixels_per_image: int) -> None:
+    """One chunk's counts, in place, on CPU tensors through numpy views: ``counts[pair]``
+    (|M_k|), ``inter[unit·labels + label]`` (I), ``hit_bits[pair] |= bits`` (lite)."""
+    pairs, pixels = pair.numpy(), pixel.numpy()
+    image = pairs // units
+    found = np.take(table.numpy(), image * pixels_per_image + pixels, axis=0)  # [n, L + 1]
+    counts.numpy()[:] += np.bincount(pairs, minlength=len(counts))
+    n_layers = found.shape[1] - 1
+    if n_layers:
+        base = ((pairs - image * units) * n_labels).astype(np.int32)
+        keys = base[:, None] + found[:, :n_layers]  # int32; label 0 → column 0
+        inter.numpy()[:] += np.bincount(keys.ravel(), minlength=len(inter))
+    _or_per_pair_(hit_bits, pair, torch.from_numpy(np.ascontiguousarray(found[:, n_layers])))
+
+
+def _or_per_pair_(out: torch.Tensor, pair: torch.Tensor, bits: torch.Tensor) -> None:
+    """``out[p] |= OR of bits[i] for pair[i] == p``, in place (``pair`` non-decreasing)."""
+    if not pair.numel():
+        return
+    if pair.device.type == "cpu":  # one pass over the sorted pairs: numpy's reduceat
+        keys, values = pair.numpy(), bits.numpy()
+        starts = np.flatnonzero(np.diff(keys)) + 1
+        starts = np.concatenate(([0], starts))
+        merged = np.bitwise_or.reduceat(values, starts)
+        view = out.numpy()
+        view[keys[starts]] |= merged
+        return
+    _or_per_pair_scatter_(out, pair, bits)
+
+
+def _or_per_pair_scatter_(out: torch.Tensor, pair: torch.Tensor, bits: torch.Tensor) -> None:
+    """:func:`_or_per_pair_` on any device: one scatter (a max of 0 / 1) per category bit."""
+    for bit in range(int(bits.max()).bit_length()):
+        seen = torch.zeros_like(out)
+        seen.scatter_reduce_(0, pair, (bits >> bit) & 1, "amax")
+        out |= seen << bit
 
 
 class LayerTally(State):
@@ -94,7 +172,8 @@ class LayerTally(State):
         self.add_state("maps", zeros(), "sum")
 
     def update(self, act: torch.Tensor, thresholds: torch.Tensor,
-               labels: BatchLabels, peak: torch.Tensor | None = None) -> None:
+               labels: BatchLabels, peak: torch.Tensor | None = None,
+               downsample: str = "antialias") -> None:
         """Add one batch.
 
         Args:
@@ -102,33 +181,49 @@ class LayerTally(State):
             thresholds: ``Tensor[K]`` per-unit thresholds.
             labels: The batch's :class:`BatchLabels`.
             peak: ``Tensor[B, K]`` raw maximum of each map, if already known.
+            downsample: Resizing rule where a map is larger than the masks
+                (:data:`.upsample.DOWNSAMPLE`).
         """
         batch, units = act.shape[:2]
         n_labels, n_cats = self.num_labels, labels.annotated.shape[1]
+        pixels_per_image = labels.size[0] * labels.size[1]
+        device = act.device
         self.maps += batch * units
         if peak is None:
             peak = act.flatten(2).amax(2)  # [B, K]
         self.upsampled += (peak > thresholds.to(peak.dtype).view(1, -1)).sum()
-        image, unit, pixel = active_pixels(act, thresholds, labels.size)
-        pair = image * units + unit
-        counts = torch.bincount(pair, minlength=batch * units)  # |M_k| per image and unit
+        counts = torch.zeros(batch * units, dtype=torch.int64, device=device)
+        hit_bits = torch.zeros(batch * units, dtype=torch.int32, device=device)  # OR of bits
+        inter = self.intersection.view(-1)
+        n_layers = labels.table.shape[1] - 1
+        on_cpu = active.NUMPY and device.type == "cpu" and units * n_labels < 2**31
+        for pair, pixel in active_pixel_chunks(act, thresholds, labels.size, downsample,
+                                               peak=peak):
+            if on_cpu:  # the same counts with numpy, several times faster on small arrays
+                _count_numpy(counts, inter, hit_bits, labels.table, pair, pixel, units,
+                             n_labels, pixels_per_image)
+                continue
+            counts += torch.bincount(pair, minlength=batch * units)  # |M_k| per image, unit
+            image = pair // units
+            rows = image * pixels_per_image + pixel
+            found = labels.table.index_select(0, rows)  # [n, L + 1]: labels, category bits
+            if n_layers:
+                unit = pair - image * units
+                keys = (unit * n_labels).view(-1, 1) + found[:, :n_layers]  # 0 → column 0
+                inter += torch.bincount(keys.view(-1), minlength=units * n_labels)
+            _or_per_pair_(hit_bits, pair, found[:, n_layers])
         per_image = counts.view(batch, units)
         self.active += per_image.sum(0)
         self.active_paper += (per_image.T.double() @ labels.annotated.double()).round().long()
-        rows = image * (labels.size[0] * labels.size[1]) + pixel
-        if labels.pixels.shape[0]:
-            keys = unit * n_labels + _gather_columns(labels.pixels, rows)  # 0 → column 0
-            self.intersection += torch.bincount(
-                keys.flatten(), minlength=units * n_labels).view(units, n_labels)
         if labels.scalars.shape[1]:
             found = labels.scalars.repeat_interleave(units, dim=0)  # [B·K, S]
-            keys = torch.arange(units, device=act.device).repeat(batch).view(-1, 1) * n_labels
+            keys = torch.arange(units, device=device).repeat(batch).view(-1, 1) * n_labels
             weights = counts.view(-1, 1).expand_as(found)
-            self.intersection.view(-1).index_add_(0, (keys + found).flatten(), weights.flatten())
+            inter.index_add_(0, (keys + found).flatten(), weights.flatten())
         self.intersection[:, 0] = 0
-        touched = torch.zeros((n_cats, batch * units), dtype=torch.int32, device=act.device)
-        touched.index_add_(1, pair, _gather_columns(labels.pixel_categories, rows).int())
-        hit = (touched.T > 0).view(batch, units, n_cats) | (
+        shifts = torch.arange(n_cats, device=device, dtype=torch.int32)
+        touched = ((hit_bits.view(-1, 1) >> shifts) & 1).bool()  # [B·K, C]
+        hit = touched.view(batch, units, n_cats) | (
             labels.scalar_categories.view(batch, 1, n_cats) & (per_image > 0).unsqueeze(2))
         self.active_lite += (per_image.unsqueeze(2) * hit.long()).sum(0)
 
@@ -145,26 +240,3 @@ class LayerTally(State):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
         return table[:, primary.to(table.device)]
-
-
-def primary_categories(coverage: torch.Tensor, default: Sequence[int]) -> torch.Tensor:
-    """Primary category of each label: largest coverage; ties → concept-table category, then first.
-
-    Args:
-        coverage: ``Tensor[num_labels, C]`` pixels of each label per category.
-        default: Concept-table category per label (-1 = none).
-
-    Returns:
-        ``Tensor[num_labels]`` int64 category index (labels never seen keep
-        their concept-table category, or 0).
-    """
-    cov = coverage.cpu().long()
-    default_t = torch.tensor(default, dtype=torch.int64)
-    best = cov.max(1, keepdim=True).values
-    tied = cov == best
-    first = tied.long().argmax(1)
-    own = default_t.clamp(min=0)
-    own_tied = tied.gather(1, own.view(-1, 1)).squeeze(1) & (default_t >= 0)
-    out = torch.where(own_tied, own, first)
-    unseen = best.squeeze(1) == 0
-    return torch.where(unseen, own, out)

@@ -1,29 +1,38 @@
-"""Bilinear upsampling (``align_corners=False``) and its strict threshold, dense or sparse.
+"""Resizing unit maps to the mask size (PIL's bilinear) and its strict threshold, dense or sparse.
 
-Both paths evaluate the same formula, so they agree bit for bit: for an output
-pixel ``(y, x)`` with source coordinates ``s = (y + 0.5)·h/H − 0.5`` clamped at 0
-(likewise for ``x``), rows ``y0 = min(floor(s), h − 1)``, ``y1 = min(y0 + 1, h − 1)``
-and weights ``1 − λ``, ``λ`` (``λ = s − y0`` clipped to [0, 1]),
+The rule is PIL's ``Image.resize(..., BILINEAR)`` on a float map — what the
+reference tools use (NetDissect-Lite's ``imresize(mode='F')``) — evaluated
+exactly in float64, per axis:
+
+* an axis that grows or keeps its size (``n_out >= n_in``): two-tap bilinear
+  with ``align_corners=False`` (the formula below; PIL's triangle filter is
+  exactly this when it does not shrink);
+* an axis that shrinks by ``f = n_in / n_out > 1``: PIL's *antialiased*
+  triangle filter stretched to half-width ``f``: output ``i`` has centre
+  ``c = (i + 0.5)·f`` and weighs sample ``j`` by ``max(0, 1 − |j + 0.5 − c| / f)``,
+  normalised over the samples in range (``downsample="antialias"``, the default);
+  ``downsample="bilinear"`` uses the two-tap formula there too, as
+  ``F.interpolate(mode="bilinear", align_corners=False, antialias=False)``
+  (probe before issue 16).
+
+Either way a resized value is a convex combination of raw values and is
+clipped to the largest of them, so rounding can never lift a pixel above every
+source: a map whose raw maximum is ``<= T`` has no pixel ``> T`` (REFERENCE §1),
+and skipping it is exact.
+
+Two-tap formula: for an output pixel ``(y, x)`` with source coordinates
+``s = (y + 0.5)·h/H − 0.5`` clamped at 0 (likewise for ``x``), rows
+``y0 = min(floor(s), h − 1)``, ``y1 = min(y0 + 1, h − 1)`` and weights ``1 − λ``,
+``λ`` (``λ = s − y0`` clipped to [0, 1]),
 
     v = wy0·(wx0·a[y0,x0] + wx1·a[y0,x1]) + wy1·(wx0·a[y1,x0] + wx1·a[y1,x1])
 
-in float64 from the float32 activations, then clipped to the largest of the four
-source values (so rounding can never lift a pixel above every source: a map
-whose raw maximum is ``<= T`` has no pixel ``> T``, REFERENCE §1). This is
+in float64 from the float32 activations. This is
 ``F.interpolate(mode="bilinear", align_corners=False)`` (and PIL's bilinear
-resize) up to their float32 rounding (~1e-7 relative); unlike those kernels it
-gives identical results on every device.
+resize when no axis shrinks) up to their float32 rounding (~1e-7 relative);
+unlike those kernels it gives identical results on every device.
 
-The sparse path (:func:`active_pixels`) never materialises a full upsampled map.
-Every output pixel has one *owner* per axis, the unclamped ``floor(s)`` in
-``-1 .. h-1``; owner ``o`` reads samples ``clamp(o)`` and ``clamp(o + 1)``, which
-are exactly the clamped ``y0``, ``y1`` above (where ``s < 0`` the second is
-``a[0]`` instead of ``a[1]``, but its weight is 0, so the value is the same bit
-for bit). A pixel can only exceed ``T`` when one of its owner's four samples
-does (so a map whose raw maximum is ``<= T`` is never touched), and only the
-owners next to a raw value above ``T`` are expanded, each into a block of the
-same shape (padded with NaN weights, never active): one vectorised evaluation
-per layer and batch, work proportional to the active region, not to the map size.
+The active pixels of a layer (sparse, in bounded chunks) are :mod:`.active`'s job.
 """
 
 from __future__ import annotations
@@ -33,16 +42,8 @@ from dataclasses import dataclass
 
 import torch
 
-#: Largest number of candidate output pixels evaluated at once (bounds transient memory;
-#: small enough that the temporaries are reused from the heap instead of fresh pages).
-CHUNK_CANDIDATES = 2**17
-
-#: Relative bound on what float64 rounding can add to a convex combination of two
-#: values in the bilinear formula (a few units in the last place, 2⁻⁵² ≈ 2.2e-16, with
-#: a wide safety factor): a block column is skipped only when its larger row value
-#: plus this share of its magnitude is still ``<= T``.
-MARGIN = 1e-12
-
+#: Resizing rules for an axis that shrinks (see the module docstring).
+DOWNSAMPLE = ("antialias", "bilinear")
 
 @dataclass(frozen=True)
 class AxisPlan:
@@ -114,9 +115,117 @@ def _combine(a00: torch.Tensor, a01: torch.Tensor, a10: torch.Tensor, a11: torch
     return torch.minimum(value, top)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Dense bilinear upsampling of ``Tensor[P, h, w]`` maps to ``Tensor[P, H, W]`` (float64)."""
+@dataclass(frozen=True)
+class TapPlan:
+    """Resampling of one axis as a tap table: ``out[i] = Σ_t weight[i, t]·a[index[i, t]]``.
+
+    Attributes:
+        index: ``Tensor[n_out, T]`` int64 source samples (padding repeats a real tap).
+        weight: ``Tensor[n_out, T]`` float64 weights, summing to 1 per row (padding 0).
+    """
+
+    index: torch.Tensor
+    weight: torch.Tensor
+
+    @classmethod
+    def build(cls, n_in: int, n_out: int, downsample: str, device: torch.device) -> TapPlan:
+        """The taps of ``n_in → n_out``: PIL's triangle filter when the axis shrinks
+        under ``"antialias"``, else the two-tap bilinear formula (:class:`AxisPlan`)."""
+        if downsample not in DOWNSAMPLE:
+            raise ValueError(f"downsample must be one of {list(DOWNSAMPLE)}, got {downsample!r}")
+        if n_out >= n_in or downsample == "bilinear":
+            axis = AxisPlan.build(n_in, n_out, torch.device("cpu"))
+            index = torch.stack([axis.lower, axis.upper], 1)
+            weight = torch.stack([axis.w_lower[:-1], axis.w_upper[:-1]], 1)
+            return cls(index.to(device), weight.to(device))
+        scale = n_in / n_out  # PIL's precompute_coeffs with the bilinear filter, support 1
+        rows: list[list[tuple[int, float]]] = []
+        for i in range(n_out):
+            center = (i + 0.5) * scale
+            low = max(int(center - scale + 0.5), 0)
+            high = min(int(center + scale + 0.5), n_in)
+            taps = [(j, max(0.0, 1.0 - abs((j - center + 0.5) / scale))) for j in range(low, high)]
+            taps = [(j, wt) for j, wt in taps if wt > 0.0]
+            total = sum(wt for _, wt in taps)
+            rows.append([(j, wt / total) for j, wt in taps])
+        width = max(len(r) for r in rows)
+        index = torch.tensor([[j for j, _ in r] + [r[0][0]] * (width - len(r)) for r in rows])
+        weight = torch.tensor([[wt for _, wt in r] + [0.0] * (width - len(r)) for r in rows],
+                              dtype=torch.float64)
+        return cls(index.to(device), weight.to(device))
+
+
+@functools.lru_cache(maxsize=64)
+def taps(n_in: int, n_out: int, downsample: str, device: torch.device) -> TapPlan:
+    """Cached :meth:`TapPlan.build`."""
+    return TapPlan.build(n_in, n_out, downsample, device)
+
+
+def shrinks(shape: tuple[int, int], size: tuple[int, int], downsample: str) -> bool:
+    """Whether ``shape → size`` needs the tap path (an axis shrinks, antialiased)."""
+    if downsample not in DOWNSAMPLE:
+        raise ValueError(f"downsample must be one of {list(DOWNSAMPLE)}, got {downsample!r}")
+    return downsample == "antialias" and (size[0] < shape[0] or size[1] < shape[1])
+
+
+def _resample_taps(maps: torch.Tensor, size: tuple[int, int],
+                   downsample: str) -> torch.Tensor:
+    """Separable tap resampling of ``Tensor[P, h, w]`` → ``Tensor[P, H, W]`` float64, each
+    value clipped to the largest raw value it combines.
+
+    Rows first, then columns, each a sum over taps in tap order (``w0·a0 + w1·a1 + …``);
+    the sparse path (:func:`_shrink_chunks`) evaluates the same sums in the same order,
+    so the two agree bit for bit.
+    """
+    h, w = maps.shape[1:]
+    rows = taps(h, size[0], downsample, maps.device)
+    cols = taps(w, size[1], downsample, maps.device)
+    src = maps.double()
+    along_y = top_y = None
+    for t in range(rows.index.shape[1]):
+        picked = src.index_select(1, rows.index[:, t])  # [P, H, w]
+        term = rows.weight[:, t].view(1, -1, 1) * picked
+        along_y = term if along_y is None else along_y + term
+        top_y = picked if top_y is None else torch.maximum(top_y, picked)
+    value = top = None
+    for t in range(cols.index.shape[1]):
+        picked = along_y.index_select(2, cols.index[:, t])  # [P, H, W]
+        term = cols.weight[:, t].view(1, 1, -1) * picked
+        value = term if value is None else value + term
+        peak = top_y.index_select(2, cols.index[:, t])
+        top = peak if top is None else torch.maximum(top, peak)
+    return torch.minimum(value, top)
+
+
+def _reverse_taps(plan: TapPlan, n_in: int) -> torch.Tensor:
+    """``Tensor[n_in, R]`` the outputs whose taps include each input sample (padded -1)."""
+    users: list[list[int]] = [[] for _ in range(n_in)]
+    for out, row in enumerate(plan.index.cpu().tolist()):
+        for j in dict.fromkeys(row):
+            users[j].append(out)
+    width = max(1, max(len(u) for u in users))
+    table = torch.full((n_in, width), -1, dtype=torch.int64)
+    for j, u in enumerate(users):
+        table[j, :len(u)] = torch.tensor(u, dtype=torch.int64)
+    return table.to(plan.index.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _reverse(n_in: int, n_out: int, downsample: str, device: torch.device) -> torch.Tensor:
+    return _reverse_taps(taps(n_in, n_out, downsample, device), n_in)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int],
+             downsample: str = "antialias") -> torch.Tensor:
+    """Dense resizing of ``Tensor[P, h, w]`` maps to ``Tensor[P, H, W]`` (float64).
+
+    PIL's bilinear rule (module docstring): two-tap bilinear on axes that grow;
+    on an axis that shrinks, PIL's antialiased filter (``downsample="antialias"``)
+    or the two-tap formula (``"bilinear"``).
+    """
     h, w = maps.shape[-2:]
+    if shrinks((h, w), size, downsample):
+        return _resample_taps(maps, size, downsample)
     rows = plan(h, size[0], maps.device)
     cols = plan(w, size[1], maps.device)
     top, bottom = maps[:, rows.lower], maps[:, rows.upper]
@@ -124,106 +233,3 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                     bottom[:, :, cols.lower], bottom[:, :, cols.upper],
                     rows.w_lower[:-1].view(-1, 1), rows.w_upper[:-1].view(-1, 1),
                     cols.w_lower[:-1].view(1, -1), cols.w_upper[:-1].view(1, -1))
-
-
-def active_pixels(act: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int],
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every output pixel whose upsampled value is strictly above its unit's threshold.
-
-    Args:
-        act: ``Tensor[B, K, h, w]`` raw activations.
-        thresholds: ``Tensor[K]``.
-        size: Output (mask) resolution ``(H, W)``.
-
-    Returns:
-        ``(image, unit, pixel)``: ``Tensor[n]`` each, ``pixel = y·W + x``.
-    """
-    batch, units, h, w = act.shape
-    height, width = size
-    device = act.device
-    thr = thresholds.to(device=device, dtype=act.dtype)
-    raw = act > thr.view(1, -1, 1, 1)  # [B, K, h, w]
-    if (h, w) == (height, width):  # same size: the formula returns the raw value itself
-        found, pixel = _flat_nonzero(raw, h * w)
-        return found // units, found % units, pixel
-    rows, cols = plan(h, height, device), plan(w, width, device)
-    owner_map, owner_cell = _flat_nonzero(_owners(raw.reshape(batch * units, h, w)),
-                                          (h + 1) * (w + 1))
-    oi, oj = owner_cell // (w + 1), owner_cell % (w + 1)
-    flat = act.reshape(-1)
-    thr64 = thr.double()
-    step = max(1, CHUNK_CANDIDATES // (rows.block.shape[1] * cols.block.shape[1]))
-    out_map, out_pixel = [], []
-    for begin in range(0, owner_map.numel(), step):  # chunks bound memory only
-        chunk = slice(begin, begin + step)
-        found_map, y, x = _expand_owners(flat, thr64, units, (h, w), rows, cols,
-                                         owner_map[chunk], oi[chunk], oj[chunk])
-        out_map.append(found_map)
-        out_pixel.append(y * width + x)
-    if not out_map:
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
-        return empty, empty, empty
-    found = torch.cat(out_map)
-    return found // units, found % units, torch.cat(out_pixel)
-
-
-def _flat_nonzero(mask: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(map, cell)`` of the true entries of ``mask [M, ...]`` with ``cells`` entries per map.
-
-    One flat ``nonzero`` (a single index column) is cheaper than one per dimension.
-    """
-    flat = mask.reshape(-1).nonzero().squeeze(1)
-    return flat // cells, flat % cells
-
-
-def _owners(raw: torch.Tensor) -> torch.Tensor:
-    """``Tensor[M, h + 1, w + 1]`` bool: owners with a sample above ``T`` (borders replicated).
-
-    Owner ``(p, q)`` reads rows ``p - 1, p`` and columns ``q - 1, q`` of ``raw [M, h, w]``,
-    each clamped to the map.
-    """
-    maps, h, w = raw.shape
-    by_rows = torch.empty((maps, h + 1, w), dtype=torch.bool, device=raw.device)
-    by_rows[:, 0], by_rows[:, h] = raw[:, 0], raw[:, h - 1]
-    torch.logical_or(raw[:, :-1], raw[:, 1:], out=by_rows[:, 1:h])
-    owner = torch.empty((maps, h + 1, w + 1), dtype=torch.bool, device=raw.device)
-    owner[:, :, 0], owner[:, :, w] = by_rows[:, :, 0], by_rows[:, :, w - 1]
-    torch.logical_or(by_rows[:, :, :-1], by_rows[:, :, 1:], out=owner[:, :, 1:w])
-    return owner
-
-
-def _expand_owners(flat: torch.Tensor, thr64: torch.Tensor, units: int, shape: tuple[int, int],
-                   rows: AxisPlan, cols: AxisPlan, owner_map: torch.Tensor, oi: torch.Tensor,
-                   oj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The output pixels ``> T`` in the blocks of the given owners: ``(map, y, x)``.
-
-    Columns first: along a block column the value is a convex combination of the
-    column's top and bottom row values, so a column whose larger row value is
-    ``<= T`` (by more than float64 rounding can add, see ``MARGIN``) has no pixel
-    ``> T`` and is never expanded into rows. The rest evaluate the exact formula.
-    """
-    h, w = shape
-    base = owner_map * (h * w)
-    r0, r1 = rows.owner_lower.index_select(0, oi) * w, rows.owner_upper.index_select(0, oi) * w
-    c0, c1 = cols.owner_lower.index_select(0, oj), cols.owner_upper.index_select(0, oj)
-    a00, a01, a10, a11 = (flat.index_select(0, base + r + c).double().view(-1, 1)
-                          for r, c in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)))
-    wx0, wx1 = cols.block_lower.index_select(0, oj), cols.block_upper.index_select(0, oj)
-    top = wx0 * a00 + wx1 * a01  # [n, C]
-    bottom = wx0 * a10 + wx1 * a11
-    owner_thr = thr64.index_select(0, owner_map % units)
-    high = torch.maximum(top, bottom)
-    slack = MARGIN * torch.maximum(top.abs(), bottom.abs())
-    column = ((high + slack) > owner_thr.view(-1, 1)).view(-1).nonzero().squeeze(1)
-    n_cols = cols.block.shape[1]
-    owner, col = column // n_cols, column % n_cols
-    row_owner = oi.index_select(0, owner)
-    value = (rows.block_lower.index_select(0, row_owner) * top.view(-1, 1).index_select(0, column)
-             + rows.block_upper.index_select(0, row_owner)
-             * bottom.view(-1, 1).index_select(0, column))  # [m, R]
-    hit, r = (value > owner_thr.index_select(0, owner).view(-1, 1)).nonzero(as_tuple=True)
-    owner, n_rows = owner.index_select(0, hit), rows.block.shape[1]
-    y = rows.block.view(-1).index_select(0, row_owner.index_select(0, hit) * n_rows + r)
-    x = cols.block.view(-1).index_select(0, oj.index_select(0, owner) * n_cols
-                                         + col.index_select(0, hit))
-    return owner_map.index_select(0, owner), y, x

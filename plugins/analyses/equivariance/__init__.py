@@ -2,10 +2,11 @@
 
 Modules: :mod:`.analysis` (the analysis), :mod:`.accumulator` (its declared
 sums), :mod:`.sweep` (options and grids → what is measured, fixed before the
-data loop), :mod:`.tables` (sums → tables), :mod:`.geometry` (where each
-layer's cells sit in the input), :mod:`.lie` (Lie derivatives and their
+data loop), :mod:`.tables` (sums → tables), :mod:`.lie` (Lie derivatives and their
 chain-rule attribution), :mod:`.ridge` (ridge regression on Gram sums for
 learned maps), :mod:`.consistency` (shifted-crop helpers), :mod:`.figures`.
+Where each layer's cells sit in the input comes from the shared
+:mod:`probe.receptive_field`.
 The built-in transformations are registered by :mod:`.default_transforms`.
 """
 

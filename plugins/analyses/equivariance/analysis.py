@@ -10,6 +10,7 @@ import pandas as pd
 from probe import Analysis, Option, RunContext
 from probe.errors import OptionError
 from probe.transform_registry import get_transforms
+from probe.views import RunView, UnitColumns
 
 from .accumulator import EquivarianceAccumulator
 from .schema import TABLES
@@ -79,6 +80,9 @@ class Equivariance(Analysis):
     passes = 1
     tables = TABLES
 
+    #: The view hooks, as plain functions (see probe.views.AnalysisViews.views_from).
+    views_from = ("probe.plugins.analyses.equivariance.views",)
+
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         if not self.settings["transforms"]:
@@ -99,3 +103,11 @@ class Equivariance(Analysis):
         from .figures import equivariance_figures
 
         return equivariance_figures(tables)
+
+    # -- views (probe.views hooks; the work is in .views) --------------------------------
+
+    @classmethod
+    def unit_columns(cls, run: RunView, layer: str) -> UnitColumns | None:
+        return None  # one number per layer, not per unit: nothing for the units page
+
+

@@ -25,7 +25,7 @@ def error_vs_shift_figure(errors: pd.DataFrame, transform: str) -> Any:
 
     fig = go.Figure()
     rows = errors[errors["transform"] == transform]
-    for layer in dict.fromkeys(rows["layer"]):
+    for layer in pd.unique(rows["layer"].to_numpy(dtype=object)).tolist():
         part = rows[rows["layer"] == layer].sort_values("pixels")
         symbols = ["circle" if e else "circle-open" for e in part["exact_action"]]
         fig.add_trace(go.Scatter(x=part["pixels"], y=part["relative_error"],
@@ -46,7 +46,7 @@ def error_vs_magnitude_figure(errors: pd.DataFrame, transform: str) -> Any:
     fig = go.Figure()
     rows = errors[errors["transform"] == transform]
     unit = rows["unit"].iloc[0] if len(rows) else ""
-    for layer in dict.fromkeys(rows["layer"]):
+    for layer in pd.unique(rows["layer"].to_numpy(dtype=object)).tolist():
         part = rows[rows["layer"] == layer].sort_values("magnitude")
         fig.add_trace(go.Scatter(x=part["magnitude"], y=part["relative_error"],
                                  mode="lines+markers", name=str(layer)))

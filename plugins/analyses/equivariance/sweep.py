@@ -3,7 +3,7 @@
 :func:`plan_sweep` reads the options and the run's dry forward
 (``context.input_shape``, ``layer_shapes``, ``output_shape``) and runs one
 forward pass on a blank input to place every layer's cells in the input
-(:func:`.geometry.layer_grids`). The resulting :class:`Sweep` fixes every key
+(:func:`probe.receptive_field.layer_grids`). The resulting :class:`Sweep` fixes every key
 of the accumulator's state (same keys, same order on every rank) and is all
 the table builders need besides the reduced sums.
 """
@@ -20,10 +20,10 @@ import torch
 from probe import RunContext
 from probe.errors import OptionError
 from probe.grid import Grid
+from probe.receptive_field import layer_grids
 from probe.transform_registry import get_transforms
 from probe.transforms import Transform
 
-from .geometry import layer_grids
 from .lie import OUTPUT
 
 ErrorKey = tuple[str, str, float]  # (layer or OUTPUT, transform, magnitude)

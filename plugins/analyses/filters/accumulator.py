@@ -28,7 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
               "gabor_status", "gabor_r2", *(f"gabor_{p}" for p in PARAMS), "gabor_nx",
               "gabor_ny", "bank_cos", "bank_theta", "bank_frequency", "redundancy_cos",
               "redundancy_partner", "redundancy_transform", "pca_match", "pca_match_cos",
-              "map", "fit"),
+              "map", "fit", "weights"),
     "layers": ("layer", "module", "kind", "units", "channels", "kernel_h", "kernel_w",
                "rank", "status", "gabor_r2_median", "gabor_r2_random_median",
                "gabor_fraction_above", "gabor_fraction_above_random", "r2_threshold",

@@ -81,6 +81,9 @@ class Filters(Analysis):
     passes = 0
     tables = TABLES
 
+    #: The view hooks, as plain functions (see probe.views.AnalysisViews.views_from).
+    views_from = ("probe.plugins.analyses.filters.views", "probe.plugins.analyses.filters.compare")
+
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         if self.settings["rotations"] % 4:
@@ -105,6 +108,14 @@ class Filters(Analysis):
         from probe.plugins.analyses.filters.figures import make_figures
 
         return make_figures(tables)
+
+    # -- views (probe.views hooks; the work is in .views) --------------------------------
+
+
+
+
+
+
 
 
 __all__ = ["Filters", "FiltersAccumulator", "layer_filters", "window"]

@@ -76,7 +76,7 @@ def energy_curve_figure(energy: pd.DataFrame) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    layers = list(dict.fromkeys(energy["layer"]))[:CURVE_LAYERS]
+    layers = pd.unique(energy["layer"].to_numpy(dtype=object)).tolist()[:CURVE_LAYERS]
     fig = make_subplots(rows=1, cols=max(len(layers), 1), subplot_titles=layers or ["none"])
     for col, layer in enumerate(layers, start=1):
         # pca_color lives in the C·k² space of whole colour filters: its own chance line
@@ -114,10 +114,12 @@ def orientation_frequency_figure(units: pd.DataFrame) -> Any:
             r=rows["gabor_frequency"], theta=np.degrees(rows["gabor_theta"]) * 2,
             mode="markers", name=str(layer),
             marker={"size": 4 + 10 * rows["gabor_r2"].clip(0, 1)},
-            text=[f"{layer} unit {u}: θ={np.degrees(t):.0f}°, f={f:.3f}, R²={r:.2f}"
-                  for u, t, f, r in zip(rows["unit"], rows["gabor_theta"],
-                                        rows["gabor_frequency"], rows["gabor_r2"],
-                                        strict=True)],
+            # a numpy string array: plotly checks a list of strings item by item (20×)
+            text=np.array([f"{layer} unit {u}: θ={np.degrees(t):.0f}°, f={f:.3f}, R²={r:.2f}"
+                           for u, t, f, r in zip(rows["unit"].tolist(),
+                                                 rows["gabor_theta"].tolist(),
+                                                 rows["gabor_frequency"].tolist(),
+                                                 rows["gabor_r2"].tolist(), strict=True)]),
             hoverinfo="text"))
     fig.update_layout(title="filters: Gabor orientation (angle = 2θ) and frequency "
                             "(radius, cycles/px); marker size = R²",
@@ -169,7 +171,7 @@ def make_figures(tables: Mapping[str, pd.DataFrame]) -> list[Any]:
     if layers is not None and len(layers):
         figures.append(summary_figure(_distinct(layers, layers)))
     if units is not None and len(units):
-        fitted = [layer for layer in dict.fromkeys(units["layer"])
+        fitted = [layer for layer in pd.unique(units["layer"].to_numpy(dtype=object)).tolist()
                   if (units.loc[units["layer"] == layer, "gabor_status"] == "ok").any()]
         for layer in fitted[:GRID_LAYERS]:
             figures.append(filter_grid_figure(units, layer))

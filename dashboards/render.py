@@ -1,0 +1,206 @@
+"""Blocks (:mod:`probe.views.blocks`) as Dash components.
+
+Every figure gets PNG and SVG download, every table is a Dash AG Grid with
+sorting, filtering and a CSV button, muted rows are greyed and marked,
+pictures enlarge on click (``assets/probe.js``). Nothing here knows any analysis.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import dash_ag_grid as dag
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+from probe.views import blocks
+from probe.views.format import format_value, heading, table_layout
+from probe.views.images import data_uri
+from probe.views.plots import legend_below
+
+#: Rows of a table sent to the browser at most (the caption says when it cuts).
+MAX_ROWS = 5000
+
+
+def slug(*parts: object) -> str:
+    """An element id from ``parts`` (letters, digits and ``-``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(str(p) for p in parts)).strip("-").lower()
+
+
+def render(block: Any, key: str = "") -> Any:
+    """One block as a Dash component (``key`` keeps element ids unique on a page)."""
+    if isinstance(block, blocks.Section):
+        return section(block, key)
+    if isinstance(block, blocks.Figure):
+        return graph(block.figure, slug(key, block.name), block.caption, block.name)
+    if isinstance(block, blocks.Table):
+        return grid(block, slug(key, block.name))
+    if isinstance(block, blocks.Pictures):
+        return pictures(block, slug(key, block.name))
+    if isinstance(block, blocks.Facts):
+        return facts(block, slug(key, block.name))
+    if isinstance(block, blocks.Note):
+        return note(block.text, block.level)
+    if isinstance(block, blocks.Headline):
+        return facts(blocks.Facts([(block.label, block.value)],
+                                  formats={block.label: block.format}), slug(key, block.label))
+    return note(f"a view returned {type(block).__name__}, which is not a view block",
+                "warning")
+
+
+def render_all(items: Any, key: str) -> list[Any]:
+    """Each block of ``items`` rendered, ids prefixed with ``key`` and the position."""
+    return [render(b, f"{key}-{i}") for i, b in enumerate(items or [])]
+
+
+def view_section(heading: str, items: Any, ident: str, analysis: str,
+                 layer: str | None = None, level: int = 3) -> html.Section:
+    """One analysis's blocks on a page: a panel headed ``heading`` with id ``ident``."""
+    title = html.H3(heading) if level == 3 else html.H4(heading)
+    data = {"data-analysis": analysis, **({"data-layer": layer} if layer else {})}
+    return html.Section([title, *render_all(items, ident)], className="panel view-section",
+                        id=ident, **data)
+
+
+def section(block: blocks.Section, key: str = "") -> html.Section:
+    """A titled section (``<h3>``) of rendered blocks."""
+    ident = slug("section", key, block.analysis, block.layer or "", block.title)
+    return html.Section([html.H3(block.title), *render_all(block.blocks, ident)],
+                        className="panel view-section", id=ident,
+                        **{"data-analysis": block.analysis, "data-layer": block.layer or ""})
+
+
+def note(text: str, level: str = "info", id: str | None = None) -> html.Div:
+    """A highlighted sentence; warnings stand out."""
+    props = {"id": id} if id else {}
+    return html.Div(text, className=f"notice notice-{level}", **props)
+
+
+def graph(figure: Any, id: str, caption: str = "", name: str = "figure") -> html.Figure:
+    """A plotly figure with PNG download in its mode bar and an SVG button, and its caption."""
+    file = slug(name) or "figure"
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": file,
+                                                              "scale": 2}}
+    children: list[Any] = [dcc.Graph(id=id, figure=legend_below(figure), config=config),
+                           html.Button("SVG", className="download-svg", title="download as SVG",
+                                       **{"data-graph": id, "data-file": file})]
+    if caption:
+        children.append(html.Figcaption(caption))
+    return html.Figure(children, className="view-figure")
+
+
+def _cell(value: Any) -> Any:
+    """A JSON cell: numbers rounded to 4 significant digits (no float32 noise), text as is."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if math.isinf(number) or number == 0:
+            return None if math.isinf(number) else 0.0
+        return float(f"{number:.4g}")
+    return str(value)
+
+
+def grid(block: blocks.Table, id: str) -> html.Div:
+    """A table as a Dash AG Grid: labelled headers, sort, filter, muted rows, CSV download."""
+    frame, columns = table_layout(block)
+    cut = len(frame) > MAX_ROWS
+    shown = frame.head(MAX_ROWS)
+    rows = []
+    for record in shown.to_dict("records"):
+        row = {}
+        for column in columns:
+            value = _cell(record.get(column))
+            fmt = block.formats.get(column, "")
+            if fmt == "percent" and isinstance(value, float):
+                value = float(f"{value * 100:.3g}")
+            if column in block.links and record.get(block.links[column]):
+                value = f"[{format_value(record.get(column))}]({record[block.links[column]]})"
+            row[column] = value
+        if block.muted:
+            row["_muted"] = bool(record.get(block.muted))
+        rows.append(row)
+    defs = []
+    for column in columns:
+        title = heading(column, block.labels)
+        if block.formats.get(column) == "percent":
+            title += " (%)"
+        spec: dict[str, Any] = {"field": column, "headerName": title, "headerTooltip": column}
+        if column in block.links:
+            spec["cellRenderer"] = "markdown"
+        elif pd.api.types.is_numeric_dtype(frame[column]) and frame[column].dtype != bool:
+            spec["filter"] = "agNumberColumnFilter"
+            spec["type"] = "numericColumn"
+        defs.append(spec)
+    file = slug(block.name) or "table"
+    options: dict[str, Any] = {"pagination": len(rows) > 25, "paginationPageSize": 25,
+                               "domLayout": "autoHeight", "enableCellTextSelection": True}
+    grid_props: dict[str, Any] = {}
+    if block.muted:
+        grid_props["rowClassRules"] = {"muted-row": "params.data._muted"}
+    caption = block.caption + (f" (first {MAX_ROWS} of {len(frame)} rows)" if cut else "")
+    if block.muted and block.muted_label:
+        caption += f" Greyed rows: {block.muted_label}."
+    table = dag.AgGrid(
+        id={"type": "probe-grid", "id": id}, rowData=rows, columnDefs=defs,
+        defaultColDef={"sortable": True, "filter": True, "resizable": True, "flex": 1,
+                       "minWidth": 90, "wrapHeaderText": True, "autoHeaderHeight": True},
+        dashGridOptions=options, csvExportParams={"fileName": f"{file}.csv"},
+        columnSize="responsiveSizeToFit", className="ag-theme-alpine probe-grid",
+        style={"width": "100%"}, **grid_props)
+    bar = html.Div([html.Span(caption.strip(), className="caption"),
+                    html.Button("CSV", id={"type": "probe-grid-csv", "id": id},
+                                className="download-csv", title="download as CSV")],
+                   className="grid-bar")
+    return html.Div([bar, table], className="view-table", id=f"table-{id}")
+
+
+def pictures(block: blocks.Pictures, id: str) -> html.Div:
+    """Pictures in a wrapping row; a click opens the unit (``href``) or enlarges the picture."""
+    items = []
+    for i, picture in enumerate(block.items):
+        image = html.Img(src=data_uri(picture.png), alt=picture.caption or f"picture {i}",
+                         className="zoomable" if picture.href is None else "")
+        body: Any = dcc.Link(image, href=picture.href) if picture.href else image
+        children: list[Any] = [body]
+        if picture.badge:
+            children.insert(0, html.Span(picture.badge, className="badge"))
+        if picture.caption:
+            children.append(html.Figcaption(picture.caption))
+        items.append(html.Figure(children, id=f"{id}-{i}",
+                                 className="exemplar" + (" muted" if picture.muted else "")))
+    out: list[Any] = [html.Div(items, className="pictures", id=id)]
+    if block.caption:
+        out.insert(0, html.P(block.caption, className="caption"))
+    return html.Div(out)
+
+
+def facts(block: blocks.Facts, id: str) -> html.Table:
+    """``(label, value)`` pairs as a two-column table."""
+    rows = [html.Tr([html.Th(label), html.Td(format_value(value, block.formats.get(label, "")))])
+            for label, value in block.items]
+    return html.Table(rows, className="stats", id=id)
+
+
+def plain_figures(component: Any) -> Any:
+    """Replace every figure object in a layout by its JSON form, in place.
+
+    A kept page is sent many times; a plotly ``Figure`` is converted (copied,
+    validated, arrays encoded) on every send, its plain form once.
+    """
+    if isinstance(component, dcc.Graph) and hasattr(component.figure, "to_plotly_json"):
+        component.figure = component.figure.to_plotly_json()
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            plain_figures(child)
+    return component

@@ -1,0 +1,89 @@
+"""Sections that fill themselves: a page shows at once, each analysis's views follow.
+
+A page puts a :func:`slot` where one analysis's section goes (the layers page
+one per analysis, the unit page one per analysis of the unit, ...). One
+pattern-matching callback per app (:func:`register`) answers every slot when it
+appears, by calling the renderer its page registered with :func:`renders`. So
+the browser asks for the sections side by side, the page's own answer carries
+only its frame (summary, navigation), a slow analysis never holds up the
+others, and a failing one fails in its own place. Each renderer keeps its own
+result in the run's memo, so a section is computed once per run, not per page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from dash import MATCH, Dash, Input, Output, dcc, html
+
+#: The ``type`` of every slot's pattern-matching id.
+SLOT = "view-slot"
+#: A slot's class once it has been answered.
+FILLED = "view-slot filled"
+_RENDERERS: dict[str, Callable[..., Any]] = {}
+
+
+def renders(page: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``fn(**args)`` fills the slots of kind ``page`` (one renderer per kind)."""
+
+    def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _RENDERERS[page] = fn
+        return fn
+
+    return add
+
+
+def slot(page: str, **args: str | int) -> Any:
+    """A placeholder, filled by the ``page`` renderer called with ``args`` (JSON values)."""
+    ident = {"type": SLOT, "page": page, "key": json.dumps(args, sort_keys=True)}
+    return dcc.Loading(html.Div(id=ident, className="view-slot"), type="dot")
+
+
+def fill(ident: dict[str, Any]) -> tuple[Any, str]:
+    """What the slot ``ident`` shows (its renderer's answer for the slot's arguments), and
+    its class, ``view-slot filled`` (so a page, a test or a benchmark can tell an
+    answered slot from a waiting one, even when the answer is empty)."""
+    renderer = _RENDERERS.get(str(ident.get("page")))
+    if renderer is None:
+        return (html.Div(f"nothing renders sections of kind {ident.get('page')!r}",
+                         className="notice notice-warning"), FILLED)
+    return renderer(**json.loads(str(ident.get("key") or "{}"))), FILLED
+
+
+def register(app: Dash) -> None:
+    """Add the one callback that fills every slot of ``app``'s pages."""
+    ident = {"type": SLOT, "page": MATCH, "key": MATCH}
+    app.callback(Output(ident, "children"), Output(ident, "className"),
+                 Input(ident, "id"))(fill)
+
+
+def run_section(run: str, key: tuple[Any, ...],
+                build: Callable[[Any], tuple[Any, str | None]], *, pages: bool = False) -> Any:
+    """A slot's section of run ``run``, computed by ``build(view)`` once per run and key.
+
+    ``build`` gets the run's :class:`~probe.dashboards.run_view.DashRunView` and
+    returns the section (``None``: nothing to show) and the problem it met; a
+    section that met a problem is shown but not kept, so it is read again next
+    time. ``pages``: keep it with the unit pages (many, least recently used first
+    out) instead of the run's views.
+    """
+    from probe.dashboards.components import notice
+    from probe.dashboards.data import get_source
+    from probe.dashboards.render import plain_figures
+    from probe.dashboards.run_view import DashRunView
+    from probe.errors import ProbeError
+
+    source = get_source()
+    try:
+        run_obj = source.run(run)
+    except ProbeError as exc:
+        return notice(str(exc))
+
+    def compute() -> tuple[Any, str | None]:
+        component, problem = build(DashRunView(source, run_obj))
+        return (plain_figures(component) if component is not None else [], problem)
+
+    keep = source.page if pages else source.memo
+    return keep(run_obj, key, compute, keep=lambda result: result[1] is None)[0]

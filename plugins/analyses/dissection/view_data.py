@@ -1,0 +1,299 @@
+"""What dissection's views read and the rules they apply (no blocks are built here).
+
+* :func:`unit_table`, :func:`dissected_layers`, :func:`category_counts`,
+  :func:`runner_up` — the run's tables, in network order, as the views need them;
+* :func:`hierarchy_sentence` — the hierarchy of parts in words, generated from the
+  detector counts (never a fixed sentence);
+* :func:`few_images_warning` — the too-few-images rule (:data:`MIN_IMAGES`,
+  :data:`MIN_IMAGES_PER_CONCEPT`);
+* :func:`skip_reason` — why a layer of the run was not dissected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from probe.views.blocks import Note
+from probe.views.format import format_value
+from probe.views.run_view import RunView
+
+from .figures import ordered_categories
+
+ANALYSIS = "dissection"
+#: Columns of ``units`` the views read (never the whole table's other columns).
+UNIT_COLUMNS = ("layer", "unit", "label", "name", "category", "iou", "is_detector",
+                "threshold", "threshold_method", "threshold_error_bound")
+#: Default of the ``iou_threshold`` option (used when a run records none).
+DEFAULT_IOU_THRESHOLD = 0.04
+#: Fewer images than this in the whole data set: the warning is shown.
+MIN_IMAGES = 100
+#: Fewer images per concept present in the data set (on average): the warning is shown.
+MIN_IMAGES_PER_CONCEPT = 10
+#: Categories the textbook story puts first (colour, texture, material: low level).
+LOW_LEVEL = ("color", "texture", "material")
+TEXTBOOK = "colour and texture early, parts in the middle, objects late"
+
+
+def unit_table(run: RunView, layer: str | None = None) -> pd.DataFrame | None:
+    """The ``units`` rows (``layer`` as text; only ``layer``'s rows when given), or ``None``."""
+    frame = run.table(ANALYSIS, "units", columns=UNIT_COLUMNS, layer=layer)
+    if frame is None or frame.empty:
+        return None
+    out = frame.assign(layer=frame["layer"].astype(str),
+                       is_detector=frame["is_detector"].fillna(False).astype(bool),
+                       iou=frame["iou"].astype(float))
+    if "name" in out:
+        out["name"] = out["name"].fillna("").astype(str)
+    if "category" in out:
+        out["category"] = out["category"].fillna("").astype(str)
+    return out
+
+
+def dissected_layers(run: RunView, units: pd.DataFrame | None = None) -> list[str]:
+    """The layers dissection analysed, in network order."""
+    units = unit_table(run) if units is None else units
+    if units is None:
+        return []
+    present = pd.unique(units["layer"].to_numpy(dtype=object)).tolist()
+    return [x for x in run.layers if x in present] + [x for x in present
+                                                      if x not in run.layers]
+
+
+def iou_threshold(run: RunView) -> float:
+    """The run's detector threshold (``IoU > this``)."""
+    value = run.options(ANALYSIS).get("iou_threshold")
+    if value is None:
+        layers = run.table(ANALYSIS, "layers", columns=("layer", "iou_threshold"))
+        if layers is not None and not layers.empty and "iou_threshold" in layers:
+            value = layers["iou_threshold"].iloc[0]
+    return float(value) if value is not None else DEFAULT_IOU_THRESHOLD
+
+
+def skip_reason(run: RunView, layer: str) -> str:
+    """One sentence: dissection did not analyse ``layer``, and why as far as the run tells."""
+    chosen = [str(x) for x in run.options(ANALYSIS).get("layers") or ()]
+    if chosen:
+        return (f"Dissection skipped layer {layer}: it is not among the layers selected by "
+                f"the dissection.layers option ({', '.join(chosen)}).")
+    return (f"Dissection skipped layer {layer}: by default it dissects only conv-like layers "
+            f"with spatial (4-D) activations and leaves out pooling, linear, dropout and "
+            f"flatten layers. Name the layer in dissection.layers to dissect it.")
+
+
+def _distinct(column: pd.Series) -> list[Any]:
+    return pd.unique(column.to_numpy(dtype=object)).tolist()
+
+
+def _categories(run: RunView, units: pd.DataFrame) -> list[str]:
+    """Every concept category of the run (the label space's, where the tables say it)."""
+    summary = run.table(ANALYSIS, "summary", columns=("category",))
+    found: list[Any] = [] if summary is None else _distinct(summary["category"])
+    if not found:
+        labels = run.table(ANALYSIS, "labels", columns=("category",))
+        found = [] if labels is None else _distinct(labels["category"])
+    return ordered_categories(found + _distinct(units["category"]))
+
+
+def category_counts(run: RunView) -> pd.DataFrame | None:
+    """Detectors per dissected layer and category, as the ``summary`` table holds them.
+
+    Columns ``layer, layer_index, category, units, detectors, unique_concepts,
+    share_of_units`` (detectors of the category / units of the layer), every
+    category of the run in every dissected layer; ``None`` without ``units``.
+    Kept in the run's memo (several views of a page read it).
+    """
+    return run.memo((ANALYSIS, "category_counts"), lambda: _category_counts(run))
+
+
+def _category_counts(run: RunView) -> pd.DataFrame | None:
+    units = unit_table(run)
+    if units is None:
+        return None
+    concept = "label" if "label" in units else "name"
+    layers = dissected_layers(run, units)
+    categories = _categories(run, units)
+    grid = pd.MultiIndex.from_product([layers, categories], names=["layer", "category"])
+    detectors = units[units["is_detector"]].groupby(["layer", "category"], observed=True)
+    found = pd.DataFrame({"detectors": detectors.size(),
+                          "unique_concepts": detectors[concept].nunique()})
+    out = found.reindex(grid, fill_value=0).reset_index()
+    sizes = units.groupby("layer").size()
+    out["units"] = out["layer"].map(sizes).fillna(0).astype(int)
+    out["layer_index"] = out["layer"].map({layer: i for i, layer in enumerate(layers)})
+    out["detectors"] = out["detectors"].astype(int)
+    out["unique_concepts"] = out["unique_concepts"].astype(int)
+    out["share_of_units"] = np.where(out["units"] > 0,
+                                     out["detectors"] / out["units"].clip(lower=1), 0.0)
+    return out[["layer", "layer_index", "category", "units", "detectors",
+                "unique_concepts", "share_of_units"]]
+
+
+def runner_up(run: RunView, layer: str, units: pd.DataFrame) -> pd.DataFrame:
+    """Per unit of ``layer``: its runner-up label among the kept ones and the IoU gap to it.
+
+    Columns ``unit, runner_up, runner_up_category, runner_up_iou, gap`` (one row per
+    unit of ``units``; ``NaN``/empty where the unit has no best label or no other
+    label is kept). The runner-up is the best label other than the unit's best
+    across every category of the ``labels`` table (its top ``top_labels`` per
+    category).
+    """
+    out = pd.DataFrame({"unit": units["unit"].to_numpy()})
+    out["runner_up"], out["runner_up_category"] = "", ""
+    out["runner_up_iou"], out["gap"] = np.nan, np.nan
+    labels = run.table(ANALYSIS, "labels", columns=("layer", "unit", "category", "label",
+                                                     "name", "iou"), layer=layer)
+    if labels is None or labels.empty:
+        return out
+    key = "label" if "label" in labels and "label" in units else "name"
+    best = units[["unit", key, "iou"]].rename(columns={key: "best", "iou": "best_iou"})
+    merged = labels.merge(best, on="unit")
+    merged = merged[(merged[key] != merged["best"]) & (merged["iou"].astype(float) >= 0)]
+    if merged.empty:
+        return out
+    top = merged.loc[merged.groupby("unit")["iou"].idxmax()].set_index("unit")
+    has_best = units.set_index("unit")["label" if "label" in units else "name"]
+    has_best = has_best.ne(-1) & has_best.ne("")
+    has = out["unit"].map(has_best).fillna(False).astype(bool)  # no best: no runner-up
+    for column, source in (("runner_up", "name"), ("runner_up_category", "category")):
+        out[column] = out["unit"].map(top[source].astype(str)).fillna("").where(has, "")
+    out["runner_up_iou"] = out["unit"].map(top["iou"].astype(float)).where(has)
+    out["gap"] = out["unit"].map(units.set_index("unit")["iou"]) - out["runner_up_iou"]
+    return out
+
+
+def image_count(run: RunView) -> int | None:
+    """Images dissection ran on: the manifest's data set size, else from the tables."""
+    size = (run.manifest.get("dataset") or {}).get("size")
+    if size:
+        return int(size)
+    layers = run.table(ANALYSIS, "layers", columns=("layer", "height", "width"))
+    units = run.table(ANALYSIS, "units", columns=("layer", "activations"))
+    if layers is None or units is None or layers.empty or "activations" not in units \
+            or not {"height", "width"} <= set(layers.columns):
+        return None
+    row = layers.iloc[0]
+    count = units[units["layer"].astype(str) == str(row["layer"])]["activations"]
+    positions = int(row["height"]) * int(row["width"])
+    return int(count.iloc[0]) // positions if len(count) and positions else None
+
+
+def concept_count(run: RunView) -> int:
+    """Concepts present in the data set: labels with truth pixels in the ``labels`` table."""
+    labels = run.table(ANALYSIS, "labels", columns=("label", "name", "truth"))
+    if labels is not None and not labels.empty:
+        if "truth" in labels:
+            labels = labels[labels["truth"].astype(float) > 0]
+        return int(labels["label" if "label" in labels else "name"].nunique())
+    units = unit_table(run)
+    return 0 if units is None else int(units.loc[units["name"] != "", "name"].nunique())
+
+
+def few_images_warning(run: RunView) -> Note | None:
+    """A warning when dissection ran on too few images to trust (``None`` otherwise).
+
+    The rule: fewer than :data:`MIN_IMAGES` images, or fewer than
+    :data:`MIN_IMAGES_PER_CONCEPT` images per concept present in the data set on
+    average (images / concepts with truth pixels).
+    """
+    images = image_count(run)
+    if images is None:
+        return None
+    concepts = concept_count(run)
+    per = images / concepts if concepts else math.inf
+    if images >= MIN_IMAGES and per >= MIN_IMAGES_PER_CONCEPT:
+        return None
+    where = (f" for {concepts} concepts present in them ({format_value(per)} images per "
+             f"concept on average)") if concepts else ""
+    return Note(f"Dissection ran on {format_value(images)} images{where}. With fewer than "
+                f"{MIN_IMAGES} images, or fewer than {MIN_IMAGES_PER_CONCEPT} images per "
+                f"concept on average, thresholds, IoU scores and detector counts are too noisy "
+                f"to trust: rerun on a larger data set before reading the hierarchy.",
+                level="warning")
+
+
+def _peaks(counts: pd.DataFrame, layers: list[str]) -> dict[str, tuple[int, int, float]]:
+    """``{category: (detectors, peak layer index, peak share)}`` for categories with any."""
+    out = {}
+    for category in ordered_categories(list(counts["category"])):
+        rows = counts[counts["category"] == category].set_index("layer").reindex(layers)
+        share = rows["share_of_units"].fillna(0).to_numpy(dtype=float)
+        total = int(rows["detectors"].fillna(0).sum())
+        if total:
+            peak = int(np.argmax(share))  # the first layer of the highest share
+            out[category] = (total, peak, float(share[peak]))
+    return out
+
+
+def _order(peaks: dict[str, tuple[int, int, float]], layers: list[str]
+           ) -> tuple[list[str], int, int]:
+    """Sentences comparing peaks, and how many comparisons agree / contradict the story."""
+    said, agree, contradict = [], 0, 0
+    if "part" in peaks and "object" in peaks:
+        p, o = peaks["part"][1], peaks["object"][1]
+        if o > p:
+            said.append(f"Objects peak later than parts ({layers[o]} after {layers[p]}).")
+            agree += 1
+        elif o == p:
+            said.append(f"Objects and parts peak in the same layer ({layers[o]}).")
+        else:
+            said.append(f"Objects peak earlier than parts ({layers[o]} before {layers[p]}).")
+            contradict += 1
+    else:
+        lacking = " or ".join(c for c in ("part", "object") if c not in peaks)
+        said.append(f"With no {lacking} detectors, whether objects peak later than parts "
+                    f"cannot be checked.")
+    late = [(c, peaks[c][1]) for c in ("part", "object") if c in peaks]
+    for low in (c for c in LOW_LEVEL if c in peaks):
+        after = [f"{c}s ({layers[i]})" for c, i in late if peaks[low][1] > i]
+        before = [c for c, i in late if peaks[low][1] < i]
+        if after:
+            said.append(f"{low.capitalize()} peaks ({layers[peaks[low][1]]}) after "
+                        f"{' and '.join(after)}.")
+            contradict += 1
+        elif before:
+            agree += 1
+    return said, agree, contradict
+
+
+def hierarchy_sentence(counts: pd.DataFrame, threshold: float) -> str:
+    """The hierarchy of parts in words, from the detector counts of :func:`category_counts`.
+
+    Names each category with detectors, its detector count and the layer where
+    its share of units peaks (the first such layer on ties), the categories
+    without detectors, whether objects peak later than parts and whether the
+    peaks agree with or contradict the textbook order (colour and texture early,
+    parts in the middle, objects late).
+    """
+    ordered = counts.sort_values("layer_index", kind="stable")
+    layers = list(dict.fromkeys(ordered["layer"].astype(str)))
+    categories = ordered_categories(list(counts["category"]))
+    rule = f"best IoU > {format_value(threshold)}"
+    peaks = _peaks(counts.assign(layer=counts["layer"].astype(str)), layers)
+    where = f"{len(layers)} dissected layer{'s' if len(layers) != 1 else ''}"
+    if not peaks:
+        return (f"No unit of the {where} is a detector ({rule}) of any category, so the counts "
+                f"show no hierarchy of parts.")
+    found = "; ".join(f"{c}: {format_value(n)} (peak in {layers[i]}, "
+                      f"{format_value(s, 'percent')} of its units)"
+                      for c, (n, i, s) in peaks.items())
+    text = [f"Detectors ({rule}) across the {where}: {found}."]
+    absent = [c for c in categories if c not in peaks]
+    if absent:
+        text.append(f"No detectors of {', '.join(absent)}.")
+    if len(layers) < 2:
+        text.append("With one dissected layer, no order across depth can be read.")
+        return " ".join(text)
+    said, agree, contradict = _order(peaks, layers)
+    text += said
+    if contradict:
+        text.append(f"These counts contradict the textbook story ({TEXTBOOK}).")
+    elif agree:
+        text.append(f"These counts agree with the textbook story ({TEXTBOOK}).")
+    else:
+        text.append(f"These counts neither confirm nor contradict the textbook story "
+                    f"({TEXTBOOK}).")
+    return " ".join(text)
