@@ -160,7 +160,8 @@ def test_dataset_and_architecture_in_full(capsys, kind, name, needles):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["analyses", "unit-stat"],
-     "unknown analysis 'unit-stat'; known analyses: attribution, compositional, concept-vectors, dissection, "),
+     "unknown analysis 'unit-stat'; known analyses: attribution, compositional, concept-vectors, "
+     "dissection, "),
     (["datasets", "digit"], "unknown dataset 'digit'; known datasets: "),
     (["architectures", "lenet"], "unknown architecture 'lenet'; known architectures: "),
     (["run", "--batch-size", "x"], "argument --batch-size: invalid int value: 'x' (see `probe "
