@@ -65,8 +65,10 @@ def test_names_that_explain_themselves():
 #: What the dashboard and report cores may not mention: the built-in analyses, and the
 #: columns of their tables a core would otherwise guess at.
 BUILT_IN_WORDS = ("dissection", "unit-stats", "unit_stats", "filters", "equivariance",
+                  "compositional", "concept-vectors", "concept_vectors", "receptive-field",
+                  "receptive_field", "attribution", "visualize",
                   "is_detector", "iou", "gabor_r2", "relative_error", "top_images",
-                  "exemplars", "detector", "hierarchy")
+                  "exemplars", "detector", "hierarchy", "formula", "erf")
 
 
 def _mentions(path: Path) -> list[str]:
@@ -92,6 +94,17 @@ def test_dashboard_and_report_cores_name_no_built_in_analysis():
     assert len(cores) > 15
     mentions = [m for p in cores for m in _mentions(p)]
     assert not mentions, "\n".join(mentions)
+
+
+def test_the_mention_list_covers_every_built_in_analysis():
+    """A new built-in analysis cannot slip past the check by being left off the list."""
+    from probe.host import get_host
+
+    names = {a for info in get_host().plugins.values() if info.source == "builtin"
+             for a in info.registered.get("analyses", [])}
+    assert len(names) >= 9, names
+    missing = names - set(BUILT_IN_WORDS)
+    assert not missing, f"add {sorted(missing)} to BUILT_IN_WORDS"
 
 
 def test_the_mention_check_can_fail(tmp_path: Path):

@@ -289,3 +289,26 @@ def test_direction_errors_are_one_line(tmp_path, case, message):
             "size": 2}, batch_size=2, device="cpu", layers=layers)
     first = str(caught.value).splitlines()[0]
     assert message in first, first
+
+
+def test_report_shows_the_layers_a_lens_looked_at(tmp_path, capsys):
+    """A lens given its own ``layers`` gets report sections for those layers, not for
+    the first, middle and last layer of the run (which it never looked at)."""
+    out = tmp_path / "run"
+    code = main(["run", "--arch", "lenet5", "--dataset", "digits", "--set", "dataset.size=4",
+                 "--analysis", "unit-stats", "--analysis", "visualize",
+                 "--set", "visualize.steps=2", "--set", "visualize.layers=c3",
+                 "--device", "cpu", "--out", str(out), "--quiet"])
+    capsys.readouterr()
+    assert code == 0
+    from probe import views
+    from probe.plugins.analyses.visualize import Visualize
+    from probe.views import RunView
+    from probe.views.hooks import REPORT_LAYERS, representative
+
+    run = RunView(probe.load_run(out))
+    assert "c3" not in representative(run.layers, REPORT_LAYERS)  # the old choice missed it
+    layered = [s for s in Visualize.report_sections(run) if s.layer is not None]
+    assert [s.layer for s in layered] == ["c3"]
+    (grid,) = layered[0].blocks
+    assert isinstance(grid, views.Pictures) and len(grid.items) == 16

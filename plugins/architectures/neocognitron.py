@@ -169,7 +169,7 @@ def learn_stage(layer: SLayer, inputs: torch.Tensor, theta: float, area: int, ra
         batch = won.nonzero()[:, 0]
         picked = windows[batch, :, idx]  # [N, C·k·k]
         planes = plane.flatten(1)[batch, idx]
-        update = torch.zeros(k, picked.shape[1], dtype=weight.dtype)
+        update = torch.zeros(k, picked.shape[1], dtype=weight.dtype, device=weight.device)
         update.index_add_(0, planes, (rate * picked * window_c).to(weight.dtype))
         weight.add_(update.view_as(weight))
     used = weight.flatten(1).abs().sum(1) > 0

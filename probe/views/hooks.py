@@ -229,13 +229,14 @@ class AnalysisViews:
         if (function := cls._view_function("report_sections")) is not None:
             return function(run)
         sections = [Section(cls.name, cls.run_views(run), analysis=cls.name)]
-        shown = representative(run.layers, REPORT_LAYERS)
+        analysed = analysed_layers(cls, run)
+        shown = representative(analysed, REPORT_LAYERS)
         for layer in shown:
             blocks = cls.layer_views(run, layer)
             if blocks:
                 sections.append(Section(f"{cls.name} · {layer}", blocks, analysis=cls.name,
                                         layer=layer))
-        others = [layer for layer in run.layers if layer not in shown]
+        others = [layer for layer in analysed if layer not in shown]
         if others and len(sections) > 1:
             sections[0] = Section(cls.name, [*sections[0].blocks, Note(
                 f"Layer by layer below: {', '.join(shown)}. The other {len(others)} layers "
@@ -243,6 +244,28 @@ class AnalysisViews:
                 f"dashboard's Layers page; all their numbers are in the appendix.")],
                 analysis=cls.name)
         return sections
+
+
+def analysed_layers(cls: Any, run: RunView) -> list[str]:
+    """The run's layers (in network order) that have rows in the analysis's tables.
+
+    An analysis with its own ``layers`` option (the lenses) covers only some of the
+    run's layers; the report shows those, not layers it never looked at. When no
+    table has a ``layer`` column, every layer of the run counts.
+    """
+    seen: set[str] = set()
+    found_layer_column = False
+    for table, columns in cls.tables.items():
+        if "layer" not in columns:
+            continue
+        frame = run.table(cls.name, table, columns=["layer"])
+        if frame is None or "layer" not in frame.columns:
+            continue
+        found_layer_column = True
+        seen.update(frame["layer"].astype(str).unique())
+    if not found_layer_column:
+        return list(run.layers)
+    return [layer for layer in run.layers if layer in seen]
 
 
 def representative(layers: Sequence[str], count: int) -> list[str]:
