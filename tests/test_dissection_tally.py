@@ -551,3 +551,22 @@ def test_torch_and_numpy_cpu_paths_count_the_same(monkeypatch):
     for name in ("intersection", "active", "active_paper", "active_lite"):
         assert torch.equal(getattr(tallies[0], name), getattr(tallies[1], name)), name
     assert tallies[0].intersection.sum() > 0
+
+
+def test_every_run_checks_intersection_within_activation():
+    """The finalize-time check that makes every dissection run assert I <= A (all rules)."""
+    tally = LayerTally(2, SPACE, torch.device("cpu"))
+    # primary category of none, car (object), wheel, window (part), striped (texture)
+    primary = torch.tensor([0, 0, 1, 1, 2])
+    tally.active += torch.tensor([5, 5])
+    tally.active_paper += 5
+    tally.active_lite += 5
+    tally.intersection[1, 2] = 5
+    tally.check_within_activation(primary)  # I == A is allowed
+    tally.intersection[1, 2] = 6
+    with pytest.raises(RuntimeError, match=r"1 unit × label intersection counts exceed .* "
+                                           r"rule 'paper'"):
+        tally.check_within_activation(primary)
+    tally.active_paper += 1  # only Lite's rule is breached now
+    with pytest.raises(RuntimeError, match="rule 'lite'"):
+        tally.check_within_activation(primary)

@@ -17,5 +17,11 @@ def test_two_process_equivariance_run_equals_single_process(single_and_sharded):
     for name in Equivariance.tables:
         ta, tb = a.table("equivariance", name), b.table("equivariance", name)
         assert len(ta) > 0, name
+        if "closure" in ta.columns:
+            # the relative residual of the Lie terms' sum is float32 rounding in both runs
+            # (about 1e-6; its digits depend on how the batches were composed): both
+            # small, not equal
+            assert (ta["closure"] < 1e-4).all() and (tb["closure"] < 1e-4).all(), name
+            ta, tb = ta.drop(columns="closure"), tb.drop(columns="closure")
         # float32 forward passes of differently composed batches differ in the last bits
         pd.testing.assert_frame_equal(ta, tb, rtol=1e-4, atol=1e-7, check_dtype=False)

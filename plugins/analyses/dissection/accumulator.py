@@ -207,6 +207,8 @@ class DissectionAccumulator(Accumulator):
             return empty_tables()
         assert self.thresholds is not None
         scoring = self._scoring()
+        for layer in self.shapes:
+            self.tallies[layer].check_within_activation(scoring.primary)
         units = self._units(scoring)
         label_rows, layer_rows, ex_rows = [], [], []
         for index, layer in enumerate(self.layers):

@@ -240,3 +240,20 @@ class LayerTally(State):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
         return table[:, primary.to(table.device)]
+
+    def check_within_activation(self, primary: torch.Tensor) -> None:
+        """Raise when an intersection exceeds its activation count under any rule.
+
+        ``I ≤ A`` holds for every unit and label under every rule by construction
+        (docs/dissection.md, "Labels in several categories"); a breach is a counting
+        bug, so every run checks it (K × labels comparisons per rule) before scoring.
+
+        Raises:
+            RuntimeError: some ``I > A``.
+        """
+        for rule in RULES:
+            over = int((self.intersection > self.activation_for(rule, primary)).sum())
+            if over:
+                raise RuntimeError(f"dissection: {over} unit × label intersection counts "
+                                   f"exceed their activation count under rule {rule!r} "
+                                   f"(a counting bug)")
