@@ -15,7 +15,7 @@ import dash_ag_grid as dag
 import numpy as np
 import pandas as pd
 
-from probe.views.format import heading
+from probe.views.format import DECIMALS, grid_formatter, heading
 
 #: Rows per block the grid asks for.
 BLOCK = 100
@@ -41,6 +41,9 @@ def column_defs(frame: pd.DataFrame, labels: Mapping[str, str], formats: Mapping
         elif pd.api.types.is_numeric_dtype(frame[column]):
             spec["filter"] = "agNumberColumnFilter"
             spec["type"] = "numericColumn"
+            formatter = grid_formatter(formats.get(column, ""))
+            if formatter:
+                spec["valueFormatter"] = formatter
         else:
             spec["filter"] = "agTextColumnFilter"
         defs.append(spec)
@@ -137,15 +140,24 @@ def sorted_by(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
                              kind="stable", na_position="last")
 
 
-def _round(values: np.ndarray) -> list[Any]:
-    """Floats to 4 significant digits (NaN and infinities as empty cells), vectorised."""
+def _round(values: np.ndarray, digits: int = 4) -> list[Any]:
+    """Floats to ``digits`` significant digits (NaN and infinities as empty cells),
+    vectorised (:func:`probe.views.format.grid_number` of each)."""
     out = np.full(values.shape, None, dtype=object)
     finite = np.isfinite(values)
     if finite.any():
         picked = values[finite]
         magnitude = np.floor(np.log10(np.abs(np.where(picked == 0, 1, picked))))
-        factor = 10.0 ** (3 - magnitude)
+        factor = 10.0 ** (digits - 1 - magnitude)
         out[finite] = np.round(picked * factor) / factor
+    return out.tolist()
+
+
+def _fixed(values: np.ndarray, decimals: int) -> list[Any]:
+    """Floats rounded to ``decimals`` decimals (NaN and infinities as empty cells)."""
+    out = np.full(values.shape, None, dtype=object)
+    finite = np.isfinite(values)
+    out[finite] = np.round(values[finite], decimals) + 0.0
     return out.tolist()
 
 
@@ -181,9 +193,13 @@ def rows_response(frame: pd.DataFrame, request: Any, formats: Mapping[str, str],
             columns[column] = ["yes" if v else "no" for v in series]
         elif pd.api.types.is_float_dtype(series):
             numbers = series.to_numpy(dtype=float)
-            if formats.get(column) == "percent":
-                numbers = numbers * 100
-            columns[column] = _round(numbers)
+            fmt = formats.get(column, "")
+            if fmt == "percent":
+                columns[column] = _round(numbers * 100)
+            elif fmt in DECIMALS:
+                columns[column] = _fixed(numbers, DECIMALS[fmt])
+            else:
+                columns[column] = _round(numbers)
         elif pd.api.types.is_integer_dtype(series):
             columns[column] = [None if pd.isna(v) else int(v) for v in series]
         else:

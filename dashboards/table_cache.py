@@ -103,8 +103,12 @@ def load_run(path: str, stamp: int) -> Run:
 
 
 def read_arrow(path: str, stamp: int, analysis: str, table: str,
-               columns: tuple[str, ...] | None) -> Any:
-    """A whole table (or some columns) as a ``pyarrow.Table``, decoded once and kept."""
+               columns: tuple[str, ...] | None, threads: bool = True) -> Any:
+    """A whole table (or some columns) as a ``pyarrow.Table``, decoded once and kept.
+
+    ``threads`` false: decoded on the calling thread only (a background prefetch, so
+    that the request being answered meanwhile keeps the other cores).
+    """
     # The whole file is read once (a parquet file written in one row group
     # cannot be read in parts) and kept in Arrow form: slicing a layer or a
     # unit out of it later costs milliseconds, and only those rows ever
@@ -122,7 +126,8 @@ def read_arrow(path: str, stamp: int, analysis: str, table: str,
                 return _ARROW[key]
         with reading(path, analysis, table):
             data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
-                                 columns=list(columns) if columns else None)
+                                 columns=list(columns) if columns else None,
+                                 use_threads=threads)
         with _ARROW_GUARD:
             _ARROW[key] = data
             while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > ARROW_BUDGET:
@@ -266,7 +271,9 @@ def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
     def load() -> None:
         for analysis, table in wanted:
             try:
-                read_arrow(path, stamp, analysis, table, None)
+                # one core: pyarrow's pool would take every core from the request
+                # thread answering meanwhile (a 2-core machine's next cards doubled)
+                read_arrow(path, stamp, analysis, table, None, threads=False)
             except ProbeError:
                 pass  # a damaged table: the page that reads it says so
             finally:

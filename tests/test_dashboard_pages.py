@@ -117,6 +117,69 @@ def test_units_cards_follow_the_score_the_flag_and_the_page(app, runs: Path) -> 
     assert "has no layer 'c9'" in str(notice)
 
 
+def test_grids_show_numbers_in_their_declared_formats(app, runs: Path) -> None:
+    """IoU is declared ``fixed3``: the grid shows 0.006, not 0.005786 (both grids)."""
+    from probe.dashboards.pages import units
+    from probe.dashboards.render import grid
+    from probe.views import Table
+    from probe.views.format import format_value
+
+    truth = _tables(runs, "dissection", "units").query("layer == 'c1'").set_index("unit")
+    table = units.units_table("full", "c1", [])
+    defs = {d["field"]: d for d in next(c for c in components(table)
+                                        if getattr(c, "columnDefs", None)).columnDefs}
+    assert "toFixed(3)" in defs["iou"]["valueFormatter"]["function"]
+    rows = units.units_rows({"startRow": 0, "endRow": 10}, "full", "c1", [])["rowData"]
+    for row in rows:
+        unit = int(row["unit"].split("]")[0][1:])
+        raw = float(truth.loc[unit, "iou"])
+        assert row["iou"] == round(raw, 3)  # a number, sorted and filtered as one
+        assert f"{row['iou']:.3f}" == format_value(raw, "fixed3")  # the text the grid writes
+
+    frame = pd.DataFrame({"name": ["a", "b"], "iou": [0.005786, 0.5],
+                          "share": [0.12345, 0.5], "t": [1.23456, 2.0]})
+    block = Table(frame, name="formats", formats={"iou": "fixed3", "share": "percent",
+                                                  "t": "fixed2"})
+    ag = next(c for c in components(grid(block, "formats")) if getattr(c, "rowData", None))
+    assert [r["iou"] for r in ag.rowData] == [0.006, 0.5]
+    assert [r["share"] for r in ag.rowData] == [12.3, 50.0]
+    assert [r["t"] for r in ag.rowData] == [1.23, 2.0]
+    defs = {d["field"]: d for d in ag.columnDefs}
+    assert "toFixed(3)" in defs["iou"]["valueFormatter"]["function"]
+    assert "toFixed(2)" in defs["t"]["valueFormatter"]["function"]
+    assert "valueFormatter" not in defs["share"] and defs["share"]["headerName"].endswith("(%)")
+
+
+def test_plain_figure_is_what_plotly_sends() -> None:
+    """The dashboard's own conversion of a figure (no deep copy) is plotly's JSON, and moving
+    the legend of that JSON form is moving the figure's."""
+    from plotly.subplots import make_subplots
+    from plotly.utils import PlotlyJSONEncoder
+
+    from probe.dashboards.render import plain_figure
+    from probe.views.plots import legend_below
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("a", "b"))
+    fig.add_bar(x=np.arange(5), y=np.linspace(0, 1, 5), row=1, col=1, name="bars")
+    fig.add_scatter(x=np.array([1, 2, 3], dtype=np.int64) * 10**6,
+                    y=np.array([1.5, 2, 3], dtype=np.float32), row=1, col=2, name="big")
+    fig.add_heatmap(z=np.arange(12).reshape(3, 4), row=1, col=2, showscale=False)
+    for i in range(8):
+        fig.add_scatter(x=[i, i + 1], y=[0.5, i], name=f"t{i}", showlegend=i != 3)
+    fig.update_layout(xaxis_range=[0, 5], height=300, margin={"t": 30})
+
+    def text(figure: object) -> str:
+        return json.dumps(figure, cls=PlotlyJSONEncoder)
+
+    plain = plain_figure(fig)
+    assert text(plain) == text(fig.to_plotly_json())
+    assert plain_figure(plain) is plain
+    moved = legend_below(plain)
+    assert moved is not plain and text(plain) == text(fig.to_plotly_json())  # left as it was
+    assert text(moved) == text(legend_below(fig).to_plotly_json())
+    assert moved["layout"]["height"] == 300 + 24 * 3
+
+
 def test_unit_page_has_a_section_per_analysis(app, runs: Path) -> None:
     from probe.dashboards.pages import unit
 

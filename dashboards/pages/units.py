@@ -161,7 +161,6 @@ def units_content(
         view, units = _grid(run, layer)
     except ProbeError as exc:
         return notice(str(exc), id="units-error"), ""
-    view.source.prefetch(view.run)  # a unit page is likely next: decode its tables meanwhile
     problems = [notice(p) for p in units.problems]
     if units.frame.empty:
         return (
@@ -169,15 +168,25 @@ def units_content(
             "0 units",
         )
     flag_only = isinstance(flagged, list) and "flagged" in flagged
-    shown = selected_units(units, flag_only, sort if isinstance(sort, str) else None)
+    sort = sort if isinstance(sort, str) and sort in units.frame.columns else None
+    # the layer's units in the order shown, sorted once per run, layer, filter and sort
+    shown = view.source.memo(view.run, ("units-shown", layer, flag_only, sort),
+                             lambda: selected_units(units, flag_only, sort))
     pages = max(1, -(-len(shown) // CARDS))
     page = min(page if isinstance(page, int) and page >= 0 else 0, pages - 1)
-    chunk = shown.iloc[page * CARDS : (page + 1) * CARDS]
-    cards = [card(view, units, layer, record) for record in chunk.to_dict("records")]
+
+    def page_cards() -> tuple[list[Any], int]:
+        chunk = shown.iloc[page * CARDS : (page + 1) * CARDS]
+        return [card(view, units, layer, record) for record in chunk.to_dict("records")], \
+            len(chunk)
+
+    # a page of cards is built once per run (going back and forth costs nothing)
+    cards, size = view.source.memo(view.run, ("units-cards", layer, flag_only, sort, page),
+                                   page_cards)
     what = f"{units.flag_label or 'flagged'} " if flag_only else ""
     count = (
         f"{len(shown)} {what}units of {units.units} in {layer} · cards "
-        f"{page * CARDS + 1 if len(shown) else 0}–{page * CARDS + len(chunk)} "
+        f"{page * CARDS + 1 if len(shown) else 0}–{page * CARDS + size} "
         f"(page {page + 1} of {pages})"
     )
     return [*problems, *cards], count
@@ -231,6 +240,10 @@ def card_thumbnails(ids: Any) -> list[Any]:
     except (ProbeError, KeyError, TypeError, ValueError):
         return [dash.no_update] * len(ids)
     pictures = card_pictures(view, units, layer, wanted)
+    # a unit page is likely next: decode its tables in the background, from the page's
+    # last request on (started with the cards, the decoding took the cores their grid
+    # and pictures were computed on)
+    view.source.prefetch(view.run)
     return [data_uri(pictures[u]) if u in pictures else dash.no_update for u in wanted]
 
 
@@ -264,6 +277,12 @@ def units_table(run: str | None, layer: str | None, flagged: Any) -> Any:
         return []
     if units.frame.empty:
         return []
+    return view.source.memo(view.run, ("units-grid-shell", layer, _flag_only(flagged)),
+                            lambda: _units_table(view, units, run, layer, flagged))
+
+
+def _units_table(view: DashRunView, units: UnitGrid, run: str, layer: str, flagged: Any
+                 ) -> list[Any]:
     frame = table_frame(view, units, layer, _flag_only(flagged))
     shown = frame.drop(columns=[c for c in ("href", "_unit", "_not_flagged") if c in frame])
     key = slug(run, layer, "flagged" if _flag_only(flagged) else "all")

@@ -54,6 +54,39 @@ def format_value(value: Any, fmt: str = "") -> str:
     return f"{number:.3g}"
 
 
+#: Decimals of the fixed-point formats.
+DECIMALS = {"fixed2": 2, "fixed3": 3}
+#: JavaScript a grid writes the numbers of a column of each format with (as
+#: :func:`format_value` does: ``fixed3`` 0.006 → ``0.006``, 0.5 → ``0.500``).
+JS_FORMATS = {"fixed2": "params.value.toFixed(2)", "fixed3": "params.value.toFixed(3)",
+              "sci": "params.value.toExponential(3)"}
+
+
+def grid_number(value: float, fmt: str = "") -> float | None:
+    """A float as a grid cell of format ``fmt``: ``percent`` × 100 to 3 significant digits,
+    ``fixed2``/``fixed3`` rounded to 2/3 decimals, otherwise 4 significant digits (no
+    float32 noise); ``None`` for NaN and infinities. The cell stays a number (it sorts and
+    filters as one); :func:`grid_formatter` writes it as :func:`format_value` would."""
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    if fmt == "percent":
+        number *= 100
+        return float(f"{number:.3g}") if number else 0.0
+    if fmt in DECIMALS:
+        return round(number, DECIMALS[fmt]) + 0.0  # no -0.0
+    return float(f"{number:.4g}") if number else 0.0
+
+
+def grid_formatter(fmt: str) -> dict[str, str] | None:
+    """An AG Grid ``valueFormatter`` showing a column's numbers in format ``fmt`` (``None``:
+    the number as it is)."""
+    code = JS_FORMATS.get(fmt)
+    if code is None:
+        return None
+    return {"function": f"typeof params.value === 'number' ? {code} : params.value"}
+
+
 def heading(column: str, labels: Mapping[str, str] | None = None) -> str:
     """A column's heading: the view's label, else the name with ``_`` as spaces."""
     if labels and column in labels:

@@ -58,7 +58,13 @@ def empty_figure(message: str, title: str = "") -> Any:
 
 def legend_below(figure: Any, most: int = 6) -> Any:
     """``figure`` (a plotly figure or its dict) with its legend under the plot when it has more
-    than ``most`` entries, taller by the rows it takes, so a legend never scrolls."""
+    than ``most`` entries, taller by the rows it takes, so a legend never scrolls.
+
+    A figure's JSON form (``to_plotly_json()``, template included) comes back a dict
+    (a new one: the one given is left as it is), a figure the same figure, updated.
+    """
+    if isinstance(figure, dict) and "template" in (figure.get("layout") or {}):
+        return _legend_below_plain(figure, most)
     import plotly.graph_objects as go
 
     fig = go.Figure(figure) if isinstance(figure, dict) else figure
@@ -66,8 +72,29 @@ def legend_below(figure: Any, most: int = 6) -> Any:
     if entries <= most:
         return figure
     rows = entries // 4 + 1
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0,
-                              "xanchor": "left"},
-                      height=(fig.layout.height or 400) + 24 * rows,
-                      margin={"b": 60 + 24 * rows})
+    change = _legend_below(rows)
+    fig.update_layout(legend=change["legend"], height=(fig.layout.height or 400) + 24 * rows,
+                      margin=change["margin"])
     return fig
+
+
+def _legend_below(rows: int) -> dict[str, Any]:
+    return {"legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0,
+                       "xanchor": "left"},
+            "margin": {"b": 60 + 24 * rows}}
+
+
+def _legend_below_plain(figure: dict[str, Any], most: int) -> dict[str, Any]:
+    """:func:`legend_below` of a figure's JSON form, without building a plotly figure."""
+    traces = figure.get("data") or []
+    entries = sum(1 for trace in traces
+                  if not (isinstance(trace, dict) and trace.get("showlegend") is False))
+    if entries <= most:
+        return figure
+    rows = entries // 4 + 1
+    change = _legend_below(rows)
+    layout = dict(figure.get("layout") or {})
+    layout["legend"] = {**(layout.get("legend") or {}), **change["legend"]}
+    layout["height"] = (layout.get("height") or 400) + 24 * rows
+    layout["margin"] = {**(layout.get("margin") or {}), **change["margin"]}
+    return {**figure, "layout": layout}
