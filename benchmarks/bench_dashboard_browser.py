@@ -131,7 +131,10 @@ def served(version: str, root: Path, tree: Path, log_dir: Path) -> Iterator[str]
     try:
         os.environ.clear()
         os.environ.update(version_env(version, tree))
-        process = start_server(root, port, 8, log)  # passes os.environ on
+        # started outside the checkout: ``python -m`` puts the working folder first on
+        # sys.path, so from the checkout the old server would import the new probe
+        with contextlib.chdir(tempfile.gettempdir()):
+            process = start_server(root.resolve(), port, 8, log)  # passes os.environ on
     finally:
         os.environ.clear()
         os.environ.update(saved)
