@@ -11,6 +11,9 @@ state              value                                            reduce   aft
 ``concept_bits``   ``Tensor[labels, S, W]`` packed concept masks    sum      pass 2
 =================  ===============================================  =======  ======
 
+The passes, ``quantiles``, ``unit_bits`` and ``concept_bits`` are
+:class:`~probe.plugins.analyses.compositional.sampled.SampledMasks` (shared with
+``compositional``); this accumulator adds ``inputs`` (:meth:`keep_sample`).
 ``S`` is the sample (the data set's first ``images`` images), ``W`` the packed words
 of a mask and ``w_l`` those of a layer map. Each sample image is seen by one shard,
 so the other shards hold zeros there and the sum is exact. The thresholds are fixed
@@ -26,11 +29,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from probe import Accumulator, Batch, RunContext
+from probe import RunContext
 from probe.plugins.analyses.compositional.bits import count, words_per_image
-from probe.plugins.analyses.compositional.masks import concept_bits, unit_bits
+from probe.plugins.analyses.compositional.sampled import SampledMasks
 from probe.plugins.analyses.dissection.labels import LabelSpace
-from probe.plugins.analyses.dissection.quantile import TopQuantile
 
 from .fit import FitSettings, fit_vectors
 from .inputs import InputSource, binary_bits
@@ -46,7 +48,7 @@ def split_sample(sample: int, holdout: float, seed: int) -> tuple[torch.Tensor, 
     return order[held:].sort().values, order[:held].sort().values
 
 
-class ConceptVectorsAccumulator(Accumulator):
+class ConceptVectorsAccumulator(SampledMasks):
     """Pass 1: per-unit thresholds (as dissection). Pass 2: the sample's inputs and masks.
 
     Args:
@@ -61,69 +63,24 @@ class ConceptVectorsAccumulator(Accumulator):
     def __init__(self, settings: Mapping[str, Any], space: LabelSpace,
                  shapes: Mapping[str, tuple[int, int, int]], num_images: int,
                  mask_size: tuple[int, int], device: torch.device) -> None:
-        self.settings = dict(settings)
-        self.space = space
-        self.shapes = dict(shapes)
-        self.mask_size = (int(mask_size[0]), int(mask_size[1]))
-        self.sample = min(int(self.settings["images"]), num_images)
-        s = self.settings
-        words = words_per_image(self.mask_size[0] * self.mask_size[1])
-        quantiles, inputs, bits = {}, {}, {}
+        super().__init__(settings, space, shapes, num_images, mask_size, device)
+        inputs = {}
         for layer, (units, h, w) in self.shapes.items():
-            quantiles[layer] = TopQuantile(units, s["quantile"], num_images * h * w,
-                                           s["exact_cap"], s["sketch_bits"], device)
             inputs[layer] = (
                 torch.zeros((units, self.sample, words_per_image(h * w)), dtype=torch.int64,
-                            device=device) if s["inputs"] == "binary"
+                            device=device) if self.settings["inputs"] == "binary"
                 else torch.zeros((self.sample, units, h, w), dtype=torch.float32,
                                  device=device))
-            bits[layer] = torch.zeros((units, self.sample, words), dtype=torch.int64,
-                                      device=device)
-        self.add_state("quantiles", quantiles, "merge", pass_index=0)
         self.add_state("inputs", inputs, "sum")
-        self.add_state("unit_bits", bits, "sum")
-        self.add_state("concept_bits", torch.zeros((space.num_labels, self.sample, words),
-                                                   dtype=torch.int64, device=device), "sum")
-        self.thresholds: dict[str, torch.Tensor] = {}
         self.results: dict[str, LayerResult] = {}
 
-    def update(self, batch: Batch) -> None:
-        if batch.pass_index == 0:
-            for layer, quantile in self.quantiles.items():
-                quantile.update_maps(batch.activations[layer].detach())
-            return
-        keep = batch.indices.to(torch.int64) < self.sample
-        if not bool(keep.any()):
-            return
-        source = batch.masks if batch.masks is not None else batch.images
-        size = (int(source.shape[-2]), int(source.shape[-1]))
-        if size != self.mask_size:
-            raise ValueError(f"mask size {size} differs from the data set's first sample "
-                             f"{self.mask_size}")
-        where = batch.indices.to(torch.int64)[keep].to(self.concept_bits.device)
-        masks = None if batch.masks is None else batch.masks[keep]
-        scalars = None if batch.image_concepts is None else batch.image_concepts[keep]
-        self.concept_bits[:, where] = concept_bits(
-            masks, scalars, self.space.num_labels, self.mask_size, int(keep.sum())).to(
-                self.concept_bits.device)
-        for layer in self.shapes:
-            act = batch.activations[layer].detach()[keep]
-            thresholds = self.thresholds[layer]
-            self.unit_bits[layer][:, where] = unit_bits(
-                act, thresholds, self.mask_size, self.settings["downsample"]).to(
-                    self.concept_bits.device)
-            store = self.inputs[layer]
-            if self.settings["inputs"] == "binary":
-                store[:, where] = binary_bits(act, thresholds).to(store.device)
-            else:
-                store[where] = act.float().to(store.device)
-
-    def end_pass(self, pass_index: int, context: RunContext) -> None:
-        if pass_index != 0:
-            return
-        for layer, quantile in self.quantiles.items():
-            self.thresholds[layer] = quantile.result()[0]
-            quantile.release()
+    def keep_sample(self, layer: str, activations: torch.Tensor, where: torch.Tensor) -> None:
+        """The layer's inputs of the sample: thresholded bits or the raw maps."""
+        store = self.inputs[layer]
+        if self.settings["inputs"] == "binary":
+            store[:, where] = binary_bits(activations, self.thresholds[layer]).to(store.device)
+        else:
+            store[where] = activations.float().to(store.device)
 
     def after_passes(self, context: RunContext) -> None:
         if not self.thresholds or self.sample < 2:
