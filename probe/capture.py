@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 
 import torch
@@ -84,3 +85,18 @@ class Capture:
 def count_hooks(model: nn.Module) -> int:
     """Number of forward (pre-)hooks on any module of ``model`` (used by tests)."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@contextmanager
+def no_inplace(model: nn.Module) -> Iterator[None]:
+    """Switch off ``inplace`` on every module for the block (restored in ``finally``), as
+    :class:`Capture` does, so a layer's output is never overwritten by a later module
+    (extra forwards and backwards of an analysis: attribution, feature visualisation)."""
+    changed = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    try:
+        for module in changed:
+            module.inplace = False
+        yield
+    finally:
+        for module in changed:
+            module.inplace = True

@@ -32,11 +32,12 @@ and restored afterwards.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from probe.capture import no_inplace
 
 METHODS = ("deconvnet", "guided-backprop", "integrated-gradients", "gradient",
            "grad-cam")
@@ -62,19 +63,6 @@ class UnitSelector:
             cols = self.cols.to(output.device).repeat(repeats)
             return output[samples, units, rows, cols]
         return output.reshape(output.shape[0], -1)[samples, units]
-
-
-@contextmanager
-def no_inplace(model: nn.Module) -> Iterator[None]:
-    """Switch off ``inplace`` on every module for the block (restored in ``finally``)."""
-    changed = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-    try:
-        for module in changed:
-            module.inplace = False
-        yield
-    finally:
-        for module in changed:
-            module.inplace = True
 
 
 def unit_forward(model: nn.Module, layer: nn.Module,

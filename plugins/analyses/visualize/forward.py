@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from probe.capture import no_inplace
+
 
 class _Reached(Exception):
     """Raised by the hook once the layer's output exists (carries it)."""
@@ -60,20 +62,6 @@ class LayerForward:
                                "the model's forward")
         self.calls = seen
         return last
-
-
-@contextmanager
-def no_inplace(model: nn.Module) -> Iterator[None]:
-    """Switch off ``inplace`` on every module for the block (restored in ``finally``), as
-    the run's captures do, so a layer's output is never overwritten by a later module."""
-    changed = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-    try:
-        for module in changed:
-            module.inplace = False
-        yield
-    finally:
-        for module in changed:
-            module.inplace = True
 
 
 @contextmanager
