@@ -15,7 +15,7 @@ import dash_ag_grid as dag
 import numpy as np
 import pandas as pd
 
-from probe.views.format import DECIMALS, grid_formatter, heading
+from probe.views.format import DECIMALS, grid_formatter, grid_number, heading
 
 #: Rows per block the grid asks for.
 BLOCK = 100
@@ -140,25 +140,23 @@ def sorted_by(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
                              kind="stable", na_position="last")
 
 
-def _round(values: np.ndarray, digits: int = 4) -> list[Any]:
-    """Floats to ``digits`` significant digits (NaN and infinities as empty cells),
-    vectorised (:func:`probe.views.format.grid_number` of each)."""
+def _round(values: np.ndarray) -> list[Any]:
+    """Floats to 4 significant digits (NaN and infinities as empty cells), vectorised."""
     out = np.full(values.shape, None, dtype=object)
     finite = np.isfinite(values)
     if finite.any():
         picked = values[finite]
         magnitude = np.floor(np.log10(np.abs(np.where(picked == 0, 1, picked))))
-        factor = 10.0 ** (digits - 1 - magnitude)
+        factor = 10.0 ** (3 - magnitude)
         out[finite] = np.round(picked * factor) / factor
     return out.tolist()
 
 
 def _fixed(values: np.ndarray, decimals: int) -> list[Any]:
-    """Floats rounded to ``decimals`` decimals (NaN and infinities as empty cells)."""
-    out = np.full(values.shape, None, dtype=object)
-    finite = np.isfinite(values)
-    out[finite] = np.round(values[finite], decimals) + 0.0
-    return out.tolist()
+    """Floats rounded to ``decimals`` decimals (NaN and infinities as empty cells), as
+    :func:`probe.views.format.grid_number` rounds them (Python's correctly rounded
+    ``round``: ``np.round`` scales first, and 0.0125 would become 0.012, not 0.013)."""
+    return [grid_number(v, f"fixed{decimals}") for v in values.tolist()]
 
 
 def rows_response(frame: pd.DataFrame, request: Any, formats: Mapping[str, str],

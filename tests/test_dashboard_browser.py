@@ -130,6 +130,19 @@ def test_unit_cards_labels_and_masks_in_the_browser(dash_duo, dissected: Path) -
     best = conv1.sort_values("iou", ascending=False).iloc[0]
     assert cards[0].get_attribute("id") == f"unit-card-{int(best['unit'])}"  # IoU order
 
+    # the grid writes IoU in its declared format (fixed3: 0.006, not 0.005786)
+    from dash.testing.wait import until
+
+    from probe.views.format import format_value
+
+    iou = dict(zip(conv1["unit"].astype(int), conv1["iou"], strict=True))
+    cell = "#units-table .ag-center-cols-container .ag-row .ag-cell[col-id='iou']"
+    until(lambda: any(e.text for e in dash_duo.find_elements(cell)), timeout=20)
+    rows = [r for r in _grid_rows(dash_duo, "#units-table") if r.get("iou")]
+    assert rows
+    for row in rows:
+        assert row["iou"] == format_value(float(iou[int(row["unit"])]), "fixed3"), row
+
     dash_duo.find_element("#units-flagged input").click()
     dash_duo.wait_for_contains_text("#units-count", f"{len(detectors)} detector units of "
                                     f"{len(conv1)}", timeout=20)

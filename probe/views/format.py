@@ -84,7 +84,7 @@ def grid_formatter(fmt: str) -> dict[str, str] | None:
     code = JS_FORMATS.get(fmt)
     if code is None:
         return None
-    return {"function": f"typeof params.value === 'number' ? {code} : params.value"}
+    return {"function": f"params.value == null ? '' : {code}"}
 
 
 def heading(column: str, labels: Mapping[str, str] | None = None) -> str:
