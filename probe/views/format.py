@@ -65,8 +65,8 @@ JS_FORMATS = {"fixed2": "params.value.toFixed(2)", "fixed3": "params.value.toFix
 def grid_number(value: float, fmt: str = "") -> float | None:
     """A float as a grid cell of format ``fmt``: ``percent`` × 100 to 3 significant digits,
     ``fixed2``/``fixed3`` rounded to 2/3 decimals, otherwise 4 significant digits (no
-    float32 noise); ``None`` for NaN and infinities. The cell stays a number (it sorts and
-    filters as one); :func:`grid_formatter` writes it as :func:`format_value` would."""
+    float32 noise); ``None`` for NaN and infinities. The cell stays a number (the grid sorts
+    and searches it as one); :func:`grid_formatter` writes it as :func:`format_value` would."""
     number = float(value)
     if not math.isfinite(number):
         return None
