@@ -22,6 +22,7 @@ _LAZY = {
     "Accumulator": "probe.analysis", "Analysis": "probe.analysis", "Batch": "probe.analysis",
     "ModelHandle": "probe.analysis", "RunContext": "probe.analysis",
     "ArchitectureSpec": "probe.architecture", "TrainRecipe": "probe.architecture",
+    "TrainingStep": "probe.architecture",
     "DatasetSpec": "probe.dataset", "ProbeDataset": "probe.dataset",
     "ProbeError": "probe.errors", "Register": "probe.hookspecs", "hookimpl": "probe.hookspecs",
     "Option": "probe.options", "Preprocessing": "probe.preprocessing", "State": "probe.state",
@@ -33,7 +34,7 @@ _LAZY = {
 if TYPE_CHECKING:  # what type checkers and editors see
     from probe.analysis import Accumulator, Analysis, Batch, ModelHandle, RunContext
     from probe.api import analyze, load_dataset, load_model, measure
-    from probe.architecture import ArchitectureSpec, TrainRecipe
+    from probe.architecture import ArchitectureSpec, TrainingStep, TrainRecipe
     from probe.dataset import DatasetSpec, ProbeDataset
     from probe.errors import ProbeError
     from probe.hookspecs import Register, hookimpl
@@ -60,6 +61,7 @@ __all__ = [
     "RunContext",
     "State",
     "TrainRecipe",
+    "TrainingStep",
     "__version__",
     "analyze",
     "hookimpl",

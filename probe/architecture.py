@@ -23,7 +23,8 @@ class TrainRecipe:
     """How ``probe train`` trains an architecture on the embedded data by default.
 
     Every field can be overridden on the command line (``--epochs``,
-    ``--set train.lr=...``).
+    ``--set train.lr=...``). ``epochs = 0`` is allowed for an architecture with a
+    ``prepare`` step: its own procedure is then the whole training (no backprop).
     """
 
     dataset: str
@@ -36,6 +37,42 @@ class TrainRecipe:
     momentum: float = 0.9
     arch_options: Mapping[str, Any] = field(default_factory=dict)
     augment: bool = False  # random horizontal flips of training images (and target maps)
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """One step of an architecture's own training procedure, as ``prepare`` reports it.
+
+    A ``prepare`` written as a generator yields one of these after each step;
+    ``probe train`` shows them as a progress bar (``prepare ARCH: STAGE``, ``done`` of
+    ``total``, the metrics beside it) and records every step in the checkpoint's
+    sidecar (``prepare.history``; the last metrics of each stage in
+    ``prepare.stages``).
+
+    Args:
+        stage: What the step trains, e.g. ``"s1"`` or ``"ica"``.
+        done: Steps finished so far over the whole procedure (1 after the first).
+        total: Steps in the whole procedure (may grow if the procedure finds more).
+        metrics: Numbers describing the step (``{"planes_used": 12.0}``).
+    """
+
+    stage: str
+    done: int
+    total: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stage, str) or not self.stage:
+            raise ValueError(f"TrainingStep.stage must be a non-empty string, got "
+                             f"{self.stage!r}")
+        if not 0 <= self.done <= self.total:
+            raise ValueError(f"TrainingStep needs 0 <= done <= total, got done={self.done}, "
+                             f"total={self.total}")
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready sidecar entry: ``{"stage", "step", **metrics}``."""
+        return {"stage": self.stage, "step": self.done,
+                **{k: float(v) for k, v in self.metrics.items()}}
 
 
 def discover_conv_layers(model: nn.Module) -> dict[str, str]:
@@ -70,13 +107,17 @@ class ArchitectureSpec:
         preprocessing: The normalisation a model of this architecture expects
             when its checkpoint records none (e.g. ImageNet statistics for
             families whose torchvision weights load unchanged); ``None``: none.
-        prepare: ``prepare(model, batches, generator)``, run once by ``probe train``
+        prepare: The architecture's own training procedure,
+            ``prepare(model, batches, generator)``, run once by ``probe train``
             after the fit check and before the first optimisation step (not with
             ``--init``): sets parameters or buffers from data (HMAX imprints its
-            prototypes). ``batches`` yields normalised training inputs
-            ``Tensor[B, C, H, W]`` on the model's device, shuffled in an order
-            seeded by the run's seed; ``generator`` (a CPU ``torch.Generator``) is
-            seeded by it too.
+            prototypes, the Neocognitron learns by competition). ``batches`` yields
+            normalised training inputs ``Tensor[B, C, H, W]`` on the model's device,
+            shuffled in an order seeded by the run's seed; ``generator`` (a CPU
+            ``torch.Generator``) is seeded by it too. A plain function returns
+            ``None``; a generator yields a :class:`TrainingStep` after each step
+            (progress bar and sidecar metrics). With ``epochs = 0`` it replaces
+            backprop entirely.
     """
 
     name: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from probe.architecture import TrainRecipe
+from probe.architecture import TrainingStep, TrainRecipe
 from probe.checkpoint import (
     check_writable,
     file_sha256,
@@ -34,7 +34,7 @@ from probe.errors import ProbeError
 from probe.models import data_derived_options, get_architecture, load_dataset
 from probe.options import Option, resolve_options
 from probe.preprocessing import Preprocessing, attached_preprocessing
-from probe.progress import progress_bar
+from probe.progress import progress_bar, step_progress
 
 #: Options settable with ``--set train.NAME=VALUE``.
 TRAIN_OPTIONS = (
@@ -155,15 +155,48 @@ def _flip_half(inputs: torch.Tensor, sample: Mapping[str, torch.Tensor]
 
 
 def _prepare(spec: Any, model: nn.Module, train_set: Any, recipe: TrainRecipe,
-             preprocessing: Preprocessing, device: torch.device, seed: int) -> None:
-    """Run the architecture's ``prepare(model, batches, generator)`` step (no gradients)."""
+             preprocessing: Preprocessing, device: torch.device, seed: int,
+             progress: bool) -> dict[str, Any]:
+    """Run the architecture's own procedure ``prepare(model, batches, generator)`` (no grad).
+
+    Returns the sidecar's ``prepare`` entry: ``seconds``, every reported step
+    (``history``) and the last metrics of each stage (``stages``).
+
+    Raises:
+        ProbeError: the procedure yielded something other than a
+            :class:`probe.TrainingStep`.
+    """
     loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     batches = (preprocessing.normalize(sample["image"].to(device).float()) for sample in loader)
+    history: list[dict[str, Any]] = []
+    stages: dict[str, dict[str, float]] = {}
+    began = time.perf_counter()
     model.eval()
     with torch.no_grad():
-        spec.prepare(model, batches, torch.Generator().manual_seed(seed))
+        result = spec.prepare(model, batches, torch.Generator().manual_seed(seed))
+        if result is not None:
+            for step in step_progress(_checked_steps(result, spec.name),
+                                      f"prepare {spec.name}", enabled=progress):
+                entry = step.record()
+                history.append(entry)
+                stages[step.stage] = {k: v for k, v in entry.items()
+                                      if k not in ("stage", "step")}
     model.train()
+    return {"seconds": round(time.perf_counter() - began, 2), "history": history,
+            "stages": stages}
+
+
+def _checked_steps(steps: Any, arch: str) -> Iterator[TrainingStep]:
+    """The steps a ``prepare`` generator yields, each checked to be a :class:`TrainingStep`."""
+    if not isinstance(steps, Iterable):
+        raise ProbeError(f"arch {arch}: prepare returned {type(steps).__name__}; it must "
+                         f"return None or yield probe.TrainingStep")
+    for step in steps:
+        if not isinstance(step, TrainingStep):
+            raise ProbeError(f"arch {arch}: prepare yielded {type(step).__name__}; it must "
+                             f"yield probe.TrainingStep")
+        yield step
 
 
 def train(arch: str, out: str | Path, *, dataset: str | None = None,
@@ -195,9 +228,12 @@ def train(arch: str, out: str | Path, *, dataset: str | None = None,
                                                   "train").items() if v is not None}
     recipe = replace(recipe, **overrides)
     if epochs is not None:
-        if epochs < 1:
-            raise ProbeError(f"--epochs must be >= 1, got {epochs}")
         recipe = replace(recipe, epochs=epochs)
+    least = 0 if spec.prepare is not None else 1
+    if recipe.epochs < least:
+        what = ("an architecture with its own training procedure (prepare)"
+                if least == 0 else f"{spec.name}, which has no training procedure of its own")
+        raise ProbeError(f"--epochs must be >= {least} for {what}, got {recipe.epochs}")
     data_name = dataset or recipe.dataset
     data_opts = {**(recipe.dataset_options if data_name == recipe.dataset else {}),
                  **(dataset_options or {})}
@@ -228,11 +264,10 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
         train_set.mean, train_set.std, input_size=train_set.image_size,
         channels=train_set.channels, source="checkpoint")
     _check_fit(model, spec.name, train_set, data_name, torch_device, preprocessing)
-    prepare_seconds = None
+    prepared = None
     if spec.prepare is not None and init is None:
-        began = time.perf_counter()
-        _prepare(spec, model, train_set, recipe, preprocessing, torch_device, seed)
-        prepare_seconds = round(time.perf_counter() - began, 2)
+        prepared = _prepare(spec, model, train_set, recipe, preprocessing, torch_device, seed,
+                            progress)
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -264,14 +299,16 @@ def _train(spec: Any, recipe: TrainRecipe, options: dict[str, Any], train_set: A
         history.append({"epoch": epoch + 1, "loss": running / max(batches, 1)})
     seconds = time.perf_counter() - start
     metrics = evaluate(model, test_set, spec.task, torch_device, preprocessing=preprocessing)
-    history[-1].update(metrics)
+    if history:
+        history[-1].update(metrics)
     record = {
         "arch": spec.name, "options": options, "task": spec.task,
         "dataset": {"name": data_name, "options": data_opts, "train_size": len(train_set),
                     "test_size": len(test_set)},
         "recipe": {k: v for k, v in asdict(recipe).items() if k not in ("dataset_options",)},
         "metrics": metrics, "history": history, "train_seconds": round(seconds, 2),
-        "prepare_seconds": prepare_seconds,
+        "prepare_seconds": None if prepared is None else prepared["seconds"],
+        "prepare": prepared,
         "device": str(torch_device), "seed": seed,
         "init": None if init is None else {"checkpoint": str(init),
                                            "sha256": file_sha256(init)},

@@ -159,6 +159,13 @@ def test_layers_by_stage_and_batched_shapes():
         ["readout.weight", "readout.bias"]
 
 
+def test_imprinting_reports_each_prototype_size(circular_checkpoint):
+    sidecar = json.loads(circular_checkpoint.with_suffix(".json").read_text())
+    # one size (4) of 16 prototypes, drawn from the one C1 band
+    assert sidecar["prepare"]["history"] == [{"stage": "s2_4", "step": 1, "imprinted": 16.0,
+                                              "bands": 1.0}]
+
+
 def test_prepare_is_skipped_when_training_from_init(circular_checkpoint, tmp_path):
     out = tmp_path / "again.safetensors"
     _cli("train", "hmax", "--out", str(out), "--epochs", "1", "--set", "dataset.size=100",

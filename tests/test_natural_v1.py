@@ -88,6 +88,10 @@ def test_v1_is_the_seeded_ica_and_stays_fixed_while_the_readout_trains(checkpoin
     sidecar = json.loads(checkpoint.with_suffix(".json").read_text())
     assert sidecar["options"]["filters"] == 32 and sidecar["metrics"]["accuracy"] > 0.5
     assert sidecar["prepare_seconds"] > 0  # the ICA ran as the prepare step
+    history = sidecar["prepare"]["history"]  # one step per FastICA iteration, at most 100
+    assert [h["step"] for h in history] == list(range(1, len(history) + 1))
+    assert len(history) == 100 or history[-1]["change"] < 1e-6
+    assert history[-1]["change"] < 0.1 * history[0]["change"]  # it converges
     model = probe.load_model("natural_v1", checkpoint=checkpoint)
     expected = learn_ica_filters(12, 32, 20000, 100, torch.Generator().manual_seed(0))
     torch.testing.assert_close(model.conv1.weight[:, 0], expected.float(), rtol=0, atol=1e-6)

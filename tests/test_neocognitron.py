@@ -76,6 +76,26 @@ def test_learns_without_labels_and_the_readout_reaches_accuracy(checkpoint):
     assert all(n >= 8 for n in used), used
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["readout.weight", "readout.bias"]  # labels reach the readout only
+    # the procedure reported each stage: the planes it filled, as the checkpoint holds them
+    stages = sidecar["prepare"]["stages"]
+    assert list(stages) == ["s1", "s2", "s3"]
+    assert [int(stages[f"s{k}"]["planes_used"]) for k in (1, 2, 3)] == used
+    history = sidecar["prepare"]["history"]
+    assert len(history) == 3 * 50 and [h["step"] for h in history] == list(range(1, 151))
+    assert all(0 <= h["won"] <= 1 and h["weight_change"] >= 0 for h in history)
+    assert sum(h["seeded"] for h in history if h["stage"] == "s1") == used[0]
+
+
+def test_the_learning_alone_without_backprop_gives_the_same_s_layers(checkpoint, tmp_path):
+    out = tmp_path / "unsupervised.safetensors"
+    _cli("train", "neocognitron", "--out", str(out), "--epochs", "0")
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["history"] == [] and sidecar["recipe"]["epochs"] == 0
+    alone = probe.load_model("neocognitron", checkpoint=out)
+    full = probe.load_model("neocognitron", checkpoint=checkpoint)
+    for a, b in zip(alone.s_layers, full.s_layers, strict=True):  # backprop never touches them
+        torch.testing.assert_close(a.conv.weight, b.conv.weight, rtol=0, atol=0)
+    assert sidecar["metrics"]["accuracy"] < 0.5  # the readout was never fitted
 
 
 def test_s1_planes_through_the_filters_analysis(checkpoint, tmp_path):

@@ -26,13 +26,13 @@ S2 distances; no loop over positions or prototypes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probe import ArchitectureSpec, Option, Register, TrainRecipe, hookimpl
+from probe import ArchitectureSpec, Option, Register, TrainingStep, TrainRecipe, hookimpl
 from probe.errors import ProbeError
 
 #: Serre et al. (2007), Table 1, S1: (filter size px, σ, λ) for the 16 scales.
@@ -219,13 +219,16 @@ def hmax_layers(model: HMAX) -> dict[str, str]:
 
 
 @torch.no_grad()
-def imprint(model: HMAX, batches: Iterable[torch.Tensor], generator: torch.Generator) -> None:
+def imprint(model: HMAX, batches: Iterable[torch.Tensor], generator: torch.Generator
+            ) -> Iterator[TrainingStep]:
     """Imprint the S2 prototypes from C1 patches of training images (Serre et al. 2007).
 
     Prototype ``i`` of each size comes from a distinct training image (cycling when
     there are fewer images than prototypes), a random band whose C1 map holds the
     patch, and a random position in it. ``batches`` yields normalised
     ``Tensor[B, C, H, W]`` inputs; only as many images as prototypes are read.
+    Yields a :class:`probe.TrainingStep` per patch size (stage ``s2_N``) with the
+    prototypes ``imprinted`` and the C1 ``bands`` they were drawn from.
     """
     per_size = model.s2.prototypes(model.s2.patch_sizes[0]).shape[0]
     images: list[torch.Tensor] = []
@@ -240,10 +243,12 @@ def imprint(model: HMAX, batches: Iterable[torch.Tensor], generator: torch.Gener
     pool = torch.cat(images)
     chosen = torch.arange(per_size) % len(pool)
     c1 = model.c1_maps(pool[chosen])
-    for n in model.s2.patch_sizes:
+    sizes = model.s2.patch_sizes
+    for done, n in enumerate(sizes, start=1):
         fits = [b for b, m in enumerate(c1) if min(m.shape[-2:]) >= n]
-        if not fits:
-            continue  # this size has no position in any band: it keeps its placeholders
+        if not fits:  # this size has no position in any band: it keeps its placeholders
+            yield TrainingStep(f"s2_{n}", done, len(sizes), {"imprinted": 0, "bands": 0})
+            continue
         band = torch.tensor(fits)[torch.randint(len(fits), (per_size,), generator=generator)]
         target = model.s2.prototypes(n)
         for b in fits:  # one gather per band, over all its prototypes at once
@@ -254,6 +259,8 @@ def imprint(model: HMAX, batches: Iterable[torch.Tensor], generator: torch.Gener
             pick = torch.randint(patches.shape[-1], (len(rows),), generator=generator)
             found = patches[torch.arange(len(rows)), :, pick]
             target[rows.to(target.device)] = found.view(-1, *target.shape[1:]).to(target.dtype)
+        yield TrainingStep(f"s2_{n}", done, len(sizes),
+                           {"imprinted": per_size, "bands": len(set(band.tolist()))})
 
 
 def build_hmax(num_classes: int, in_channels: int, input_size: int, bands: int,

@@ -24,13 +24,13 @@ Layers: ``v1`` (the rectified filter responses ``|w·x|``), ``c1`` (2×2 max poo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from probe import ArchitectureSpec, Option, Register, TrainRecipe, hookimpl
+from probe import ArchitectureSpec, Option, Register, TrainingStep, TrainRecipe, hookimpl
 
 #: ITU-R 601 luminance weights, applied to RGB inputs.
 LUMINANCE = (0.299, 0.587, 0.114)
@@ -49,12 +49,15 @@ def whiten(patches: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor
     return patches @ to_white, to_white, vectors * values.sqrt()
 
 
-def fast_ica(z: torch.Tensor, iterations: int, generator: torch.Generator,
-             tol: float = 1e-6) -> torch.Tensor:
-    """Symmetric FastICA (log-cosh contrast) of whitened ``Tensor[n, d]`` data.
+def fast_ica_steps(z: torch.Tensor, iterations: int, generator: torch.Generator,
+                   tol: float = 1e-6) -> Iterator[tuple[int, float, torch.Tensor]]:
+    """Symmetric FastICA (log-cosh contrast) of whitened ``Tensor[n, d]`` data, step by step.
 
-    Returns the orthogonal unmixing matrix ``Tensor[d, d]`` (rows = components).
-    Starts from a random orthogonal matrix drawn from ``generator``.
+    Yields ``(iteration, change, unmixing)`` after each fixed-point iteration, where
+    ``change`` is ``max |1 − |diag(W_new W_oldᵀ)||`` and ``unmixing`` the orthogonal
+    ``Tensor[d, d]`` (rows = components); stops after ``iterations`` or when the
+    change falls below ``tol``. Starts from a random orthogonal matrix drawn from
+    ``generator``.
     """
     d = z.shape[1]
     w, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
@@ -65,20 +68,36 @@ def fast_ica(z: torch.Tensor, iterations: int, generator: torch.Generator,
         return vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T @ m
 
     w = decorrelate(w)
-    for _ in range(iterations):
+    for iteration in range(1, iterations + 1):
         g = torch.tanh(z @ w.T)  # [n, d]
         new = g.T @ z / len(z) - torch.diag((1 - g * g).mean(0)) @ w
         new = decorrelate(new)
         change = float((torch.diagonal(new @ w.T).abs() - 1).abs().max())
         w = new
+        yield iteration, change, w
         if change < tol:
             break
-    return w
 
 
-def learn_ica_filters(kernel_size: int, filters: int, patches: int, iterations: int,
-                      generator: torch.Generator) -> torch.Tensor:
-    """ICA filters of natural luminance patches, ``Tensor[filters, k, k]`` (float64, unit norm)."""
+def fast_ica(z: torch.Tensor, iterations: int, generator: torch.Generator,
+             tol: float = 1e-6) -> torch.Tensor:
+    """Symmetric FastICA of whitened ``Tensor[n, d]`` data: the final unmixing ``Tensor[d, d]``.
+
+    See :func:`fast_ica_steps` for the iteration.
+    """
+    last = None
+    for step in fast_ica_steps(z, iterations, generator, tol):
+        last = step
+    assert last is not None  # iterations >= 1
+    return last[2]
+
+
+def ica_filter_steps(kernel_size: int, filters: int, patches: int, iterations: int,
+                     generator: torch.Generator
+                     ) -> Iterator[tuple[int, float, torch.Tensor | None]]:
+    """:func:`learn_ica_filters` step by step: ``(iteration, change, None)`` per FastICA
+    iteration, then ``(iteration, change, bank)`` with the unit-norm filters
+    ``Tensor[filters, k, k]`` (float64)."""
     from probe.plugins.analyses.filters.natural import sample_patches
 
     seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
@@ -86,9 +105,22 @@ def learn_ica_filters(kernel_size: int, filters: int, patches: int, iterations: 
         sample_patches(kernel_size, patches, seed=seed)[:, 0].reshape(patches, -1)))
     x = x - x.mean(1, keepdim=True)
     z, to_white, _ = whiten(x, filters)
-    unmixing = fast_ica(z, iterations, generator)
+    iteration, change, unmixing = 0, float("nan"), torch.empty(0)
+    for step in fast_ica_steps(z, iterations, generator):
+        iteration, change, unmixing = step
+        yield iteration, change, None
     bank = (unmixing @ to_white.T).reshape(filters, kernel_size, kernel_size)
-    return bank / bank.flatten(1).norm(dim=1).view(-1, 1, 1)
+    yield iteration, change, bank / bank.flatten(1).norm(dim=1).view(-1, 1, 1)
+
+
+def learn_ica_filters(kernel_size: int, filters: int, patches: int, iterations: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """ICA filters of natural luminance patches, ``Tensor[filters, k, k]`` (float64, unit norm)."""
+    last = None
+    for step in ica_filter_steps(kernel_size, filters, patches, iterations, generator):
+        last = step
+    assert last is not None and last[2] is not None
+    return last[2]
 
 
 class Abs(nn.Module):
@@ -136,10 +168,19 @@ def build_natural_v1(num_classes: int, in_channels: int, input_size: int, kernel
 
 def prepare_natural_v1(model: NaturalV1, batches: Iterable[torch.Tensor],
                        generator: torch.Generator, *, patches: int,
-                       iterations: int) -> None:
-    """Learn ``v1`` by ICA on natural patches (the training batches are not used)."""
+                       iterations: int) -> Iterator[TrainingStep]:
+    """Learn ``v1`` by ICA on natural patches (the training batches are not used).
+
+    Yields a :class:`probe.TrainingStep` (stage ``ica``) per FastICA iteration with
+    its ``change`` (the convergence measure; the iteration stops below 1e-6).
+    """
     weight = model.conv1.weight
-    bank = learn_ica_filters(weight.shape[-1], weight.shape[0], patches, iterations, generator)
+    bank = None
+    for iteration, change, bank in ica_filter_steps(weight.shape[-1], weight.shape[0],
+                                                    patches, iterations, generator):
+        if bank is None:
+            yield TrainingStep("ica", iteration, iterations, {"change": change})
+    assert bank is not None
     channels = weight.shape[1]
     mix = torch.tensor(LUMINANCE if channels == 3 else (1.0,) * channels, dtype=bank.dtype)
     with torch.no_grad():
@@ -147,9 +188,9 @@ def prepare_natural_v1(model: NaturalV1, batches: Iterable[torch.Tensor],
 
 
 def _prepare(model: nn.Module, batches: Iterable[torch.Tensor],
-             generator: torch.Generator) -> None:
+             generator: torch.Generator) -> Iterator[TrainingStep]:
     options = model.ica_options  # type: ignore[attr-defined]
-    prepare_natural_v1(model, batches, generator, **options)  # type: ignore[arg-type]
+    return prepare_natural_v1(model, batches, generator, **options)  # type: ignore[arg-type]
 
 
 @hookimpl

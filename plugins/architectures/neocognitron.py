@@ -28,13 +28,13 @@ shunting inhibition and selectivity θ, add-if-silent learning).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probe import ArchitectureSpec, Option, Register, TrainRecipe, hookimpl
+from probe import ArchitectureSpec, Option, Register, TrainingStep, TrainRecipe, hookimpl
 
 
 def gaussian(size: int, sigma: float) -> torch.Tensor:
@@ -146,7 +146,7 @@ def neocognitron_layers(model: Neocognitron) -> dict[str, str]:
 
 @torch.no_grad()
 def learn_stage(layer: SLayer, inputs: torch.Tensor, theta: float, area: int, rate: float,
-                seeds_per_batch: int, blank: float) -> None:
+                seeds_per_batch: int, blank: float) -> dict[str, int]:
     """One batch of unsupervised competitive learning for one S-layer.
 
     ``inputs`` are ``Tensor[B, C, H, W]`` C-cell maps; responses are taken at the
@@ -154,6 +154,9 @@ def learn_stage(layer: SLayer, inputs: torch.Tensor, theta: float, area: int, ra
     In each ``area × area`` competition area of each image the winner (largest
     response over planes and positions) adds ``rate · c · u`` (its input window) to its plane; up to
     ``seeds_per_batch`` silent areas whose V-cell exceeds ``blank`` seed unused planes.
+
+    Returns the batch's counts: competition ``areas``, areas ``won`` by a responding
+    cell, planes ``seeded``.
     """
     weight = layer.conv.weight
     k, size = weight.shape[0], layer.size
@@ -174,6 +177,7 @@ def learn_stage(layer: SLayer, inputs: torch.Tensor, theta: float, area: int, ra
         weight.add_(update.view_as(weight))
     used = weight.flatten(1).abs().sum(1) > 0
     free = (~used).nonzero().flatten()
+    seeded = 0
     if len(free) and seeds_per_batch:
         v = layer.inhibition(inputs)
         energy, at = F.max_pool2d(v, area, area, return_indices=True)
@@ -186,15 +190,23 @@ def learn_stage(layer: SLayer, inputs: torch.Tensor, theta: float, area: int, ra
             rows = candidates[order]
             picked = windows[rows[:, 0], :, at[rows[:, 0], rows[:, 1]]]
             weight.view(k, -1)[free[:len(rows)]] = (picked * window_c).to(weight.dtype)
+            seeded = len(rows)
+    return {"areas": int(won.numel()), "won": int(won.sum()), "seeded": seeded}
 
 
-@torch.no_grad()
 def competitive_learning(model: Neocognitron, batches: Iterable[torch.Tensor],
                          generator: torch.Generator, *, images: int = 400, chunk: int = 8,
                          area: int = 8, rate: float = 0.1, seeds_per_batch: int = 1,
                          blank: float = 0.05,
-                         learning_thetas: tuple[float, ...] = (0.85, 0.8, 0.75)) -> None:
-    """Train every S-layer in turn, without labels, on up to ``images`` training images."""
+                         learning_thetas: tuple[float, ...] = (0.85, 0.8, 0.75)
+                         ) -> Iterator[TrainingStep]:
+    """Train every S-layer in turn, without labels, on up to ``images`` training images.
+
+    Yields a :class:`probe.TrainingStep` after each chunk of images, staged ``s1``,
+    ``s2``, ``s3``, with the stage's ``planes_used`` so far, the share of competition
+    areas ``won`` by a responding cell, the planes ``seeded`` (add-if-silent) and the
+    relative ``weight_change`` of the chunk.
+    """
     del generator  # the order of ``batches`` is already seeded
     pool, count = [], 0
     for batch in batches:
@@ -203,11 +215,22 @@ def competitive_learning(model: Neocognitron, batches: Iterable[torch.Tensor],
         if count >= images:
             break
     data = torch.cat(pool)[:images]
+    chunks = range(0, len(data), chunk)
+    total, done = len(chunks) * len(model.s_layers), 0
     for stage, layer in enumerate(model.s_layers):
-        for start in range(0, len(data), chunk):
-            inputs = model.stage_input(data[start:start + chunk], stage)
-            learn_stage(layer, inputs, learning_thetas[stage], max(area >> stage, 2), rate,
-                        seeds_per_batch, blank)
+        for start in chunks:
+            with torch.no_grad():
+                before = layer.conv.weight.detach().clone()
+                inputs = model.stage_input(data[start:start + chunk], stage)
+                counts = learn_stage(layer, inputs, learning_thetas[stage],
+                                     max(area >> stage, 2), rate, seeds_per_batch, blank)
+                weight = layer.conv.weight
+                change = float((weight - before).norm() / weight.norm().clamp_min(1e-12))
+                used = int((weight.flatten(1).abs().sum(1) > 0).sum())
+            done += 1
+            yield TrainingStep(f"s{stage + 1}", done, total, {
+                "planes_used": used, "won": counts["won"] / max(counts["areas"], 1),
+                "seeded": counts["seeded"], "weight_change": change})
 
 
 def build_neocognitron(num_classes: int, in_channels: int, input_size: int,

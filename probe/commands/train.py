@@ -44,7 +44,12 @@ def _duration(seconds: float) -> str:
 
 def summary_line(record: dict[str, Any], out: Path, sidecar: Path) -> str:
     """The line ``probe train`` ends with, e.g. ``trained lenet5 on digits: 5 epochs,
-    test accuracy 97.1 %, 42 s → ckpt.safetensors (+ ckpt.json sidecar)``."""
+    test accuracy 97.1 %, 42 s → ckpt.safetensors (+ ckpt.json sidecar)``.
+
+    An architecture's own procedure comes first with its stages and time
+    (``own procedure (s1, s2, s3) 9.4 s, 5 epochs, …``); the time at the end is the
+    whole training.
+    """
     metrics = record.get("metrics", {})
     results = []
     if "mean_iou" in metrics:
@@ -54,9 +59,17 @@ def summary_line(record: dict[str, Any], out: Path, sidecar: Path) -> str:
             results.append(f"{name} {100 * metrics[key]:.1f} %")
     epochs = record.get("recipe", {}).get("epochs")
     init = record.get("init") or {}
-    parts = [f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else None,
+    prepared = record.get("prepare") or {}
+    stages = ", ".join(prepared.get("stages") or {})
+    own = (f"own procedure{f' ({stages})' if stages else ''} "
+           f"{_duration(float(prepared.get('seconds', 0.0)))}" if prepared else None)
+    backprop = f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else None
+    if own and not backprop:
+        backprop = "no backprop"
+    parts = [own, backprop,
              f"from {init['checkpoint']}" if init.get("checkpoint") else None, *results,
-             _duration(float(record.get("train_seconds", 0.0)))]
+             _duration(float(record.get("train_seconds", 0.0))
+                       + float(prepared.get("seconds", 0.0)))]
     dataset = (record.get("dataset") or {}).get("name")
     return (f"trained {record.get('arch')}{f' on {dataset}' if dataset else ''}: "
             f"{', '.join(p for p in parts if p)} → {out} (+ {sidecar.name} sidecar)")
