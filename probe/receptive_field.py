@@ -104,6 +104,15 @@ def _adaptive_window(before: int, after: int) -> int:
 
 
 _ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """A kernel geometry standing in for a module (adaptive pooling with equal windows)."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
 _TRANSPOSED = (nn.ConvTranspose2d, nn.MaxUnpool2d)
 
 
@@ -111,6 +120,12 @@ def next_field(module: nn.Module, field: Field, size: tuple[int, int]) -> Field:
     """The field of ``module``'s output (map ``size``) given its input's field."""
     grid = field.grid
     has_kernel = all(hasattr(module, a) for a in ("kernel_size", "stride", "padding"))
+    if isinstance(module, _ADAPTIVE) and all(
+            size[a] <= grid.size[a] and grid.size[a] % size[a] == 0 for a in (0, 1)):
+        # equal windows: exactly a pooling of kernel = stride = input / output cells
+        window = tuple(grid.size[a] // size[a] for a in (0, 1))
+        module = _Kernel(window, window, (0, 0))
+        has_kernel = True
     if has_kernel and not isinstance(module, _ADAPTIVE):
         k = _pair(module.kernel_size)
         s = _pair(module.stride if module.stride is not None else module.kernel_size)
@@ -141,6 +156,23 @@ def next_field(module: nn.Module, field: Field, size: tuple[int, int]) -> Field:
     grown = tuple(field.size[a] + (_adaptive_window(grid.size[a], size[a]) - 1) * grid.stride[a]
                   if size[a] <= grid.size[a] else field.size[a] for a in (0, 1))
     return Field(Grid.centred(size, grid.input_size), grown, False)  # type: ignore[arg-type]
+
+
+def union(fields: list[Field]) -> Field:
+    """What a module with several map inputs sees: the union of their fields.
+
+    Fields on one grid (same cells, jump and start: HMAX's C1 taking the max of
+    two S1 scales) unite into the largest size per axis; inputs on different grids
+    keep the first input's field, marked inexact.
+    """
+    first = fields[0]
+    if len(fields) == 1:
+        return first
+    grid = first.grid
+    if any(f.grid != grid for f in fields[1:]):
+        return Field(grid, first.size, False, first.spatial)
+    size = tuple(max(f.size[a] for f in fields) for a in (0, 1))
+    return Field(grid, size, all(f.exact for f in fields), first.spatial)  # type: ignore[arg-type]
 
 
 def whole(field: Field) -> Field:
@@ -185,6 +217,9 @@ def layer_fields(model: nn.Module, layers: Mapping[str, str],
         return by_size.get(size, Field(Grid.centred(size, input_size),  # type: ignore[arg-type]
                                        last[0].size, False))
 
+    guessed: set[int] = set()  # outputs of modules that read a map made outside modules
+    names_of: dict[int, list[str]] = {}  # the layers captured at each output
+
     ran: set[int] = set()
 
     def geometry(module: nn.Module) -> nn.Module:
@@ -206,18 +241,29 @@ def layer_fields(model: nn.Module, layers: Mapping[str, str],
             out = output[0] if isinstance(output, (tuple, list)) else output
             if not isinstance(out, torch.Tensor):
                 return
+            maps = [t for t in inputs if isinstance(t, torch.Tensor) and t.dim() == 4]
+            shape = geometry(module)
+            # a module applying a kernel functionally whose result passed through a child
+            # (the Neocognitron's S-layer: its own convolution, then an identity) owns
+            # that result: its kernel on its inputs, not the child's guess
+            owns = (out.dim() == 4 and id(out) in guessed and hasattr(shape, "kernel_size")
+                    and bool(maps) and all(id(t) in fields for t in maps))
+            if owns:
+                del fields[id(out)]
+                guessed.discard(id(out))
             if out.dim() == 4 and id(out) not in fields:
-                first = next((t for t in inputs if isinstance(t, torch.Tensor)
-                              and t.dim() == 4), None)
+                first = maps[0] if maps else None
+                if any(id(t) not in fields for t in maps):
+                    guessed.add(id(out))
                 size = tuple(out.shape[-2:])
-                shape = geometry(module)
                 container = shape is module and any(True for _ in module.children())
                 if container and size in by_size:
                     # made by a functional op after the children (a residual sum):
                     # the most recent map of that size, as a consumer would see it
                     field = by_size[size]  # type: ignore[index]
                 elif first is not None:
-                    field = next_field(shape, field_of(first), size)  # type: ignore[arg-type]
+                    seen = union([field_of(t) for t in maps])
+                    field = next_field(shape, seen, size)  # type: ignore[arg-type]
                 else:
                     field = Field(Grid.centred(size, input_size),  # type: ignore[arg-type]
                                   whole(last[0]).size, False)
@@ -225,9 +271,13 @@ def layer_fields(model: nn.Module, layers: Mapping[str, str],
                 by_size[size] = field  # type: ignore[index]
                 last[0] = field
                 keep.append(out)
+            if owns:
+                for name in names_of.get(id(out), []):
+                    result[name] = fields[id(out)]
             if path in paths:
                 name = paths[path]
                 result[name] = fields[id(out)] if out.dim() == 4 else whole(last[0])
+                names_of.setdefault(id(out), []).append(name)
                 if name not in order:
                     order.append(name)
         return record
@@ -259,4 +309,4 @@ def layer_grids(model: nn.Module, layers: Mapping[str, str],
     return {name: f.grid if f.spatial else None for name, f in fields.items()}, order
 
 
-__all__ = ["Field", "layer_fields", "layer_grids", "next_field", "whole"]
+__all__ = ["Field", "layer_fields", "layer_grids", "next_field", "union", "whole"]

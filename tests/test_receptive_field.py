@@ -26,7 +26,14 @@ SMALL = {
     "vgg": {"width": 0.05, "fc_width": 8, "input_size": 32},
     "deformable": {"width": 0.05, "fc_width": 8, "input_size": 32},
     "deconvnet": {"width": 0.05, "fc_width": 8, "input_size": 32, "depth": 2},
+    "neocognitron": {"planes": (2, 2, 2)},
+    "natural_v1": {"filters": 4, "patches": 1000, "iterations": 2},
+    # circular: every S2 patch size is valid at every cell; β small: no exp underflow
+    "hmax": {"bands": 2, "patch_sizes": (2, 4), "prototypes": 2, "input_size": 32,
+             "circular": True, "beta": 1e-3},
 }
+#: Families built for one input channel (digits).
+GREY = {"lenet", "neocognitron", "natural_v1", "hmax"}
 ARCHS = sorted(spec.name for spec in get_host().architectures if spec.family in SMALL)
 FAMILY = {spec.name: spec.family for spec in get_host().architectures}
 SIZE = {spec.name: spec.input_size for spec in get_host().architectures}
@@ -52,7 +59,11 @@ class SmoothMaxPool(nn.MaxPool2d):
 
 
 def _positive(model: nn.Module) -> nn.Module:
-    """Weights ~ U(0.5, 1.5)/fan-in and biases 0.1, so nothing cancels and ReLUs pass."""
+    """Weights ~ U(0.5, 1.5)/fan-in and biases 0.1, so nothing cancels and ReLUs pass.
+
+    Also kernels kept as buffers named ``weight`` (the Neocognitron's contrast layer,
+    whose difference of Gaussians would cancel on a constant input).
+    """
     generator = torch.Generator().manual_seed(0)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
@@ -67,6 +78,10 @@ def _positive(model: nn.Module) -> nn.Module:
                 param.copy_((0.5 + torch.rand(param.shape, generator=generator)) / fan)
             else:
                 param.fill_(0.1 if "bias" in name else 1.0)
+        for name, buffer in model.named_buffers():  # a functional convolution's kernel
+            if name.rsplit(".", 1)[-1] == "weight" and buffer.dim() > 1:
+                fan = buffer[0].numel()
+                buffer.copy_((0.5 + torch.rand(buffer.shape, generator=generator)) / fan)
     for module in model.modules():
         if hasattr(module, "reset_offsets"):  # deformable blocks: zero offsets
             module.reset_offsets()
@@ -83,7 +98,7 @@ def _axis_support(centre: float, size: float, length: int, circular: bool) -> se
 
 
 def _dataset(name: str, size: int):
-    channels = {"lenet": 1}.get(FAMILY[name], 3)
+    channels = 1 if FAMILY[name] in GREY else 3
     if channels == 1:
         return probe.load_dataset("digits", size=2, image_size=size)
     return probe.load_dataset("parts", size=2, image_size=size)
@@ -128,13 +143,39 @@ class ResidualSum(nn.Module):
         return self.out(self.b(self.a(x)) + x)
 
 
+def _smooth_hmax(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HMAX's maxima with their geometry but a gradient to every cell they pool.
+
+    As :class:`SmoothMaxPool` for modules: C1's max over two scales and a grid becomes
+    their mean and an average over the grid, C2's global max a global mean.
+    """
+    from probe.plugins.architectures import hmax
+
+    def c1(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        both = (first + second) / 2
+        if self.circular:
+            bottom, right = (hmax.pool_geometry(side, self.kernel_size, self.overlap, True)[2]
+                             for side in both.shape[-2:])
+            both = F.pad(both, (0, right, 0, bottom), mode="circular")
+        return F.avg_pool2d(both, self.kernel_size, self.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s2 = [out(self.s2(m)) for out, m in zip(self.s2_out, self.c1_maps(x), strict=True)]
+        return self.readout(self.c2(torch.stack([m.mean((-2, -1)) for m in s2]).mean(0)))
+
+    monkeypatch.setattr(hmax.C1Band, "forward", c1)
+    monkeypatch.setattr(hmax.HMAX, "forward", forward)
+
+
 @pytest.mark.parametrize("arch", [*ARCHS, "torchvision:resnet18", "residual-sum"])
-def test_theoretical_field_is_the_exact_support_of_the_input_gradient(arch):
+def test_theoretical_field_is_the_exact_support_of_the_input_gradient(arch, monkeypatch):
+    if arch == "hmax":
+        _smooth_hmax(monkeypatch)
     options = SMALL.get(FAMILY.get(arch, ""), {})
     model = _positive(ResidualSum() if arch == "residual-sum" else
                       probe.load_model(arch, seed=0, **options))
     size = options.get("input_size", SIZE.get(arch, 32))
-    channels = 1 if FAMILY.get(arch) == "lenet" else 3
+    channels = 1 if FAMILY.get(arch) in GREY else 3
     data = _dataset(arch, size) if arch in FAMILY else probe.load_dataset("parts", size=2,
                                                                            image_size=size)
     tables = probe.measure(model, data, [("receptive-field", {"images": 1, "per_unit": False})],

@@ -135,6 +135,9 @@ class C1Band(nn.Module):
 class S2(nn.Module):
     """Gaussian RBF units ``exp(−β‖X − P‖²)`` on C1 patches, one prototype set per size.
 
+    ``kernel_size``/``stride``/``padding`` give the largest patch's window for
+    receptive-field arithmetic (a unit of a smaller patch sees part of it).
+
     Prototypes of size ``n`` are the buffer ``prototypes_n`` (``Tensor[P, 4, n, n]``).
     ``‖X − P‖² = Σ X² − 2⟨X, P⟩ + ‖P‖²`` with two convolutions per patch size. With
     zero padding only the valid positions respond; the maps are zero-padded (0 = no
@@ -145,6 +148,10 @@ class S2(nn.Module):
                  circular: bool) -> None:
         super().__init__()
         self.patch_sizes, self.beta, self.circular = patch_sizes, beta, circular
+        # receptive-field arithmetic: the largest patch, whose window (lead (n − 1) // 2
+        # cells before the centre) holds every smaller one's: the union over prototypes
+        largest = max(patch_sizes)
+        self.kernel_size, self.stride, self.padding = largest, 1, (largest - 1) // 2
         for n in patch_sizes:  # seeded placeholders until imprinted
             self.register_buffer(f"prototypes_{n}", torch.rand(per_size, len(ORIENTATIONS), n, n))
 

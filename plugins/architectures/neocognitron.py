@@ -52,9 +52,11 @@ class ContrastLayer(nn.Module):
         dog = gaussian(7, 1.0) - gaussian(7, 2.0)
         weight = torch.stack([dog, -dog])[:, None].repeat(1, in_channels, 1, 1) / in_channels
         self.register_buffer("weight", weight.float())
+        # the functional convolution's geometry, for receptive-field arithmetic
+        self.kernel_size, self.stride, self.padding = 7, 1, 3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(F.conv2d(x, self.weight.to(x.dtype), padding=3))
+        return F.relu(F.conv2d(x, self.weight.to(x.dtype), padding=self.padding))
 
 
 class SLayer(nn.Module):
