@@ -312,3 +312,46 @@ def test_report_shows_the_layers_a_lens_looked_at(tmp_path, capsys):
     assert [s.layer for s in layered] == ["c3"]
     (grid,) = layered[0].blocks
     assert isinstance(grid, views.Pictures) and len(grid.items) == 16
+
+
+def _pair_similarities(model: nn.Module, rows, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the cosine of its two images' pixels and of their Gram matrices at
+    ``layer`` (the diversity term's own measure), recomputed from the stored pixels."""
+    rows = rows.sort_values(["unit", "index"])
+    x = torch.tensor(np.stack([np.asarray(p, dtype=np.float32).reshape(1, 32, 32)
+                               for p in rows["pixels"]]))
+    seen: list[torch.Tensor] = []
+    module = model.get_submodule(probe.layer_map(model)[layer])
+    hook = module.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        with torch.no_grad():
+            model(model.probe_preprocessing.normalize(x))
+    finally:
+        hook.remove()
+    flat = seen[0].flatten(2)
+    gram = torch.nn.functional.normalize(torch.einsum("nkp,nlp->nkl", flat, flat).flatten(1),
+                                         dim=1).view(-1, 2, flat.shape[1] ** 2)
+    pixels = torch.nn.functional.normalize(x.flatten(1), dim=1).view(-1, 2, 32 * 32)
+    return ((pixels[:, 0] * pixels[:, 1]).sum(1).numpy(),
+            (gram[:, 0] * gram[:, 1]).sum(1).numpy())
+
+
+def test_the_diversity_term_makes_a_units_images_differ():
+    """Two images per LeNet-5 c3 unit, 64 steps, with and without Lucid's diversity term
+    (weight 1). Measured: pixel cosine between a unit's two images 0.97 without, 0.68
+    with; the Gram cosine (what the term penalises) 0.9994 → 0.976; the objective
+    drops from 0.092 to 0.075 (the trade the term makes)."""
+    model = probe.load_model("lenet5", seed=0)
+    data = probe.load_dataset("digits", size=4)
+    found = {}
+    for diversity in (0.0, 1.0):
+        rows = probe.measure(model, data, [("visualize", {
+            "steps": 64, "images_per_unit": 2, "diversity": diversity})],
+            batch_size=4, device="cpu", layers=["c3"])["visualize"]["images"]
+        found[diversity] = (*_pair_similarities(model, rows, "c3"), rows["value"].to_numpy())
+    (plain_pix, plain_gram, plain_value), (div_pix, div_gram, div_value) = \
+        found[0.0], found[1.0]
+    assert len(plain_pix) == len(div_pix) == 16
+    assert plain_pix.mean() > 0.9 and div_pix.mean() < plain_pix.mean() - 0.2
+    assert (div_gram < plain_gram).mean() >= 0.8  # for most units, not only on average
+    assert div_value.mean() < plain_value.mean()
