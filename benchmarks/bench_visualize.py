@@ -7,9 +7,13 @@ batch (what the analysis does), ``one at a time`` calls it K times with one unit
 each — the same code with K = 1, nothing added. The two are interleaved and the best
 of ``--repeats`` kept (a shared machine is noisy). Prints units per second and the
 ratio per layer, and the step time split into the parts that scale with the batch.
+With ``--memory`` it also prints, per layer, the peak memory one batched call holds
+allocated beyond what was live before it (CUDA: ``max_memory_allocated``; CPU: the
+running total PyTorch's allocator reports in the profiler's allocation events), for
+all K units and for one: the bound is one layer's batch, growing linearly with K.
 
     python benchmarks/bench_visualize.py [--arch vgg11_bn] [--layers conv2_1,conv3_1]
-        [--units 32] [--steps 16] [--size 64] [--device cpu|cuda] [--threads 2]
+        [--units 32] [--steps 16] [--size 64] [--device cpu|cuda] [--threads 2] [--memory]
 """
 
 from __future__ import annotations
@@ -20,6 +24,34 @@ import time
 from collections.abc import Callable
 
 import torch
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes ``fn()`` holds allocated at once beyond what was live before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch._C._profiler import _EventType  # benchmarks only: the allocator's totals
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.tag == _EventType.Allocation:
+            extra = node.extra_fields
+            events.append((node.start_time_ns, extra.total_allocated, extra.alloc_size))
+    if not events:
+        return 0
+    events.sort()
+    before = events[0][1] - events[0][2]
+    return max(total for _, total, _ in events) - before
 
 
 def main() -> None:
@@ -34,6 +66,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="best of N, interleaved")
     parser.add_argument("--redirect-relu", type=int, default=1)
+    parser.add_argument("--memory", action="store_true", help="also peak memory per call")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -84,6 +117,12 @@ def main() -> None:
               f"{k / single:7.2f} units/s   ratio {single / batched:5.2f}×   "
               f"(step: K={k} {1000 * batched / args.steps:6.1f} ms, K=1 "
               f"{1000 * single / k / args.steps:5.2f} ms)")
+        if args.memory:
+            many = peak_bytes(together, device)
+            one = peak_bytes(lambda layer=layer, units=units: optimise(
+                handle, layer, shape, units[:1], settings), device)
+            print(f"{'':8s} peak memory: K={k} {many / 2 ** 20:7.1f} MiB, K=1 "
+                  f"{one / 2 ** 20:6.2f} MiB, per unit {many / k / 2 ** 20:6.2f} MiB")
     print(f"load {os.getloadavg()[0]:.2f} at the end")
 
 
