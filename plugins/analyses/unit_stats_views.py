@@ -25,7 +25,7 @@ from probe.views.blocks import (
     UnitColumns,
 )
 from probe.views.format import format_value, layer_depth
-from probe.views.plots import layer_color, layer_order
+from probe.views.plots import axes, cell, figure, layer_color, layer_order, subplots
 from probe.views.run_view import RunView
 
 NAME = "unit-stats"
@@ -198,25 +198,23 @@ def layer_views(run: RunView, layer: str) -> list[Any]:
 
 def activation_figure(units: pd.DataFrame, layers: Sequence[str]) -> Any:
     """Box plots per layer of each unit's maximum activation and fraction positive."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+    layout = subplots(1, 2, subplot_titles=(
         "maximum activation per unit", "fraction of positive activations per unit"))
     frame = units.assign(layer=units["layer"].astype(str))
+    groups = dict(tuple(frame.groupby("layer", sort=False)))
+    traces = []
     for i, layer in enumerate(layer_order(frame, layers=layers)):
-        rows = frame[frame["layer"] == layer]
-        if rows.empty:
+        rows = groups.get(layer)
+        if rows is None or rows.empty:
             continue
         color = layer_color(i)
-        fig.add_trace(go.Box(y=rows["max"], name=layer, marker_color=color, showlegend=False),
-                      row=1, col=1)
-        fig.add_trace(go.Box(y=rows["fraction_positive"], name=layer, marker_color=color,
-                             showlegend=False), row=1, col=2)
-    fig.update_yaxes(title_text="max activation", row=1, col=1)
-    fig.update_yaxes(title_text="fraction positive", tickformat=".0%", row=1, col=2)
-    fig.update_layout(height=380, margin={"t": 50})
-    return fig
+        for col, column in ((1, "max"), (2, "fraction_positive")):
+            traces.append({"type": "box", "y": rows[column].to_numpy(), "name": layer,
+                           "marker": {"color": color}, "showlegend": False, **cell(1, col, 2)})
+    layout["yaxis"]["title"] = {"text": "max activation"}
+    layout["yaxis2"].update(title={"text": "fraction positive"}, tickformat=".0%")
+    layout.update(height=380, margin={"t": 50})
+    return figure(traces, layout)
 
 
 def run_views(run: RunView) -> list[Any]:
@@ -236,7 +234,14 @@ SUMMARY_FORMATS = {"unit_stats_units": "int", "unit_stats_positive": "percent"}
 
 
 def summary_frame(run: RunView) -> pd.DataFrame | None:
-    """Per layer (network order): units, mean of the units' maxima and fraction positive."""
+    """Per layer (network order): units, mean of the units' maxima and fraction positive.
+
+    Kept in the run's memo (the layer summary and the comparison read it; treat it as
+    read-only)."""
+    return run.memo((NAME, "summary-frame"), lambda: _summary_frame(run))
+
+
+def _summary_frame(run: RunView) -> pd.DataFrame | None:
     units = _units(run)
     if units is None:
         return None
@@ -306,26 +311,26 @@ def headlines(run: RunView) -> list[Any]:
 
 def compare_figures(runs: Sequence[RunView]) -> list[Any]:
     """Mean maximum activation and fraction positive by relative depth, one line per run."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     frames = [(run, summary_frame(run)) for run in runs]
     frames = [(run, f) for run, f in frames if f is not None]
     if len(frames) < 2:
         return []
     columns = ("unit_stats_max", "unit_stats_positive")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[SUMMARY_LABELS[c] for c in columns])
+    layout = subplots(1, 2, subplot_titles=tuple(SUMMARY_LABELS[c] for c in columns))
+    traces = []
     for i, (run, frame) in enumerate(frames):
         depth = layer_depth(list(frame["layer"]))
         for col, column in enumerate(columns, start=1):
-            fig.add_trace(go.Scatter(
-                x=[depth[x] for x in frame["layer"]], y=frame[column], text=frame["layer"],
-                mode="lines+markers", name=run.label, legendgroup=run.label,
-                showlegend=col == 1, line={"color": layer_color(i)},
-                hovertemplate="%{text}: %{y:.4g}"), row=1, col=col)
-            fig.update_xaxes(title_text="relative depth (first layer 0, last 1)",
-                             range=[-0.05, 1.05], row=1, col=col)
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    fig.update_layout(height=360)
-    return [Figure(fig, caption="One line per run; runs of different depth line up by "
-                   "relative depth.", name="unit-stats-compare")]
+            traces.append({
+                "type": "scatter", "x": [depth[x] for x in frame["layer"]],
+                "y": frame[column].to_numpy(), "text": frame["layer"].to_numpy(),
+                "mode": "lines+markers", "name": run.label, "legendgroup": run.label,
+                "showlegend": col == 1, "line": {"color": layer_color(i)},
+                "hovertemplate": "%{text}: %{y:.4g}", **cell(1, col, 2)})
+    for axis in axes(layout, "x"):
+        layout[axis].update(title={"text": "relative depth (first layer 0, last 1)"},
+                            range=[-0.05, 1.05])
+    layout["yaxis2"]["tickformat"] = ".0%"
+    layout["height"] = 360
+    return [Figure(figure(traces, layout), caption="One line per run; runs of different depth "
+                   "line up by relative depth.", name="unit-stats-compare")]

@@ -3,7 +3,9 @@ order, empty figures. Dashboard and report draw with these, so legends agree."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -98,3 +100,95 @@ def _legend_below_plain(figure: dict[str, Any], most: int) -> dict[str, Any]:
     layout["height"] = (layout.get("height") or 400) + 24 * rows
     layout["margin"] = {**(layout.get("margin") or {}), **change["margin"]}
     return {**figure, "layout": layout}
+
+
+def figure(data: Sequence[Mapping[str, Any]] = (), layout: Mapping[str, Any] | None = None,
+           ) -> Any:
+    """A plotly figure from its plain form: trace dicts (with ``type``) and a layout dict.
+
+    Built without plotly's property validation, which checks and coerces every
+    property of every trace and axis one by one and is most of the cost of a
+    figure (``make_subplots`` and a few ``update_layout`` calls take tens of
+    milliseconds). So the spec must be what plotly.js reads: full names
+    (``{"title": {"text": ...}}``, not ``title_text``), arrays as lists or numpy
+    arrays (``Series.to_numpy()``, as validation would make them). The result is
+    an ordinary ``go.Figure`` (attributes, ``to_plotly_json``, ``to_json``); the
+    default template is added as usual. ``tests/test_view_plots.py`` rebuilds
+    every figure of the built-in views with validation and compares.
+    """
+    import plotly.graph_objects as go
+
+    return go.Figure(data=[dict(trace) for trace in data], layout=dict(layout or {}),
+                     _validate=False)
+
+
+def subplots(rows: int = 1, cols: int = 1, **options: Any) -> dict[str, Any]:
+    """The layout ``make_subplots(rows, cols, **options)`` makes (axes, domains, subplot
+    titles), without its template, as a new dict; put traces on a cell with
+    :func:`cell`. Options as ``make_subplots`` takes them (hashable values: tuples,
+    not lists)."""
+    return copy.deepcopy(_subplots(rows, cols, tuple(sorted(options.items()))))
+
+
+@functools.lru_cache(maxsize=64)
+def _subplots(rows: int, cols: int, options: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    from plotly.subplots import make_subplots
+
+    layout = make_subplots(rows=rows, cols=cols, **dict(options)).to_plotly_json()["layout"]
+    layout.pop("template", None)
+    return layout
+
+
+def cell(row: int, col: int, cols: int) -> dict[str, str]:
+    """A trace's axes in cell (``row``, ``col``) of :func:`subplots` with ``cols`` columns,
+    as ``add_trace(trace, row=row, col=col)`` sets them."""
+    n = (row - 1) * cols + col
+    suffix = "" if n == 1 else str(n)
+    return {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+
+
+def axes(layout: Mapping[str, Any], letter: str) -> list[str]:
+    """The layout's axis keys of ``letter`` (``"x"``: ``xaxis``, ``xaxis2``, ...), in order
+    (what ``update_xaxes`` without ``row``/``col`` updates)."""
+    prefix = f"{letter}axis"
+    return [k for k in layout if k == prefix or (k.startswith(prefix) and k[5:].isdigit())]
+
+
+def hline(y: float, text: str, color: str, dash: str = "dash", xref: str = "x",
+          yref: str = "y") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shape and annotation ``add_hline(y, line_dash=dash, line_color=color,
+    annotation_text=text)`` adds (a line across the plot, its label at the right end)."""
+    shape = {"line": {"color": color, "dash": dash}, "type": "line", "x0": 0, "x1": 1,
+             "xref": f"{xref} domain", "y0": y, "y1": y, "yref": yref}
+    note = {"showarrow": False, "text": text, "x": 1, "xanchor": "right",
+            "xref": f"{xref} domain", "y": y, "yanchor": "bottom", "yref": yref}
+    return shape, note
+
+
+def vline(x: float, text: str, dash: str = "dash", color: str | None = None,
+          xref: str = "x", yref: str = "y", bottom: bool = False,
+          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shape and annotation ``add_vline(x, line_dash=dash, line_color=color,
+    annotation_text=text)`` adds (a line up the plot, its label to the right of it at the
+    top; at the bottom with ``bottom``, as ``annotation_position="bottom right"``)."""
+    line = {"dash": dash, **({"color": color} if color else {})}
+    shape = {"line": line, "type": "line", "x0": x, "x1": x, "xref": xref, "y0": 0, "y1": 1,
+             "yref": f"{yref} domain"}
+    note = {"showarrow": False, "text": text, "x": x, "xanchor": "left", "xref": xref,
+            "y": 0 if bottom else 1, "yanchor": "bottom" if bottom else "top",
+            "yref": f"{yref} domain"}
+    return shape, note
+
+
+def colorscale(name: str) -> list[list[Any]]:
+    """A named plotly colour scale (``"RdBu_r"``, ``"Viridis"``) as the list of
+    ``[position, colour]`` pairs validation makes of it (a new list)."""
+    return [list(pair) for pair in _colorscale(name)]
+
+
+@functools.lru_cache(maxsize=32)
+def _colorscale(name: str) -> tuple[tuple[float, str], ...]:
+    import plotly.graph_objects as go
+
+    return tuple(tuple(pair) for pair in go.Heatmap(colorscale=name).to_plotly_json()
+                 ["colorscale"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from probe.views.plots import category_color
+from probe.views.plots import axes, category_color, cell, figure, hline, subplots
 
 #: Concept categories from low to high level (stacking and legend order).
 CATEGORY_ORDER = ("color", "texture", "material", "part", "object", "scene")
@@ -51,91 +51,87 @@ def hierarchy_figure(summary: pd.DataFrame) -> Any:
         Stacked bars, one per layer; a segment is detectors of the category / units
         of the layer, so a bar's height is the layer's share of detector units.
     """
-    import plotly.graph_objects as go
-
     layers, categories = _by_layer(summary)
-    fig = go.Figure()
+    traces = []
     for i, category in enumerate(categories):
         detectors = _column(summary, category, layers, "detectors")
         unique = _column(summary, category, layers, "unique_concepts") \
             if "unique_concepts" in summary else detectors
-        fig.add_trace(go.Bar(
-            x=layers, y=_column(summary, category, layers, "share_of_units"), name=category,
-            marker_color=category_color(category, i), customdata=[
+        traces.append({
+            "type": "bar", "x": layers, "y": _column(summary, category, layers, "share_of_units"),
+            "name": category, "marker": {"color": category_color(category, i)}, "customdata": [
                 [category, int(d), int(u)] for d, u in zip(detectors, unique, strict=True)],
-            hovertemplate="%{x}: %{y:.1%} of units<br>%{customdata[1]} detectors, "
-                          "%{customdata[2]} unique concepts<extra>%{customdata[0]}</extra>"))
-    fig.update_layout(barmode="stack", title="dissection: share of units detecting each "
-                      "category, per layer", height=400, legend_title="category",
-                      xaxis={"title": "layer", "categoryorder": "array", "categoryarray": layers},
-                      yaxis={"title": "share of the layer's units", "tickformat": ".0%"})
-    return fig
+            "hovertemplate": "%{x}: %{y:.1%} of units<br>%{customdata[1]} detectors, "
+                             "%{customdata[2]} unique concepts<extra>%{customdata[0]}</extra>"})
+    return figure(traces, {
+        "barmode": "stack", "height": 400, "legend": {"title": {"text": "category"}},
+        "title": {"text": "dissection: share of units detecting each category, per layer"},
+        "xaxis": {"title": {"text": "layer"}, "categoryorder": "array", "categoryarray": layers},
+        "yaxis": {"title": {"text": "share of the layer's units"}, "tickformat": ".0%"}})
 
 
 def detector_counts_figure(summary: pd.DataFrame) -> Any:
     """Detector units (left) and unique concepts (right) per layer, stacked by category."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     layers, categories = _by_layer(summary)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("detector units", "unique concepts"))
+    layout = subplots(1, 2, subplot_titles=("detector units", "unique concepts"))
+    traces = []
     for i, category in enumerate(categories):
         color = category_color(category, i)
-        fig.add_trace(go.Bar(x=layers, y=_column(summary, category, layers, "detectors"),
-                             name=category, legendgroup=category, marker_color=color),
-                      row=1, col=1)
-        fig.add_trace(go.Bar(x=layers, y=_column(summary, category, layers, "unique_concepts"),
-                             name=category, legendgroup=category, marker_color=color,
-                             showlegend=False), row=1, col=2)
-    fig.update_layout(barmode="stack", height=380, legend_title="category",
-                      title="dissection: detectors and unique concepts per layer")
-    fig.update_xaxes(categoryorder="array", categoryarray=layers)
-    return fig
+        for col, column in ((1, "detectors"), (2, "unique_concepts")):
+            traces.append({"type": "bar", "x": layers,
+                           "y": _column(summary, category, layers, column), "name": category,
+                           "legendgroup": category, "marker": {"color": color},
+                           **({"showlegend": False} if col == 2 else {}), **cell(1, col, 2)})
+    layout.update(barmode="stack", height=380, legend={"title": {"text": "category"}},
+                  title={"text": "dissection: detectors and unique concepts per layer"})
+    for axis in axes(layout, "x"):
+        layout[axis].update(categoryorder="array", categoryarray=layers)
+    return figure(traces, layout)
 
 
 def iou_distribution_figure(units: pd.DataFrame, iou_threshold: float | None = None,
                             layers: Sequence[str] | None = None) -> Any:
     """Box plot of each unit's best IoU per layer, with the detector threshold."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
     order = list(layers) if layers is not None else \
         pd.unique(units["layer"].to_numpy(dtype=object)).tolist()
     by_layer = {str(layer): rows for layer, rows in units.groupby(
         units["layer"].astype(str), sort=False)["iou"]}
+    traces = []
     for layer in order:
         rows = by_layer.get(str(layer))
         if rows is None or rows.empty:
             continue
-        fig.add_trace(go.Box(y=rows.astype(float), name=str(layer),
-                             boxpoints="outliers", showlegend=False, marker_color="#555555"))
+        traces.append({"type": "box", "y": rows.to_numpy(dtype=float), "name": str(layer),
+                       "boxpoints": "outliers", "showlegend": False,
+                       "marker": {"color": "#555555"}})
+    layout: dict[str, Any] = {}
     if iou_threshold is not None:
-        fig.add_hline(y=iou_threshold, line_dash="dash", line_color="#d62728",
-                      annotation_text=f"detector: IoU > {iou_threshold:g}")
-    fig.update_layout(title="dissection: best IoU per unit", yaxis_title="best IoU",
-                      xaxis_title="layer", height=380)
-    return fig
+        shape, note = hline(iou_threshold, f"detector: IoU > {iou_threshold:g}", "#d62728")
+        layout.update(shapes=[shape], annotations=[note])
+    layout.update(title={"text": "dissection: best IoU per unit"},
+                  yaxis={"title": {"text": "best IoU"}},
+                  xaxis={"title": {"text": "layer"}}, height=380)
+    return figure(traces, layout)
 
 
 def edges_figure(edges: pd.DataFrame) -> Any:
     """Part→object edges: weight-path share against the ablation drop."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+    traces = []
     if not edges.empty:
         text = (edges["part_layer"].astype(str) + ":" + edges["part_unit"].astype(str) + " "
                 + edges["part_name"].astype(str) + " → " + edges["object_layer"].astype(str)
                 + ":" + edges["object_unit"].astype(str) + " "
                 + edges["object_name"].astype(str))
-        fig.add_trace(go.Scatter(x=edges["weight_path"], y=edges["ablation_drop"],
-                                 mode="markers", text=text, hoverinfo="text",
-                                 marker={"color": category_color("part"), "size": 9,
-                                         "line": {"color": category_color("object"),
-                                                  "width": 2}}))
-    fig.update_layout(title="dissection: part → object edges",
-                      xaxis_title="weight-path share", yaxis_title="relative activation drop "
-                      "when the part unit is ablated", height=380)
-    return fig
+        traces.append({"type": "scatter", "x": edges["weight_path"].to_numpy(),
+                       "y": edges["ablation_drop"].to_numpy(), "mode": "markers",
+                       "text": text.to_numpy(dtype=object), "hoverinfo": "text",
+                       "marker": {"color": category_color("part"), "size": 9,
+                                  "line": {"color": category_color("object"), "width": 2}}})
+    return figure(traces, {
+        "title": {"text": "dissection: part → object edges"},
+        "xaxis": {"title": {"text": "weight-path share"}},
+        "yaxis": {"title": {"text": "relative activation drop when the part unit is ablated"}},
+        "height": 380})
 
 
 def dissection_figures(tables: Mapping[str, pd.DataFrame]) -> list[Any]:

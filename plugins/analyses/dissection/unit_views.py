@@ -15,7 +15,7 @@ import pandas as pd
 from probe.views.blocks import Facts, Figure, Note, Picture, Pictures, Table, UnitColumns
 from probe.views.format import format_value
 from probe.views.images import active_box, crop, mask_overlay, png_bytes, thumbnail, unpack_mask
-from probe.views.plots import category_color
+from probe.views.plots import category_color, figure, vline
 from probe.views.run_view import RunView
 
 from .figures import ordered_categories
@@ -129,26 +129,24 @@ def layer_views(run: RunView, layer: str) -> list[Any]:
 
 def ranking_figure(ranking: pd.DataFrame, threshold: float, title: str) -> Any:
     """Horizontal bars of a unit's best labels across categories, with the threshold line."""
-    import plotly.graph_objects as go
-
     rows = ranking[ranking["iou"].astype(float) >= 0]
     rows = rows.sort_values("iou", ascending=False, kind="stable").head(RANKING)
     names = [f"{n} ({c})" for n, c in zip(rows["name"], rows["category"], strict=True)]
-    fig = go.Figure()
+    traces = []
     for i, category in enumerate(ordered_categories(list(rows["category"]))):
         mine = rows["category"].astype(str) == category
-        fig.add_trace(go.Bar(x=rows.loc[mine, "iou"].astype(float),
-                             y=[n for n, m in zip(names, mine, strict=True) if m],
-                             orientation="h", name=category,
-                             marker_color=category_color(category, i),
-                             hovertemplate="%{y}: IoU %{x:.4f}<extra></extra>"))
-    fig.add_vline(x=threshold, line_dash="dot", line_color="#d62728",
-                  annotation_text=f"detector: IoU > {format_value(threshold)}",
-                  annotation_position="bottom right")
-    fig.update_layout(title=title, xaxis_title="IoU", height=max(240, 26 * len(rows) + 110),
-                      margin={"l": 170}, legend_title="category",
-                      yaxis={"categoryorder": "array", "categoryarray": names[::-1]})
-    return fig
+        traces.append({"type": "bar", "x": rows.loc[mine, "iou"].to_numpy(dtype=float),
+                       "y": [n for n, m in zip(names, mine, strict=True) if m],
+                       "orientation": "h", "name": category,
+                       "marker": {"color": category_color(category, i)},
+                       "hovertemplate": "%{y}: IoU %{x:.4f}<extra></extra>"})
+    shape, note = vline(threshold, f"detector: IoU > {format_value(threshold)}", "dot",
+                        "#d62728", bottom=True)
+    return figure(traces, {
+        "shapes": [shape], "annotations": [note], "title": {"text": title},
+        "xaxis": {"title": {"text": "IoU"}}, "height": max(240, 26 * len(rows) + 110),
+        "margin": {"l": 170}, "legend": {"title": {"text": "category"}},
+        "yaxis": {"categoryorder": "array", "categoryarray": names[::-1]}})
 
 
 def exemplar_rgb(run: RunView, row: Mapping[str, Any], size: int,

@@ -39,7 +39,14 @@ TEXTBOOK = "colour and texture early, parts in the middle, objects late"
 
 
 def unit_table(run: RunView, layer: str | None = None) -> pd.DataFrame | None:
-    """The ``units`` rows (``layer`` as text; only ``layer``'s rows when given), or ``None``."""
+    """The ``units`` rows (``layer`` as text; only ``layer``'s rows when given), or ``None``.
+
+    Kept in the run's memo (most views of a page read it); treat it as read-only.
+    """
+    return run.memo((ANALYSIS, "unit-table", layer), lambda: _unit_table(run, layer))
+
+
+def _unit_table(run: RunView, layer: str | None) -> pd.DataFrame | None:
     frame = run.table(ANALYSIS, "units", columns=UNIT_COLUMNS, layer=layer)
     if frame is None or frame.empty:
         return None
@@ -149,19 +156,30 @@ def runner_up(run: RunView, layer: str, units: pd.DataFrame) -> pd.DataFrame:
     if labels is None or labels.empty:
         return out
     key = "label" if "label" in labels and "label" in units else "name"
-    best = units[["unit", key, "iou"]].rename(columns={key: "best", "iou": "best_iou"})
-    merged = labels.merge(best, on="unit")
-    merged = merged[(merged[key] != merged["best"]) & (merged["iou"].astype(float) >= 0)]
-    if merged.empty:
+    # each label row's unit as a row of ``units`` (-1: not there), then that unit's best
+    where = pd.Index(units["unit"].to_numpy()).get_indexer(labels["unit"].to_numpy())
+    iou = labels["iou"].to_numpy(dtype=float)
+    label = labels[key].to_numpy(dtype=object)
+    kept = (where >= 0) & (iou >= 0)
+    kept[kept] = label[kept] != units[key].to_numpy(dtype=object)[where[kept]]
+    rows = np.flatnonzero(kept)
+    if not len(rows):
         return out
-    top = merged.loc[merged.groupby("unit")["iou"].idxmax()].set_index("unit")
-    has_best = units.set_index("unit")["label" if "label" in units else "name"]
-    has_best = has_best.ne(-1) & has_best.ne("")
-    has = out["unit"].map(has_best).fillna(False).astype(bool)  # no best: no runner-up
+    # per unit the kept label of highest IoU, the first in table order on ties (as idxmax)
+    order = rows[np.lexsort((rows, -iou[rows], where[rows]))]
+    _, first = np.unique(where[order], return_index=True)
+    top = order[first]
+    named = units["label" if "label" in units else "name"].to_numpy(dtype=object)
+    has = (named != -1) & (named != "")  # no best label: no runner-up
+    position = where[top]
     for column, source in (("runner_up", "name"), ("runner_up_category", "category")):
-        out[column] = out["unit"].map(top[source].astype(str)).fillna("").where(has, "")
-    out["runner_up_iou"] = out["unit"].map(top["iou"].astype(float)).where(has)
-    out["gap"] = out["unit"].map(units.set_index("unit")["iou"]) - out["runner_up_iou"]
+        values = np.full(len(units), "", dtype=object)
+        values[position] = labels[source].iloc[top].astype(str).fillna("").to_numpy(object)
+        out[column] = np.where(has, values, "")
+    runner = np.full(len(units), np.nan)
+    runner[position] = iou[top]
+    out["runner_up_iou"] = np.where(has, runner, np.nan)
+    out["gap"] = units["iou"].to_numpy(dtype=float) - out["runner_up_iou"].to_numpy()
     return out
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from probe.views.blocks import Figure, Headline, Note, Picture, Pictures, Section, Table
 from probe.views.format import format_value, layer_depth
-from probe.views.plots import category_color
+from probe.views.plots import axes, category_color, cell, figure, subplots
 from probe.views.run_view import RunView
 
 from .figures import (
@@ -113,7 +113,7 @@ def layer_summary(run: RunView) -> Table | None:
         return None
     layers = [*run.layers, *(x for x in dissected_layers(run, units) if x not in run.layers)]
     frame = pd.DataFrame({"layer": layers})
-    dissected = frame["layer"].isin(set(units["layer"]))
+    dissected = frame["layer"].isin(pd.unique(units["layer"].to_numpy(dtype=object)))
     detectors = units[units["is_detector"]]
     concept = "label" if "label" in units else "name"
     size = frame["layer"].map(units.groupby("layer").size()).astype(float)
@@ -132,39 +132,39 @@ def layer_summary(run: RunView) -> Table | None:
 
 
 def _depth_figure(having: list[tuple[RunView, pd.DataFrame]], categories: list[str]) -> Any:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=len(categories), shared_yaxes=True,
-                        subplot_titles=categories)
+    cols = len(categories)
+    layout = subplots(1, cols, shared_yaxes=True, subplot_titles=tuple(categories))
+    traces = []
     top = 0.0
     for r, (run, counts) in enumerate(having):
         layers = list(dict.fromkeys(counts.sort_values("layer_index", kind="stable")["layer"]))
         depth = layer_depth(layers)
+        by_category = dict(tuple(counts.groupby("category", sort=False)))
         for c, category in enumerate(categories):
-            rows = counts[counts["category"] == category].set_index("layer").reindex(layers)
+            rows = by_category.get(category, counts.iloc[:0]).set_index("layer").reindex(layers)
             share = rows["share_of_units"].fillna(0).astype(float)
             top = max(top, float(share.max()) if len(share) else 0.0)
-            fig.add_trace(go.Scatter(
-                x=[depth[x] for x in layers], y=list(share), text=layers, mode="lines+markers",
-                name=f"{run.label} · {category}", legendgroup=run.label,
-                line={"color": category_color(category, c), "dash": DASHES[r % len(DASHES)]},
-                marker={"symbol": SYMBOLS[r % len(SYMBOLS)]},
-                hovertemplate=f"{run.label}<br>%{{text}} (depth %{{x:.2f}}): %{{y:.1%}} of "
-                              f"units detect {category}<extra></extra>"), row=1, col=c + 1)
-    fig.update_yaxes(range=[0, max(top * 1.1, 0.05)], tickformat=".0%")
-    fig.update_yaxes(title_text="share of the layer's units", row=1, col=1)
-    fig.update_xaxes(range=[-0.05, 1.05], title_text="relative depth")
-    fig.update_layout(title="dissection: detector share per category by relative depth",
-                      height=380)
-    return fig
+            traces.append({
+                "type": "scatter", "x": [depth[x] for x in layers], "y": list(share),
+                "text": layers, "mode": "lines+markers", "name": f"{run.label} · {category}",
+                "legendgroup": run.label,
+                "line": {"color": category_color(category, c), "dash": DASHES[r % len(DASHES)]},
+                "marker": {"symbol": SYMBOLS[r % len(SYMBOLS)]},
+                "hovertemplate": f"{run.label}<br>%{{text}} (depth %{{x:.2f}}): %{{y:.1%}} of "
+                                 f"units detect {category}<extra></extra>", **cell(1, c + 1, cols)})
+    for axis in axes(layout, "y"):
+        layout[axis].update(range=[0, max(top * 1.1, 0.05)], tickformat=".0%")
+    layout["yaxis"]["title"] = {"text": "share of the layer's units"}
+    for axis in axes(layout, "x"):
+        layout[axis].update(range=[-0.05, 1.05], title={"text": "relative depth"})
+    layout.update(title={"text": "dissection: detector share per category by relative depth"},
+                  height=380)
+    return figure(traces, layout)
 
 
 def _totals_figure(having: list[tuple[RunView, pd.DataFrame]], categories: list[str]) -> Any:
-    import plotly.graph_objects as go
-
     labels = [run.label for run, _ in having]
-    fig = go.Figure()
+    traces = []
     for c, category in enumerate(categories):
         values, shares = [], []
         for _, counts in having:
@@ -172,14 +172,15 @@ def _totals_figure(having: list[tuple[RunView, pd.DataFrame]], categories: list[
             units = counts.drop_duplicates("layer")["units"].sum()
             values.append(int(rows["detectors"].sum()))
             shares.append(values[-1] / units if units else 0.0)
-        fig.add_trace(go.Bar(x=labels, y=values, name=category, customdata=shares,
-                             marker_color=category_color(category, c),
-                             hovertemplate="%{x}: %{y} " + category + " detectors "
-                                           "(%{customdata:.1%} of its dissected units)"
-                                           "<extra></extra>"))
-    fig.update_layout(barmode="stack", title="dissection: detector units per category, per run",
-                      yaxis_title="detector units", legend_title="category", height=380)
-    return fig
+        traces.append({"type": "bar", "x": labels, "y": values, "name": category,
+                       "customdata": shares, "marker": {"color": category_color(category, c)},
+                       "hovertemplate": "%{x}: %{y} " + category + " detectors "
+                                        "(%{customdata:.1%} of its dissected units)"
+                                        "<extra></extra>"})
+    return figure(traces, {
+        "barmode": "stack", "title": {"text": "dissection: detector units per category, per run"},
+        "yaxis": {"title": {"text": "detector units"}}, "legend": {"title": {"text": "category"}},
+        "height": 380})
 
 
 def compare_figures(runs: Sequence[RunView]) -> list[Any]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from probe.views.plots import figure
+
 
 def _label(rows: pd.DataFrame, layer: str) -> str:
     stride = rows["stride"].iloc[0]
@@ -21,55 +23,50 @@ def error_vs_shift_figure(errors: pd.DataFrame, transform: str) -> Any:
     Filled markers: shifts that are whole cells of the layer's grid (the action
     is exact there), so the period of the cumulative stride shows as dips.
     """
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
     rows = errors[errors["transform"] == transform]
-    for layer in pd.unique(rows["layer"].to_numpy(dtype=object)).tolist():
-        part = rows[rows["layer"] == layer].sort_values("pixels")
+    traces = []
+    for layer, part in rows.groupby("layer", sort=False):
+        part = part.sort_values("pixels")
         symbols = ["circle" if e else "circle-open" for e in part["exact_action"]]
-        fig.add_trace(go.Scatter(x=part["pixels"], y=part["relative_error"],
-                                 mode="lines+markers", name=_label(part, layer),
-                                 marker={"symbol": symbols, "size": 8}))
+        traces.append({"type": "scatter", "x": part["pixels"].to_numpy(),
+                       "y": part["relative_error"].to_numpy(), "mode": "lines+markers",
+                       "name": _label(part, layer), "marker": {"symbol": symbols, "size": 8}})
     # tall enough for one legend entry per layer
     height = max(400, 22 * rows["layer"].nunique() + 120)
-    fig.update_layout(title=f"equivariance: {transform} — error vs shift (filled: whole cells)",
-                      xaxis_title="input shift (pixels)", yaxis_title="relative error",
-                      height=height)
-    return fig
+    return figure(traces, {
+        "title": {"text": f"equivariance: {transform} — error vs shift (filled: whole cells)"},
+        "xaxis": {"title": {"text": "input shift (pixels)"}},
+        "yaxis": {"title": {"text": "relative error"}}, "height": height})
 
 
 def error_vs_magnitude_figure(errors: pd.DataFrame, transform: str) -> Any:
     """Relative error vs magnitude (rotations, scalings, user transforms), one line per layer."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
     rows = errors[errors["transform"] == transform]
     unit = rows["unit"].iloc[0] if len(rows) else ""
-    for layer in pd.unique(rows["layer"].to_numpy(dtype=object)).tolist():
-        part = rows[rows["layer"] == layer].sort_values("magnitude")
-        fig.add_trace(go.Scatter(x=part["magnitude"], y=part["relative_error"],
-                                 mode="lines+markers", name=str(layer)))
-    fig.update_layout(title=f"equivariance: {transform} — error vs magnitude",
-                      xaxis_title=f"magnitude ({unit})", yaxis_title="relative error",
-                      height=400)
-    return fig
+    traces = []
+    for layer, part in rows.groupby("layer", sort=False):
+        part = part.sort_values("magnitude")
+        traces.append({"type": "scatter", "x": part["magnitude"].to_numpy(),
+                       "y": part["relative_error"].to_numpy(), "mode": "lines+markers",
+                       "name": str(layer)})
+    return figure(traces, {
+        "title": {"text": f"equivariance: {transform} — error vs magnitude"},
+        "xaxis": {"title": {"text": f"magnitude ({unit})"}},
+        "yaxis": {"title": {"text": "relative error"}}, "height": 400})
 
 
 def discrete_error_figure(errors: pd.DataFrame, transforms: list[str]) -> Any:
     """Grouped bars: error per layer for each discrete transformation element."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+    traces = []
     for name in transforms:
         rows = errors[(errors["transform"] == name) & (errors["magnitude"] != 0)]
-        for magnitude in sorted(set(rows["magnitude"])):
-            part = rows[rows["magnitude"] == magnitude]
-            fig.add_trace(go.Bar(x=part["layer"], y=part["relative_error"],
-                                 name=f"{name} {magnitude:g}"))
-    fig.update_layout(title="equivariance: flips and quarter turns — error per layer",
-                      barmode="group", yaxis_title="relative error", height=400)
-    return fig
+        for magnitude, part in rows.groupby("magnitude", sort=True):
+            traces.append({"type": "bar", "x": part["layer"].to_numpy(),
+                           "y": part["relative_error"].to_numpy(),
+                           "name": f"{name} {magnitude:g}"})
+    return figure(traces, {
+        "title": {"text": "equivariance: flips and quarter turns — error per layer"},
+        "barmode": "group", "yaxis": {"title": {"text": "relative error"}}, "height": 400})
 
 
 def learned_map_figure(maps: pd.DataFrame) -> Any:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from probe.views.blocks import Facts, Figure, Headline, Note, Table
 from probe.views.format import format_value, layer_depth
-from probe.views.plots import empty_figure, layer_color, layer_order
+from probe.views.plots import axes, cell, empty_figure, figure, layer_color, layer_order, subplots
 from probe.views.run_view import RunView
 
 NAME = "equivariance"
@@ -36,7 +36,15 @@ def identity_of(transform: str) -> float:
 
 
 def errors(run: RunView, layer: str | None = None) -> pd.DataFrame | None:
-    """The ``errors`` rows (of ``layer``) with infinite errors as NaN; ``None`` if absent."""
+    """The ``errors`` rows (of ``layer``) with infinite errors as NaN; ``None`` if absent.
+
+    Kept in the run's memo (the summary, the run's and the layer's views read it); treat
+    it as read-only.
+    """
+    return run.memo((NAME, "errors", layer), lambda: _errors(run, layer))
+
+
+def _errors(run: RunView, layer: str | None) -> pd.DataFrame | None:
     frame = run.table(NAME, "errors", layer=layer)
     if frame is None or frame.empty:
         return None
@@ -74,27 +82,28 @@ def _axis(rows: pd.DataFrame) -> tuple[pd.Series, str]:
 def layer_figure(frame: pd.DataFrame | None, layer: str) -> Any:
     """One layer's error against each transform's magnitude: one panel per transform,
     shared y; filled markers where the action is an exact permutation of cells."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     rows = None if frame is None else frame[frame["layer"] == layer]
     if rows is None or rows.empty:
         return empty_figure(f"no equivariance rows for layer {layer}")
-    transforms = list(dict.fromkeys(rows["transform"]))
-    fig = make_subplots(rows=1, cols=len(transforms), subplot_titles=transforms,
-                        shared_yaxes=True, horizontal_spacing=0.04)
+    groups = dict(tuple(rows.groupby("transform", sort=False)))
+    transforms = list(groups)
+    cols = len(transforms)
+    layout = subplots(1, cols, subplot_titles=tuple(transforms), shared_yaxes=True,
+                      horizontal_spacing=0.04)
+    traces = []
     for i, name in enumerate(transforms, start=1):
-        group = rows[rows["transform"] == name].sort_values("magnitude")
+        group = groups[name].sort_values("magnitude")
         x, title = _axis(group)
         symbols = ["circle" if bool(e) else "circle-open" for e in group["exact_action"]] \
             if "exact_action" in group else "circle"
-        fig.add_trace(go.Scatter(x=x, y=group["relative_error"], mode="lines+markers",
-                                 name=name, showlegend=False, line={"color": layer_color(i - 1)},
-                                 marker={"symbol": symbols, "size": 8}), row=1, col=i)
-        fig.update_xaxes(title_text=title, row=1, col=i)
-    fig.update_yaxes(title_text="relative error", rangemode="tozero", row=1, col=1)
-    fig.update_layout(height=300, margin={"t": 40})
-    return fig
+        traces.append({"type": "scatter", "x": x.to_numpy(),
+                       "y": group["relative_error"].to_numpy(), "mode": "lines+markers",
+                       "name": name, "showlegend": False, "line": {"color": layer_color(i - 1)},
+                       "marker": {"symbol": symbols, "size": 8}, **cell(1, i, cols)})
+        layout[axes(layout, "x")[i - 1]]["title"] = {"text": title}
+    layout["yaxis"].update(title={"text": "relative error"}, rangemode="tozero")
+    layout.update(height=300, margin={"t": 40})
+    return figure(traces, layout)
 
 
 def _layer_caption(layer: str) -> str:
@@ -148,11 +157,11 @@ def layer_views(run: RunView, layer: str) -> list[Any]:
 
 def unit_views(run: RunView, layer: str, unit: int) -> list[Any]:
     """The layer's equivariance (the same for each of its units) and the unit's partners."""
-    def figure() -> Any:  # the same on every unit page of the layer: built once, as JSON
+    def build() -> Any:  # the same on every unit page of the layer: built once, as JSON
         frame = errors(run, layer)
         return None if frame is None else layer_figure(frame, layer).to_plotly_json()
 
-    spec = run.memo(("equivariance-layer-figure", layer), figure)
+    spec = run.memo(("equivariance-layer-figure", layer), build)
     out: list[Any] = []
     if spec is not None:
         out.append(Figure(spec, caption=_layer_caption(layer) +
@@ -178,16 +187,13 @@ def unit_views(run: RunView, layer: str, unit: int) -> list[Any]:
 
 def per_layer_figure(frame: pd.DataFrame, order: Sequence[str]) -> Any:
     """Mean relative error per layer (identity left out), one line per transform."""
-    import plotly.graph_objects as go
-
     means = mean_errors(frame).reindex(list(order))
-    fig = go.Figure()
-    for i, name in enumerate(means.columns):
-        fig.add_trace(go.Scatter(x=list(order), y=means[name], mode="lines+markers",
-                                 name=str(name), line={"color": layer_color(i)}))
-    fig.update_layout(xaxis_title="layer", yaxis_title="mean relative error",
-                      yaxis_rangemode="tozero", height=360)
-    return fig
+    traces = [{"type": "scatter", "x": list(order), "y": means[name].to_numpy(),
+               "mode": "lines+markers", "name": str(name), "line": {"color": layer_color(i)}}
+              for i, name in enumerate(means.columns)]
+    return figure(traces, {"xaxis": {"title": {"text": "layer"}},
+                           "yaxis": {"title": {"text": "mean relative error"},
+                                     "rangemode": "tozero"}, "height": 360})
 
 
 def run_views(run: RunView) -> list[Any]:
@@ -257,7 +263,14 @@ def run_views(run: RunView) -> list[Any]:
 
 
 def summary_frame(run: RunView) -> pd.DataFrame | None:
-    """Per captured layer, the mean relative error under each transform (identity left out)."""
+    """Per captured layer, the mean relative error under each transform (identity left out).
+
+    Kept in the run's memo (the layer summary, the headlines and the comparison read it;
+    treat it as read-only)."""
+    return run.memo((NAME, "summary-frame"), lambda: _summary_frame(run))
+
+
+def _summary_frame(run: RunView) -> pd.DataFrame | None:
     frame = errors(run)
     if frame is None:
         return None
@@ -305,9 +318,6 @@ def headlines(run: RunView) -> list[Any]:
 
 def compare_figures(runs: Sequence[RunView]) -> list[Any]:
     """Mean error by relative depth, one panel per transform (shared y), one line per run."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     frames = [(run, summary_frame(run)) for run in runs]
     frames = [(run, f) for run, f in frames if f is not None and not f.empty]
     if len(frames) < 2:
@@ -315,22 +325,27 @@ def compare_figures(runs: Sequence[RunView]) -> list[Any]:
     columns = list(dict.fromkeys(c for _, f in frames for c in f if c != "layer"))
     if not columns:
         return [Note("No equivariance errors to compare.")]
-    titles = [_transform(c) for c in columns]
-    fig = make_subplots(rows=1, cols=len(columns), subplot_titles=titles, shared_yaxes=True,
-                        horizontal_spacing=0.03)
+    titles = tuple(_transform(c) for c in columns)
+    cols = len(columns)
+    layout = subplots(1, cols, subplot_titles=titles, shared_yaxes=True,
+                      horizontal_spacing=0.03)
+    x_axes = axes(layout, "x")
+    traces = []
     for i, (run, frame) in enumerate(frames):
         depth = layer_depth(list(frame["layer"]))
         for col, column in enumerate(columns, start=1):
             if column not in frame:
                 continue
-            fig.add_trace(go.Scatter(
-                x=[depth[x] for x in frame["layer"]], y=frame[column], text=frame["layer"],
-                mode="lines+markers", name=run.label, legendgroup=run.label,
-                showlegend=col == 1, line={"color": layer_color(i)},
-                hovertemplate="%{text}: %{y:.4g}"), row=1, col=col)
-            fig.update_xaxes(title_text="relative depth", range=[-0.05, 1.05], row=1, col=col)
-    fig.update_yaxes(title_text="mean relative error", rangemode="tozero", row=1, col=1)
-    fig.update_layout(height=340)
-    return [Figure(fig, caption="Mean relative error per transform by relative depth (first "
-                   "layer 0, last 1), one line per run, shared y.",
+            traces.append({
+                "type": "scatter", "x": [depth[x] for x in frame["layer"]],
+                "y": frame[column].to_numpy(), "text": frame["layer"].to_numpy(),
+                "mode": "lines+markers", "name": run.label, "legendgroup": run.label,
+                "showlegend": col == 1, "line": {"color": layer_color(i)},
+                "hovertemplate": "%{text}: %{y:.4g}", **cell(1, col, cols)})
+            layout[x_axes[col - 1]].update(title={"text": "relative depth"},
+                                           range=[-0.05, 1.05])
+    layout["yaxis"].update(title={"text": "mean relative error"}, rangemode="tozero")
+    layout["height"] = 340
+    return [Figure(figure(traces, layout), caption="Mean relative error per transform by "
+                   "relative depth (first layer 0, last 1), one line per run, shared y.",
                    name="equivariance-compare")]

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from probe.views.plots import colorscale, figure
+
 #: Units shown per filter grid, and layers given a grid.
 GRID_UNITS = 64
 GRID_LAYERS = 3
@@ -29,12 +31,10 @@ def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any
         layer: Which layer to show (its first :data:`GRID_UNITS` units).
         columns: Filter/fit pairs per row.
     """
-    import plotly.graph_objects as go
-
     everything = units[units["layer"] == layer]
     rows = everything.sort_values("unit").head(GRID_UNITS)
     if rows.empty:
-        return go.Figure().update_layout(title=f"filters: no units in {layer}")
+        return figure([], {"title": {"text": f"filters: no units in {layer}"}})
     h, w = int(rows["kernel_h"].iloc[0]), int(rows["kernel_w"].iloc[0])
     n = len(rows)
     grid_rows = -(-n // columns)
@@ -57,18 +57,18 @@ def filter_grid_figure(units: pd.DataFrame, layer: str, columns: int = 8) -> Any
                                                                            peak)
     median = everything["gabor_r2"].median()
     scale = 1000 / width
-    fig = go.Figure(go.Heatmap(z=canvas, text=labels, hoverinfo="text", zmin=-1, zmax=1,
-                               zmid=0, colorscale="RdBu_r", showscale=False))
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
-    fig.update_xaxes(visible=False)
     status = rows["gabor_status"].iloc[0]
     note = f"median R² {median:.2f} over {len(everything)} units" if np.isfinite(median) \
         else f"Gabor fit: {status}"
-    fig.update_layout(title=f"filters: {layer} — each filter (left) beside its Gabor fit "
-                            f"(right); {note}", width=1040,
-                      height=int(min(1400, max(220, 70 + height * scale))),
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10})
-    return fig
+    heatmap = {"type": "heatmap", "z": canvas, "text": labels, "hoverinfo": "text", "zmin": -1,
+               "zmax": 1, "zmid": 0, "colorscale": colorscale("RdBu_r"), "showscale": False}
+    return figure([heatmap], {
+        "yaxis": {"autorange": "reversed", "scaleanchor": "x", "visible": False},
+        "xaxis": {"visible": False},
+        "title": {"text": f"filters: {layer} — each filter (left) beside its Gabor fit "
+                          f"(right); {note}"}, "width": 1040,
+        "height": int(min(1400, max(220, 70 + height * scale))),
+        "margin": {"l": 10, "r": 10, "t": 50, "b": 10}})
 
 
 def energy_curve_figure(energy: pd.DataFrame) -> Any:
@@ -105,26 +105,24 @@ def energy_curve_figure(energy: pd.DataFrame) -> Any:
 
 def orientation_frequency_figure(units: pd.DataFrame) -> Any:
     """Polar scatter of fitted orientation (θ, doubled to [0, 360°)) and frequency."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+    traces = []
     ok = units[units["gabor_status"] == "ok"]
     for layer, rows in ok.groupby("layer", sort=False):
-        fig.add_trace(go.Scatterpolar(
-            r=rows["gabor_frequency"], theta=np.degrees(rows["gabor_theta"]) * 2,
-            mode="markers", name=str(layer),
-            marker={"size": 4 + 10 * rows["gabor_r2"].clip(0, 1)},
-            # a numpy string array: plotly checks a list of strings item by item (20×)
-            text=np.array([f"{layer} unit {u}: θ={np.degrees(t):.0f}°, f={f:.3f}, R²={r:.2f}"
-                           for u, t, f, r in zip(rows["unit"].tolist(),
-                                                 rows["gabor_theta"].tolist(),
-                                                 rows["gabor_frequency"].tolist(),
-                                                 rows["gabor_r2"].tolist(), strict=True)]),
-            hoverinfo="text"))
-    fig.update_layout(title="filters: Gabor orientation (angle = 2θ) and frequency "
-                            "(radius, cycles/px); marker size = R²",
-                      polar={"radialaxis": {"range": [0, 0.6]}}, height=420)
-    return fig
+        traces.append({
+            "type": "scatterpolar", "r": rows["gabor_frequency"].to_numpy(),
+            "theta": (np.degrees(rows["gabor_theta"]) * 2).to_numpy(),
+            "mode": "markers", "name": str(layer),
+            "marker": {"size": (4 + 10 * rows["gabor_r2"].clip(0, 1)).to_numpy()},
+            "text": np.array([f"{layer} unit {u}: θ={np.degrees(t):.0f}°, f={f:.3f}, R²={r:.2f}"
+                              for u, t, f, r in zip(rows["unit"].tolist(),
+                                                    rows["gabor_theta"].tolist(),
+                                                    rows["gabor_frequency"].tolist(),
+                                                    rows["gabor_r2"].tolist(), strict=True)]),
+            "hoverinfo": "text"})
+    return figure(traces, {
+        "title": {"text": "filters: Gabor orientation (angle = 2θ) and frequency "
+                          "(radius, cycles/px); marker size = R²"},
+        "polar": {"radialaxis": {"range": [0, 0.6]}}, "height": 420})
 
 
 def summary_figure(layers: pd.DataFrame) -> Any:

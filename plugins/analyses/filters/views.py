@@ -27,7 +27,7 @@ from probe.views.blocks import (
     UnitColumns,
 )
 from probe.views.format import format_value
-from probe.views.plots import layer_order
+from probe.views.plots import figure, layer_order, vline
 from probe.views.run_view import RunView
 
 NAME = "filters"
@@ -170,21 +170,23 @@ def _links(run: RunView, layer: str, frame: pd.DataFrame) -> dict[str, Any]:
 
 def r2_figure(units: pd.DataFrame, layer_row: pd.Series | None) -> Any:
     """Histogram of the layer's Gabor R², with the random filters' median and the threshold."""
-    import plotly.graph_objects as go
-
     fitted = units[units["gabor_status"] == "ok"]
-    fig = go.Figure(go.Histogram(x=fitted["gabor_r2"], xbins={"start": 0, "end": 1,
-                                                                "size": 0.05},
-                                 marker_color="#1f77b4", name="learned filters"))
+    histogram = {"type": "histogram", "x": fitted["gabor_r2"].to_numpy(),
+                 "xbins": {"start": 0, "end": 1, "size": 0.05},
+                 "marker": {"color": "#1f77b4"}, "name": "learned filters"}
+    shapes, notes = [], []
     if layer_row is not None:
         for column, text, dash in (("gabor_r2_random_median", "random filters' median", "dot"),
                                    ("r2_threshold", "Gabor-like above", "dash")):
             value = layer_row.get(column)
             if value is not None and np.isfinite(float(value)):
-                fig.add_vline(x=float(value), line_dash=dash, annotation_text=text)
-    fig.update_layout(xaxis={"title": "Gabor R²", "range": [0, 1]}, yaxis_title="filters",
-                      height=300, margin={"t": 30})
-    return fig
+                shape, note = vline(float(value), text, dash)
+                shapes.append(shape)
+                notes.append(note)
+    layout: dict[str, Any] = {"shapes": shapes, "annotations": notes} if shapes else {}
+    layout.update(xaxis={"title": {"text": "Gabor R²"}, "range": [0, 1]},
+                  yaxis={"title": {"text": "filters"}}, height=300, margin={"t": 30})
+    return figure([histogram], layout)
 
 
 def layer_views(run: RunView, layer: str) -> list[Any]:
@@ -280,20 +282,27 @@ SUMMARY_LABELS = {"filters_r2": "median Gabor R²", "filters_r2_random":
                   "filters_separability": "median colour separability"}
 SUMMARY_FORMATS = {"filters_r2": "fixed3", "filters_r2_random": "fixed3",
                    "filters_fitted": "percent", "filters_separability": "fixed3"}
+#: Columns of ``units`` the per-layer summary reads.
+SUMMARY_COLUMNS = ("layer", "gabor_status", "gabor_r2", "separability")
 
 
 def summary_frame(run: RunView) -> pd.DataFrame | None:
     """Per layer: median Gabor R² of fitted filters (and of random ones), share fitted,
-    median separability; columns that are empty in every layer are left out."""
-    units = _units(run)
-    if units is None:
+    median separability; columns that are empty in every layer are left out. Kept in the
+    run's memo (the layer summary and the comparison read it; treat it as read-only)."""
+    return run.memo((NAME, "summary-frame"), lambda: _summary_frame(run))
+
+
+def _summary_frame(run: RunView) -> pd.DataFrame | None:
+    units = run.table(NAME, "units", columns=SUMMARY_COLUMNS)  # not the filters' maps
+    if units is None or units.empty:
         return None
     frame = units.assign(layer=units["layer"].astype(str))
     ok = frame["gabor_status"] == "ok"
     grouped = frame.groupby("layer", sort=False)
     out = pd.DataFrame({
         "filters_r2": frame[ok].groupby("layer")["gabor_r2"].median(),
-        "filters_fitted": grouped["gabor_status"].apply(lambda s: float((s == "ok").mean())),
+        "filters_fitted": ok.groupby(frame["layer"], sort=False).mean().astype(float),
         "filters_separability": grouped["separability"].median()})
     layers = run.table(NAME, "layers", columns=["layer", "gabor_r2_random_median"])
     if layers is not None and "gabor_r2_random_median" in layers:
