@@ -38,7 +38,8 @@ def renders(page: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 def slot(page: str, **args: str | int) -> Any:
     """A placeholder, filled by the ``page`` renderer called with ``args`` (JSON values)."""
     ident = {"type": SLOT, "page": page, "key": json.dumps(args, sort_keys=True)}
-    return dcc.Loading(html.Div(id=ident, className="view-slot"), type="dot")
+    return dcc.Loading(html.Div(id=ident, className="view-slot"), type="dot",
+                       parent_className="view-slot-loading")
 
 
 def fill(ident: dict[str, Any]) -> tuple[Any, str]:

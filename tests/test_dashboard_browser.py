@@ -98,6 +98,41 @@ def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
     assert dash_duo.get_logs() == []
 
 
+def test_slow_pages_and_sections_show_a_spinner(dash_duo, tmp_path: Path, monkeypatch) -> None:
+    """A page the router is still computing (a cold unit page), then each section still
+    being filled, shows a spinner in its place, gone once it is drawn."""
+    import time
+
+    from probe.dashboards import create_app, slots
+    from probe.dashboards.pages import unit
+    from probe.sample_runs import synthetic_tables, write_tables_run
+
+    write_tables_run(tmp_path / "r", synthetic_tables({"c1": 4}, images=16), ["c1"])
+    page, section = unit.render_page, slots._RENDERERS["unit"]
+
+    def slow_page(*args, **kwargs):
+        time.sleep(2.5)
+        return page(*args, **kwargs)
+
+    def slow_section(**args):
+        time.sleep(2.5)
+        return section(**args)
+
+    monkeypatch.setattr(unit, "render_page", slow_page)
+    monkeypatch.setitem(slots._RENDERERS, "unit", slow_section)
+    dash_duo.start_server(create_app(tmp_path))
+    dash_duo.driver.get(dash_duo.server_url + "/unit/r/c1/2")
+    dash_duo.wait_for_element("#page-loading .dash-spinner", timeout=2)
+    assert not dash_duo.find_elements("#unit-title")  # the page itself is not there yet
+    dash_duo.wait_for_text_to_equal("#unit-title", "r · c1 · unit 2", timeout=20)
+    dash_duo.wait_for_no_elements("#page-loading .dash-spinner", timeout=5)
+    dash_duo.wait_for_element(".view-slot-loading .dash-spinner", timeout=2)
+    assert not dash_duo.find_elements("#unit-unit-stats")  # its section: still coming
+    dash_duo.wait_for_element("#unit-unit-stats", timeout=20)
+    dash_duo.wait_for_no_elements(".view-slot-loading .dash-spinner", timeout=5)
+    assert dash_duo.get_logs() == []
+
+
 @pytest.fixture(scope="module")
 def dissected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run with concept labels: a small CNN on 16 images of the parts world."""
