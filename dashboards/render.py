@@ -48,6 +48,8 @@ def render(block: Any, key: str = "") -> Any:
     if isinstance(block, blocks.Headline):
         return facts(blocks.Facts([(block.label, block.value)],
                                   formats={block.label: block.format}), slug(key, block.label))
+    if isinstance(block, blocks.Choice):
+        return choice(block, slug(key, block.name))
     return note(f"a view returned {type(block).__name__}, which is not a view block",
                 "warning")
 
@@ -72,6 +74,18 @@ def section(block: blocks.Section, key: str = "") -> html.Section:
     return html.Section([html.H3(block.title), *render_all(block.blocks, ident)],
                         className="panel view-section", id=ident,
                         **{"data-analysis": block.analysis, "data-layer": block.layer or ""})
+
+
+def choice(block: blocks.Choice, id: str) -> html.Div:
+    """One tab per option (the first open); every option's blocks are sent at once, so
+    switching happens in the browser."""
+    tabs = [dcc.Tab(label=label, value=slug(id, k), className="choice-tab",
+                    selected_className="choice-tab-selected",
+                    children=render_all(inner, slug(id, k)))
+            for k, (label, inner) in enumerate(block.options)]
+    head = [html.Span(f"{block.label}:", className="choice-label")] if block.label else []
+    return html.Div([*head, dcc.Tabs(tabs, value=slug(id, 0), id=id, className="choice")],
+                    className="view-choice", **{"data-choice": block.label or block.name})
 
 
 def note(text: str, level: str = "info", id: str | None = None) -> html.Div:

@@ -169,15 +169,30 @@ def test_exemplars_are_unit_stats_top_images_through_probe_run(tmp_path, capsys)
     theirs = top[top["rank"] < 3][keys].sort_values(keys).reset_index(drop=True)
     pd_equal = ours.astype(str).equals(theirs.astype(str))
     assert pd_equal and len(ours) == (6 + 16) * 3
-    # the views: one row of pictures per method on the unit page, linked units on the layer
+    # the views: the methods to choose from on the unit page, a row of pictures each;
+    # linked units on the layer page
     from probe import views
+    from probe.dashboards.render import render
     from probe.plugins.analyses.attribution import Attribution
+    from probe.report.render import render as render_html
     from probe.views import RunView
 
     view = RunView(run)
-    blocks = Attribution.unit_views(view, "c3", 2)
-    assert [len(b.items) for b in blocks] == [3, 3, 3, 3]
-    assert blocks[-1].name == "attribution-grad-cam"
+    (choice,) = Attribution.unit_views(view, "c3", 2)
+    assert isinstance(choice, views.Choice) and choice.label == "method"
+    assert [label for label, _ in choice.options] == [
+        "Deconvnet", "Guided backprop", "Integrated gradients", "Grad-CAM"]
+    assert [[len(b.items) for b in inner] for _, inner in choice.options] == [[3]] * 4
+    assert choice.options[-1][1][0].name == "attribution-grad-cam"
+    # the dashboard: one tab per method, the first open, each holding its pictures
+    tabs = render(choice, "unit").children[-1]
+    assert type(tabs).__name__ == "Tabs" and tabs.value == tabs.children[0].value
+    assert [t.label for t in tabs.children] == [label for label, _ in choice.options]
+    assert all(len(t.children) == 1 for t in tabs.children)
+    # the report: every method in turn under its name
+    html = render_html(choice)
+    assert [html.count(f"<h5>method: {label}</h5>") for label, _ in choice.options] == [1] * 4
+    assert html.count("<img") == 12
     cam = heat[heat["method"] == "grad-cam"]
     assert len(cam) == len(ours) and all(np.min(m) >= 0 for m in cam["map"])
     (grid,) = Attribution.layer_views(view, "c1")

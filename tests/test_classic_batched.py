@@ -10,7 +10,6 @@ from torch.profiler import ProfilerActivity, profile
 import probe
 from probe.plugins.architectures.neocognitron import learn_stage
 
-
 #: Views, which ATen's own C++ kernels take per image (``im2col`` selects each one).
 VIEWS = {"aten::as_strided", "aten::select", "aten::slice", "aten::view", "aten::expand",
          "aten::unsqueeze", "aten::squeeze", "aten::reshape", "aten::alias", "aten::t",

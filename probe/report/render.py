@@ -40,8 +40,20 @@ def render(block: Any) -> str:
         return f'<p class="note note-{escape(block.level)}">{escape(block.text)}</p>'
     if isinstance(block, blocks.Headline):
         return facts([(block.label, block.value)], {block.label: block.format})
+    if isinstance(block, blocks.Choice):
+        return choice(block)
     return f'<p class="note note-warning">a view returned {escape(type(block).__name__)}, ' \
            f"which is not a view block</p>"
+
+
+def choice(block: blocks.Choice) -> str:
+    """Every option in turn, each under ``"{label}: {option}"`` (print cannot switch)."""
+    parts = []
+    for option, inner in block.options:
+        title = f"{block.label}: {option}" if block.label else option
+        body = "\n".join(render(b) for b in inner)
+        parts.append(f'<div class="choice-option"><h5>{escape(title)}</h5>{body}</div>')
+    return "\n".join(parts)
 
 
 def section(block: blocks.Section, level: int = 3, anchor: str = "") -> str:

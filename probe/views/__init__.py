@@ -1,7 +1,8 @@
 """The view layer: what analyses show, rendered alike by the dashboard and the report.
 
 * :mod:`.blocks` — :class:`Figure`, :class:`Table`, :class:`Pictures`, :class:`Facts`,
-  :class:`Note`, :class:`Section`, :class:`Headline`, :class:`UnitColumns`;
+  :class:`Note`, :class:`Section`, :class:`Choice`, :class:`Headline`,
+  :class:`UnitColumns`;
 * :mod:`.run_view` — :class:`RunView`, what a view reads;
 * :mod:`.hooks` — :class:`AnalysisViews`, the hooks (a base of :class:`probe.Analysis`);
 * :mod:`.format` — numbers and headings for people;
@@ -10,6 +11,7 @@
 """
 
 from probe.views.blocks import (
+    Choice,
     Facts,
     Figure,
     Headline,
@@ -25,6 +27,6 @@ from probe.views.hooks import AnalysisViews
 from probe.views.plots import CATEGORY_COLORS, category_color, layer_color
 from probe.views.run_view import RunView
 
-__all__ = ["CATEGORY_COLORS", "AnalysisViews", "Facts", "Figure", "Headline", "Note",
+__all__ = ["CATEGORY_COLORS", "AnalysisViews", "Choice", "Facts", "Figure", "Headline", "Note",
            "Picture", "Pictures", "RunView", "Section", "Table", "UnitColumns",
            "category_color", "format_value", "heading", "layer_color"]

@@ -117,6 +117,25 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """Alternative views of one thing, one shown at a time.
+
+    The dashboard shows one tab per option (the first open; switching happens in
+    the browser, nothing is recomputed); the report, which cannot switch, shows every
+    option in turn under ``"{label}: {option}"``.
+
+    Args:
+        options: ``(option label, blocks)`` per option, in the order offered.
+        label: What is chosen (``"method"``).
+        name: Element id stem.
+    """
+
+    options: Sequence[tuple[str, Sequence[Any]]]
+    label: str = ""
+    name: str = "choice"
+
+
+@dataclass(frozen=True)
 class Headline:
     """One number of a run's one-page summary (``"units analysed"``).
 
@@ -160,4 +179,4 @@ class UnitColumns:
 
 
 #: Every block a view may return.
-BLOCKS = (Figure, Table, Pictures, Facts, Note, Section)
+BLOCKS = (Figure, Table, Pictures, Facts, Note, Section, Choice)

@@ -17,7 +17,7 @@ from probe.views.run_view import RunView
 
 #: What each hook may return: a list of these (``None`` allowed where noted).
 _BLOCKS = (blocks.Figure, blocks.Table, blocks.Pictures, blocks.Facts, blocks.Note,
-           blocks.Section)
+           blocks.Section, blocks.Choice)
 
 
 def _blocks(hook: str, value: Any, allowed: tuple[type, ...] = _BLOCKS) -> None:
@@ -31,6 +31,11 @@ def _blocks(hook: str, value: Any, allowed: tuple[type, ...] = _BLOCKS) -> None:
                 f"{hook}: Figure holds a {type(figure).__name__}, not a plotly figure"
         if isinstance(item, blocks.Table):
             assert isinstance(item.frame, pd.DataFrame), f"{hook}: Table.frame is no DataFrame"
+        if isinstance(item, blocks.Choice):
+            assert item.options, f"{hook}: Choice has no options"
+            for label, inner in item.options:
+                assert isinstance(label, str), f"{hook}: a Choice option label is no string"
+                _blocks(f"{hook} (option {label!r})", list(inner), allowed)
 
 
 def check_views(cls: type, tables: Mapping[str, pd.DataFrame], layers: Sequence[str],

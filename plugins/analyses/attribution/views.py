@@ -23,6 +23,10 @@ TITLES = {"deconvnet": "deconvnet projection (Zeiler & Fergus)",
           "guided-backprop": "guided backpropagation", "gradient": "input gradient",
           "integrated-gradients": "integrated gradients (black baseline)",
           "grad-cam": "Grad-CAM (rectified, upsampled)"}
+#: Short names for the unit page's method tabs.
+TABS = {"deconvnet": "Deconvnet", "guided-backprop": "Guided backprop",
+        "gradient": "Gradient", "integrated-gradients": "Integrated gradients",
+        "grad-cam": "Grad-CAM"}
 LAYER_UNITS = 24  # units shown on the layer page
 
 
@@ -70,7 +74,7 @@ def unit_views(run: RunView, layer: str, unit: int) -> list[Any]:
     rows = run.unit_rows(NAME, "heatmaps", layer, unit)
     if rows is None or rows.empty:
         return []
-    blocks: list[Any] = []
+    options: list[tuple[str, list[Any]]] = []
     for method in pd.unique(rows["method"].to_numpy(dtype=object)):
         pictures = []
         for _, row in rows[rows["method"] == method].sort_values("rank").iterrows():
@@ -81,11 +85,13 @@ def unit_views(run: RunView, layer: str, unit: int) -> list[Any]:
                       f"cell ({int(row['cell_y'])}, {int(row['cell_x'])})"
             pictures.append(views.Picture(img.png_bytes(pair_picture(image, _map(row))),
                                           caption=caption))
-        blocks.append(views.Pictures(pictures, name=f"attribution-{method}",
-                                     caption=f"{TITLES.get(method, method)} of the unit's "
-                                             f"peak activation on its top images (red "
-                                             f"positive, blue negative)."))
-    return blocks
+        options.append((TABS.get(method, method), [views.Pictures(
+            pictures, name=f"attribution-{method}",
+            caption=f"{TITLES.get(method, method)} of the unit's peak activation on its "
+                    f"top images (red positive, blue negative).")]))
+    if len(options) == 1:
+        return options[0][1]
+    return [views.Choice(options, label="method", name="attribution-methods")]
 
 
 def layer_views(run: RunView, layer: str) -> list[Any]:
