@@ -78,10 +78,10 @@ class RunView:
         if not self.run.has_table(analysis, table):
             return None
         frame = self.run.table(analysis, table)
+        if layer is not None and "layer" in frame.columns:  # also when ``columns`` lacks it
+            frame = frame[frame["layer"].astype(str) == layer]
         if columns is not None:
             frame = frame[[c for c in columns if c in frame.columns]]
-        if layer is not None and "layer" in frame.columns:
-            frame = frame[frame["layer"].astype(str) == layer]
         return frame
 
     def unit_rows(self, analysis: str, table: str, layer: str, unit: int,

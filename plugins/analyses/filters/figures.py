@@ -112,7 +112,7 @@ def orientation_frequency_figure(units: pd.DataFrame) -> Any:
             "type": "scatterpolar", "r": rows["gabor_frequency"].to_numpy(),
             "theta": (np.degrees(rows["gabor_theta"]) * 2).to_numpy(),
             "mode": "markers", "name": str(layer),
-            "marker": {"size": (4 + 10 * rows["gabor_r2"].clip(0, 1)).to_numpy()},
+            "marker": {"size": 4 + 10 * np.clip(rows["gabor_r2"].to_numpy(), 0, 1)},
             "text": np.array([f"{layer} unit {u}: θ={np.degrees(t):.0f}°, f={f:.3f}, R²={r:.2f}"
                               for u, t, f, r in zip(rows["unit"].tolist(),
                                                     rows["gabor_theta"].tolist(),

@@ -328,10 +328,11 @@ def layer_summary(run: RunView) -> Table | None:
 
 def unit_columns(run: RunView, layer: str) -> UnitColumns | None:
     """Gabor R² (the default order), fit status and separability of each filter."""
-    units = _units(run, layer)
-    if units is None:
+    wanted = ["unit", "gabor_r2", "gabor_status", "separability"]
+    units = run.table(NAME, "units", columns=["layer", *wanted], layer=layer)  # not the maps
+    if units is None or units.empty:
         return None
-    frame = units[["unit", "gabor_r2", "gabor_status", "separability"]].reset_index(drop=True)
+    frame = units[wanted].reset_index(drop=True)
     score = "gabor_r2"
     if frame["gabor_r2"].isna().all():
         frame, score = frame.drop(columns=["gabor_r2"]), "separability"
