@@ -87,17 +87,11 @@ class TopK(State):
                payload: torch.Tensor | None = None) -> None:
         """Offer ``values[units, n]`` for data-set ``indices[n]`` (payload ``[units, n, ...]``).
 
-        Only the batch's own top-k per unit is kept before merging, so the
-        payload is gathered for at most ``k`` entries per unit.
+        The kept entries and the batch are ordered together and each kept payload
+        slice is copied once, from wherever it is (the buffer or the batch).
         """
         units, n = values.shape
         idx = indices.to(values.device).view(1, n).expand(units, n)
-        if n > self.k:
-            keep = _ordered(values, idx)[:, : self.k]
-            values = values.gather(1, keep)
-            idx = idx.gather(1, keep)
-            if payload is not None:
-                payload = _gather_payload(payload, keep)
         self._combine(values.float(), idx, payload)
 
     def merge(self, other: State) -> None:
@@ -116,8 +110,7 @@ class TopK(State):
         self.values = all_values.gather(1, order)
         self.indices = all_indices.gather(1, order)
         if self.payload is not None and payload is not None:
-            combined = torch.cat([self.payload, payload.to(self.payload.dtype)], dim=1)
-            self.payload = _gather_payload(combined, order)
+            self.payload = _pick_payload(self.payload, payload, order)
 
 
 def _ordered(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -125,6 +118,25 @@ def _ordered(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     by_index = torch.argsort(indices, dim=1, stable=True)
     by_value = torch.argsort(values.gather(1, by_index), dim=1, descending=True, stable=True)
     return by_index.gather(1, by_value)
+
+
+def _pick_payload(kept: torch.Tensor, offered: torch.Tensor,
+                  order: torch.Tensor) -> torch.Tensor:
+    """``[kept | offered][u, order[u, j], ...]`` without concatenating the two: positions
+    below ``kept.shape[1]`` come from ``kept``, the rest from ``offered`` (each slice is
+    copied once)."""
+    before = kept.shape[1]
+    units = torch.arange(order.shape[0], device=order.device).view(-1, 1).expand_as(order)
+    old = order < before
+    if bool(old.all()):
+        return _gather_payload(kept, order)
+    if not bool(old.any()):
+        return _gather_payload(offered, order - before).to(kept.dtype)
+    out = torch.empty((*order.shape, *kept.shape[2:]), dtype=kept.dtype, device=kept.device)
+    out[old] = kept[units[old], order[old]]
+    new = ~old
+    out[new] = offered[units[new], order[new] - before].to(kept.dtype)
+    return out
 
 
 def _gather_payload(payload: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

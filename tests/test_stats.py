@@ -25,7 +25,10 @@ def test_topk_is_exact_deterministic_and_mergeable():
     torch.manual_seed(1)
     scores = torch.randint(0, 5, (3, 40)).float()  # many ties
     idx = torch.arange(40)
-    payload = scores.unsqueeze(-1) * 10
+    # each entry's payload names it (unit · 1000 + index), so a slice taken from the
+    # wrong place, even one with an equal score, shows
+    units = torch.arange(3).view(-1, 1)
+    payload = (units * 1000 + idx).float().unsqueeze(-1)
     one = TopK(3, 6, torch.device("cpu"), (1,))
     for start in range(0, 40, 7):
         one.update(scores[:, start:start + 7], idx[start:start + 7], payload[:, start:start + 7])
@@ -37,7 +40,8 @@ def test_topk_is_exact_deterministic_and_mergeable():
         order = sorted(range(40), key=lambda i: (-scores[unit, i].item(), i))[:6]
         assert one.indices[unit].tolist() == order
         assert right.indices[unit].tolist() == order
-    assert torch.equal(one.payload[..., 0], one.values * 10)
+    for top in (one, right):
+        assert torch.equal(top.payload[..., 0], (units * 1000 + top.indices).float())
 
 
 def test_as_maps_shapes():
