@@ -18,7 +18,16 @@ from probe.sample_runs import synthetic_tables, write_tables_run
 from probe.store import load_run
 from probe.views import Figure, RunView, Section
 from probe.views.contributions import call_hook
-from probe.views.plots import axes, cell, colorscale, figure, hline, subplots, vline
+from probe.views.plots import (
+    axes,
+    cell,
+    colorscale,
+    empty_figure,
+    figure,
+    hline,
+    subplots,
+    vline,
+)
 
 LAYERS = {"c1": 6, "c2": 4, "c3": 3}
 
@@ -72,6 +81,18 @@ def test_subplot_helpers_match_make_subplots_and_lines() -> None:
                      {"shapes": [shape], "annotations": [note]})
         assert as_json(got) == as_json(want)
     assert colorscale("RdBu_r") == as_json(go.Heatmap(colorscale="RdBu_r"))["colorscale"]
+
+
+def test_empty_and_timings_figures_are_valid() -> None:
+    from probe.dashboards.run_figures import make_timings_figure
+
+    manifests = {"a": {"timings": {"analyses": {"unit-stats": 1.5, "dissection": 2.0}}},
+                 "b": {"timings": {"analyses": {"unit-stats": 1.0}}}}
+    for fig in (empty_figure("nothing here", "t"), empty_figure("nothing"),
+                make_timings_figure(manifests), make_timings_figure({"a": {}})):
+        assert as_json(fig) == as_json(validated(fig))
+    assert list(make_timings_figure(manifests).data[1].y) == [2.0, 0.0]  # b: no dissection
+    assert empty_figure("nothing here").layout.annotations[0].text == "nothing here"
 
 
 @pytest.fixture(scope="module")

@@ -48,14 +48,11 @@ def layer_order(*frames: pd.DataFrame | None, layers: Sequence[str] | None = Non
 
 def empty_figure(message: str, title: str = "") -> Any:
     """A blank figure that says ``message``."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                       yref="paper", font={"size": 14})
-    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
-                      height=260)
-    return fig
+    return figure([], {"annotations": [{"font": {"size": 14}, "showarrow": False,
+                                        "text": message, "x": 0.5, "xref": "paper", "y": 0.5,
+                                        "yref": "paper"}],
+                       "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                       "title": {"text": title}, "height": 260})
 
 
 def legend_below(figure: Any, most: int = 6) -> Any:
