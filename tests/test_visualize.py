@@ -116,6 +116,34 @@ def test_all_units_of_a_layer_in_one_batch_through_probe_run(tmp_path, capsys):
     assert len(unit.items) == 1
 
 
+def test_batch_bounds_how_many_units_are_optimised_together():
+    """``batch=4`` on LeNet-5's c1 (6 units) and c3 (16), 2 images per unit: batches of
+    8 and 4 images, then four of 8; every unit gets its images, and a batch covering the
+    whole layer gives the whole-layer run's images exactly."""
+    sizes: list[int] = []
+    model = probe.load_model("lenet5", seed=0)
+    hook = model.register_forward_pre_hook(lambda m, i: sizes.append(i[0].shape[0]))
+    options = {"steps": 2, "images_per_unit": 2, "diversity": 0.5, "transforms": False}
+    data = probe.load_dataset("digits", size=3)
+    try:
+        rows = probe.measure(model, data, [("visualize", {**options, "batch": 4})],
+                             batch_size=3, device="cpu", layers=["c1", "c3"]
+                             )["visualize"]["images"]
+    finally:
+        hook.remove()
+    # the dry forward (1 image), the data pass (3), then 2 steps + 1 final evaluation per
+    # batch: c1 in batches of 4 and 2 units, c3 in four of 4 (2 images per unit)
+    assert [s for s in sizes if s not in (1, 3)] == [8] * 3 + [4] * 3 + [8] * 12
+    assert rows.groupby("layer")["unit"].apply(sorted).to_dict() == {
+        "c1": sorted(list(range(6)) * 2), "c3": sorted(list(range(16)) * 2)}
+    whole = probe.measure(model, data, [("visualize", options)], batch_size=3,
+                          device="cpu", layers=["c1"])["visualize"]["images"]
+    same = probe.measure(model, data, [("visualize", {**options, "batch": 6})],
+                         batch_size=3, device="cpu", layers=["c1"])["visualize"]["images"]
+    assert all(np.array_equal(a, b) for a, b in zip(whole["pixels"], same["pixels"],
+                                                     strict=True))
+
+
 def test_conforms_to_the_analysis_contract():
     from probe.plugins.analyses.visualize import Visualize
     from probe.testing import check_analysis

@@ -77,8 +77,8 @@ class VisualizeAccumulator(Accumulator):
             concepts = self.concepts.get(layer)
             targets = self.vectors[layer] if concepts is not None else \
                 torch.arange(self.units[layer], device=context.device)
-            images, values = optimise(context.handle, layer, context.input_shape, targets,
-                                      self.settings)
+            images, values = optimise_in_batches(context.handle, layer, context.input_shape,
+                                                 targets, self.settings)
             best = self.best[layer].cpu().numpy()
             pixels = (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy() \
                 if self.settings["param"] == "fourier" else None
@@ -128,6 +128,27 @@ def artifact_stem(concept: str, concepts: tuple[str, ...]) -> str:
     if sum(clean(c) == name for c in concepts) > 1:
         name = f"{name}-{concepts.index(concept)}"
     return f"concept_{name}"
+
+
+def optimise_in_batches(handle: ModelHandle, layer: str, input_shape: tuple[int, ...],
+                        targets: torch.Tensor, settings: dict[str, Any]
+                        ) -> tuple[torch.Tensor, np.ndarray]:
+    """:func:`optimise` over all ``targets`` of a layer, at most ``settings["batch"]`` of
+    them per call (0: all in one), so that memory is bounded by one batch.
+
+    Batch ``j`` (from target ``start``) is seeded ``seed + start``: the split changes the
+    random starts and transforms, not how each batch is optimised.
+    """
+    size = settings.get("batch", 0) or len(targets)
+    if size >= len(targets):
+        return optimise(handle, layer, input_shape, targets, settings)
+    images, values = [], []
+    for start in range(0, len(targets), size):
+        part = {**settings, "seed": settings["seed"] + start}
+        got = optimise(handle, layer, input_shape, targets[start:start + size], part)
+        images.append(got[0])
+        values.append(got[1])
+    return torch.cat(images), np.concatenate(values)
 
 
 def optimise(handle: ModelHandle, layer: str, input_shape: tuple[int, ...],
@@ -237,6 +258,9 @@ class Visualize(Analysis):
                minimum=0.0),
         Option("transforms", bool, True, "random jitter, scale and rotation each step"),
         Option("images_per_unit", int, 1, "images per unit", minimum=1, maximum=16),
+        Option("batch", int, 0, "most units (or directions) optimised together; their "
+               "images_per_unit images each are one batch (0 = every unit of the layer: "
+               "memory is one layer's batch)", minimum=0),
         Option("diversity", float, 0.0, "weight of the diversity term", minimum=0.0),
         Option("seed", int, 0, "seed of the initial images and the transforms"),
         Option("redirect_relu", bool, True, "Lucid's redirected ReLU gradient while "
@@ -288,4 +312,4 @@ class Visualize(Analysis):
 
 
 __all__ = ["Visualize", "VisualizeAccumulator", "artifact_stem", "objective", "optimise",
-           "sample_objective"]
+           "optimise_in_batches", "sample_objective"]
