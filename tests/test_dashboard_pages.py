@@ -150,6 +150,44 @@ def test_grids_show_numbers_in_their_declared_formats(app, runs: Path) -> None:
     assert "valueFormatter" not in defs["share"] and defs["share"]["headerName"].endswith("(%)")
 
 
+def test_grid_rows_are_each_record_converted_cell_by_cell() -> None:
+    """Rows built column by column are the cells of each record converted one by one
+    (floats rounded in their format, numpy and missing values, links, muted rows)."""
+    from probe.dashboards.render import _cell
+    from probe.dashboards.render import grid_rows as rows_of
+    from probe.views import Table
+    from probe.views.format import format_value, grid_number
+
+    frame = pd.DataFrame({
+        "unit": np.array([3, 1, 2], dtype=np.int64), "name": ["a", None, "c"],
+        "iou": np.array([0.005786, np.nan, 0.5], dtype=np.float32),
+        "share": [0.25, np.inf, 0.0], "flag": [True, False, True],
+        "count": pd.array([1, None, 3], dtype="Int64"),
+        "mixed": pd.Series([np.float32(0.123456), "x", 7], dtype=object),
+        "href": ["/unit/r/c1/3", "", "/unit/r/c1/2"], "grey": [False, True, False]})
+    block = Table(frame, name="t", formats={"iou": "fixed3", "share": "percent"},
+                  links={"unit": "href"}, muted="grey")
+    columns = ["unit", "name", "iou", "share", "flag", "count", "mixed"]
+    want = []
+    for record in frame.to_dict("records"):
+        row = {}
+        for column in columns:
+            raw = record.get(column)
+            value = grid_number(raw, block.formats.get(column, "")) \
+                if isinstance(raw, float | np.floating) else _cell(raw)
+            if column in block.links and record.get(block.links[column]):
+                value = f"[{format_value(raw)}]({record[block.links[column]]})"
+            row[column] = value
+        row["_muted"] = bool(record.get("grey"))
+        want.append(row)
+    got = rows_of(block, frame, columns)
+    assert json.dumps(got) == json.dumps(want)
+    assert got[0]["unit"] == "[3](/unit/r/c1/3)" and got[1]["unit"] == 1  # no link: a number
+    assert got[0]["iou"] == 0.006 and got[1]["iou"] is None and got[1]["share"] is None
+    assert [r["_muted"] for r in got] == [False, True, False]
+    assert rows_of(block, frame, []) == [{"_muted": False}, {"_muted": True}, {"_muted": False}]
+
+
 def test_plain_figure_is_what_plotly_sends() -> None:
     """The dashboard's own conversion of a figure (no deep copy) is plotly's JSON, and moving
     the legend of that JSON form is moving the figure's."""
