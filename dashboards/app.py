@@ -84,19 +84,8 @@ def shell() -> html.Div:
     return html.Div([
         html.Header([html.Span("probe", className="brand"), html.Nav(links, id="app-nav")],
                     className="app-header"),
-        html.Main(page_loading(dash.page_container), className="app-main"),
+        html.Main(dash.page_container, className="app-main"),
     ])
-
-
-def page_loading(container: Any) -> Any:
-    """``container`` with a spinner while the page router works: the first page of a cold
-    server waits seconds for its data (tables read, the data set loaded), and a page's
-    own answer is computed before any of its sections. Only the router's answer
-    (``_pages_content.children``) shows it; each section has its own (slots)."""
-    return dcc.Loading(container, id="page-loading", type="dot", delay_show=150,
-                       target_components={"_pages_content": "children"},
-                       parent_className="page-loading",
-                       overlay_style={"visibility": "visible", "opacity": 0.4})
 
 
 def run_from_location(pathname: str | None, search: str | None) -> str | None:

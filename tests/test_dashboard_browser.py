@@ -122,10 +122,15 @@ def test_slow_pages_and_sections_show_a_spinner(dash_duo, tmp_path: Path, monkey
     monkeypatch.setitem(slots._RENDERERS, "unit", slow_section)
     dash_duo.start_server(create_app(tmp_path))
     dash_duo.driver.get(dash_duo.server_url + "/unit/r/c1/2")
-    dash_duo.wait_for_element("#page-loading .dash-spinner", timeout=2)
+    spinner = ("const e = document.querySelector('#_pages_content[data-dash-is-loading=true]');"
+               " return e && getComputedStyle(e, '::after').animationName;")
+    until = time.monotonic() + 2
+    while not dash_duo.driver.execute_script(spinner) and time.monotonic() < until:
+        time.sleep(0.05)
+    assert "probe-spin" in (dash_duo.driver.execute_script(spinner) or "")  # turning
     assert not dash_duo.find_elements("#unit-title")  # the page itself is not there yet
     dash_duo.wait_for_text_to_equal("#unit-title", "r · c1 · unit 2", timeout=20)
-    dash_duo.wait_for_no_elements("#page-loading .dash-spinner", timeout=5)
+    assert not dash_duo.driver.execute_script(spinner)  # gone with the page's answer
     dash_duo.wait_for_element(".view-slot-loading .dash-spinner", timeout=2)
     assert not dash_duo.find_elements("#unit-unit-stats")  # its section: still coming
     dash_duo.wait_for_element("#unit-unit-stats", timeout=20)
