@@ -2,7 +2,8 @@
 
 Trains (or reuses cached checkpoints of) LeNet-5, the Neocognitron, HMAX, an
 ICA first layer (``natural_v1``) and LeNet of 1989 on the digits and a small
-VGG, its deformable variant and a DeconvNet on the parts world, cheapest first;
+VGG, a small AlexNet, a deformable VGG and a DeconvNet on the parts world,
+cheapest first;
 runs every built-in analysis that applies to each model as soon as it is
 trained and rewrites the report with every run so far (the steps are in
 :mod:`probe.demo_steps`, the time left in :mod:`probe.demo_clock`); at the end
@@ -137,6 +138,11 @@ DEMO_MODELS: tuple[DemoModel, ...] = (
               analyses=(*DEMO_ANALYSES, *LENSES),
               analysis_options={name: {"layers": VGG_LENS_LAYERS} for name in LENSES},
               in_quick=True, estimate=(75.0, 60.0)),
+    # a supervised CNN's first layer on the parts world for the learned-vs-engineered
+    # comparison (conv1, 32 filters of 11×11): half the recipe's 24 epochs
+    DemoModel("alexnet_small-parts", "alexnet_small", "parts", train_size=0, epochs=12,
+              run_size=100, analyses=("unit-stats", "dissection", "filters"),
+              estimate=(125.0, 15.0)),
     DemoModel("deform_vgg11-parts", "deform_vgg11", "parts", train_size=0, epochs=None,
               run_size=100, estimate=(210.0, 3.0)),
     # equivariance is left out here: on ten 64-px decoder maps it would cost more than

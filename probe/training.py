@@ -183,7 +183,7 @@ def _prepare(spec: Any, model: nn.Module, train_set: Any, recipe: TrainRecipe,
                 stages[step.stage] = {k: v for k, v in entry.items()
                                       if k not in ("stage", "step")}
     model.train()
-    return {"seconds": round(time.perf_counter() - began, 2), "history": history,
+    return {"seconds": round(time.perf_counter() - began, 6), "history": history,
             "stages": stages}
 
 
