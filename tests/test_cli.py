@@ -226,3 +226,23 @@ print(codes, heavy)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip() == "[0, 0, 2, 2, 2] []", done.stdout + done.stderr
+
+
+def test_listing_plugins_analyses_and_datasets_imports_no_torchvision():
+    # torchvision (seconds to import) is needed only once a VGG or deformable model is
+    # built (`probe architectures` builds each model to list its layers)
+    code = """
+import contextlib, io, sys
+from probe.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    codes = [main(["plugins"]), main(["analyses"]), main(["datasets"])]
+print(codes, "deformable" in out.getvalue(), "torchvision" in sys.modules)
+from probe.models import get_architecture
+get_architecture("deform_vgg11").instantiate({"num_classes": 3, "input_size": 32})
+print("torchvision" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    assert done.stdout.split() == ["[0,", "0,", "0]", "True", "False", "True"], \
+        done.stdout + done.stderr

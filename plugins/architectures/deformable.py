@@ -24,7 +24,6 @@ from dataclasses import replace
 
 import torch
 from torch import nn
-from torchvision.ops import DeformConv2d
 
 from probe import ArchitectureSpec, Option, hookimpl
 
@@ -75,6 +74,8 @@ class DeformableConv2d(nn.Module):
         if modulated:
             self.mask_logits = nn.Conv2d(in_channels, taps, kernel_size, padding=padding)
             self.mask = nn.Sigmoid()
+        from torchvision.ops import DeformConv2d  # imported when a model is built (seconds)
+
         self.conv = DeformConv2d(in_channels, out_channels, kernel_size, padding=padding)
         self.reset_offsets()
 

@@ -22,10 +22,21 @@ from dataclasses import replace
 
 import torch
 from torch import nn
-from torchvision.ops import DeformConv2d
 
 from probe import ArchitectureSpec, Option, TrainRecipe, hookimpl
 from probe.preprocessing import imagenet
+
+
+def _conv_types() -> tuple[type[nn.Module], ...]:
+    """The convolution modules a VGG may hold (torchvision imported only when a model is built).
+
+    Importing torchvision costs seconds, so ``probe plugins`` and ``probe --help``
+    must not pay for it at plugin load.
+    """
+    from torchvision.ops import DeformConv2d
+
+    return (nn.Conv2d, DeformConv2d)
+
 
 #: torchvision's weights for this family expect ImageNet's statistics.
 IMAGENET = imagenet()
@@ -129,8 +140,8 @@ class VGG(nn.Module):
                  fc_width: int = 4096, dropout: float = 0.5, init_weights: bool = True) -> None:
         super().__init__()
         self.features = features
-        channels = [m.out_channels for m in features.modules()
-                    if isinstance(m, (nn.Conv2d, DeformConv2d))]
+        convs = _conv_types()
+        channels = [m.out_channels for m in features.modules() if isinstance(m, convs)]
         self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
         self.classifier = nn.Sequential(
             nn.Linear(channels[-1] * pool_size * pool_size, fc_width),
@@ -143,7 +154,7 @@ class VGG(nn.Module):
         )
         if init_weights:
             for m in self.modules():
-                if isinstance(m, (nn.Conv2d, DeformConv2d)):
+                if isinstance(m, convs):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     if m.bias is not None:
                         nn.init.constant_(m.bias, 0)
