@@ -90,7 +90,8 @@ def test_blocks_for_two_runs_and_for_many(runs):
     pca = _named(two, "filters-compare-pca")
     assert len(pca.items) == 2  # the 7×7 and 5×5 components
     bars = _named(two, "filters-compare-bars")
-    assert list(bars.figure.data[0].x) == ["hmax", "lenet5"]
+    assert list(bars.figure.data[0].y) == ["hmax", "lenet5"]  # one labelled row per run
+    assert list(bars.figure.layout.yaxis.ticktext) == ["hmax", "lenet5"]
     # six runs, labels repeated, and one without filters: a Note, numbered labels
     many = [RunView(r) for r in (hmax, lenet, hmax, lenet, hmax, lenet)] + [RunView(dense)]
     blocks = compare_figures(many)

@@ -167,9 +167,17 @@ def comparison_frame(found: Sequence[tuple[RunView, str, pd.DataFrame]]) -> pd.D
     return frame
 
 
+#: Height of one run's row in the bars figure (px).
+ROW_PX = 26
+
+
 def bars_figure(frame: pd.DataFrame) -> Any:
-    """Per run: each measure of its first layer (colour) beside random filters (grey) and
-    chance (black marks)."""
+    """Per run (one row each, every run named): each measure of its first layer (colour)
+    beside random filters (grey) and chance (black marks).
+
+    Horizontal bars so that nine or twenty runs stay labelled and readable: the figure
+    grows by :data:`ROW_PX` per run instead of the bars thinning out.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -180,29 +188,39 @@ def bars_figure(frame: pd.DataFrame) -> Any:
               ("derivative1", "derivative1_random", "derivative1_chance",
                "energy, derivatives ≤ 1"),
               ("redundancy", "redundancy_random", None, "redundancy |cos|"))
+    runs = list(frame["run"])
+    panel_px = ROW_PX * len(runs) + 30
+    height = 2 * panel_px + 150
     fig = make_subplots(rows=2, cols=3, subplot_titles=[p[3] for p in panels],
-                        vertical_spacing=0.3, horizontal_spacing=0.06)
+                        shared_yaxes=True, vertical_spacing=110 / height,
+                        horizontal_spacing=0.03)
     for i, (learned, random, chance, _) in enumerate(panels):
         row, col = divmod(i, 3)
         where = {"row": row + 1, "col": col + 1}
-        fig.add_trace(go.Bar(x=frame["run"], y=frame[learned], name="the run's filters",
-                             marker_color="#1f77b4", legendgroup="l", showlegend=i == 0,
-                             text=frame["layer"], textposition="none",
-                             hovertemplate="%{x} · %{text}: %{y:.3f}"),
+        fig.add_trace(go.Bar(y=runs, x=frame[learned], orientation="h",
+                             name="the run's filters", marker_color="#1f77b4",
+                             legendgroup="l", showlegend=i == 0, text=frame["layer"],
+                             textposition="none", hovertemplate="%{y} · %{text}: %{x:.3f}"),
                       **where)
-        fig.add_trace(go.Bar(x=frame["run"], y=frame[random], name="random filters, same shape",
-                             marker_color="#bbbbbb", legendgroup="r", showlegend=i == 0,
-                             hovertemplate="%{x}: random %{y:.3f}"), **where)
+        fig.add_trace(go.Bar(y=runs, x=frame[random], orientation="h",
+                             name="random filters, same shape", marker_color="#bbbbbb",
+                             legendgroup="r", showlegend=i == 0,
+                             hovertemplate="%{y}: random %{x:.3f}"), **where)
         if chance is not None:
-            fig.add_trace(go.Scatter(x=frame["run"], y=frame[chance], mode="markers",
+            fig.add_trace(go.Scatter(y=runs, x=frame[chance], mode="markers",
                                      name="chance (dim/k²)", legendgroup="c",
                                      showlegend=i == 3,
-                                     marker={"symbol": "line-ew-open", "size": 24,
-                                             "color": "black", "line": {"width": 2}},
-                                     hovertemplate="%{x}: chance %{y:.3f}"), **where)
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_xaxes(tickangle=-30 if len(frame) > 3 else 0)
-    fig.update_layout(barmode="group", height=640, margin={"t": 70, "b": 40},
+                                     marker={"symbol": "line-ns-open",
+                                             "size": ROW_PX - 8, "color": "black",
+                                             "line": {"width": 2}},
+                                     hovertemplate="%{y}: chance %{x:.3f}"), **where)
+    fig.update_xaxes(range=[0, 1.02], tickvals=[0, 0.5, 1])
+    # every run named, first run on top, in the order of the table
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=runs,
+                     tickmode="array", tickvals=runs, ticktext=runs)
+    fig.update_layout(barmode="group", bargap=0.25, height=height,
+                      margin={"t": 80, "b": 70, "l": 10},
+                      legend={"orientation": "h", "x": 0, "y": -30 / height, "yanchor": "top"},
                       title="filters: each run's first layer against random filters and chance")
     return fig
 
