@@ -29,9 +29,18 @@ def run_dropdown(id: str, names: Sequence[str], value: str | None,
                                                       clearable=False)])
 
 
-def layer_dropdown(id: str, value: str | None, label: str = "layer") -> html.Div:
-    """A labelled layer selector (its options come from :func:`layer_choices`)."""
-    return html.Div([html.Label(label), dcc.Dropdown(id=id, value=value, clearable=False)])
+def layer_dropdown(id: str, run: str | None, value: str | None,
+                   label: str = "layer") -> html.Div:
+    """A labelled layer selector holding ``run``'s layers from the start.
+
+    The options are in the layout (:func:`layer_choices`), not filled by a first
+    callback: Dash's dropdown, given options later for the value it already holds,
+    can keep showing an empty box when that response comes back quickly (a warm
+    server). A page's callback refills them only when the run changes.
+    """
+    options, value = layer_choices(run, value)
+    return html.Div([html.Label(label), dcc.Dropdown(id=id, options=options, value=value,
+                                                     clearable=False)])
 
 
 def layer_choices(run: str | None, current: str | None) -> tuple[list[str], str | None]:

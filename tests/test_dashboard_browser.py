@@ -98,6 +98,34 @@ def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
     assert dash_duo.get_logs() == []
 
 
+def test_layer_selectors_show_their_layer_on_a_warm_server(dash_duo, runs_dir: Path) -> None:
+    """A permalink's layer shows in its selector however fast the server answers.
+
+    The layer options used to arrive by a first callback; on a warm server (a page
+    opened before) Dash's dropdown then kept an empty box for the value it held.
+    """
+    from probe.dashboards import create_app
+
+    dash_duo.start_server(create_app(runs_dir))
+    for _ in range(3):  # the first visit warms the server's caches, the later ones are fast
+        for path, box, count in (("/units?run=lenet5-b&layer=c3", "#units-layer", "#units-count"),
+                                 ("/layers?run=lenet5-b&layer=c3", "#layers-layer", None)):
+            dash_duo.driver.get(dash_duo.server_url + path)
+            if count:
+                dash_duo.wait_for_contains_text(count, "16 units of 16 in c3", timeout=20)
+            dash_duo.wait_for_text_to_equal(f"{box}-value", "c3", timeout=10)
+    # a run without the page's layer: the selector falls back to the run's first layer
+    dash_duo.driver.get(dash_duo.server_url + "/units?run=lenet5-b&layer=nope")
+    dash_duo.wait_for_text_to_equal("#units-layer-value", "c1", timeout=10)
+    dash_duo.wait_for_contains_text("#units-count", "6 units of 6 in c1", timeout=20)
+    # changing the run still refills the layers (the callback, no longer the first load)
+    dash_duo.select_dcc_dropdown("#units-run", value="lenet5-a")
+    dash_duo.wait_for_text_to_equal("#units-layer-value", "c1", timeout=10)
+    dash_duo.select_dcc_dropdown("#units-layer", value="s4")
+    dash_duo.wait_for_contains_text("#units-count", "in s4", timeout=20)
+    assert dash_duo.get_logs() == []
+
+
 def test_slow_pages_and_sections_show_a_spinner(dash_duo, tmp_path: Path, monkeypatch) -> None:
     """A page the router is still computing (a cold unit page), then each section still
     being filled, shows a spinner in its place, gone once it is drawn."""

@@ -29,13 +29,14 @@ from probe.views.summary import layer_summary
 def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.Div:
     """The layers page; ``?run=RUN&layer=LAYER`` preselects."""
     source = get_source()
+    run = source.default_run(run)
     return html.Div(
         [
             html.H2("Layers"),
             html.Div(
                 [
-                    run_dropdown("layers-run", source.run_names(), source.default_run(run)),
-                    layer_dropdown("layers-layer", layer, "layer in detail"),
+                    run_dropdown("layers-run", source.run_names(), run),
+                    layer_dropdown("layers-layer", run, layer, "layer in detail"),
                 ],
                 className="controls",
             ),
@@ -164,6 +165,7 @@ def register(app: Dash) -> None:
         Output("layers-layer", "value"),
         Input("layers-run", "value"),
         State("layers-layer", "value"),
+        prevent_initial_call=True,  # the layout holds the first run's layers
     )(layer_choices)
     app.callback(Output("layers-content", "children"), Input("layers-run", "value"))(layers_content)
     app.callback(

@@ -41,13 +41,14 @@ def layout(
 ) -> html.Div:
     """The units page; ``?run=RUN&layer=LAYER&flagged=1&q=TEXT`` preselects."""
     source = get_source()
+    run = source.default_run(run)
     return html.Div(
         [
             html.H2("Units"),
             html.Div(
                 [
-                    run_dropdown("units-run", source.run_names(), source.default_run(run)),
-                    layer_dropdown("units-layer", layer),
+                    run_dropdown("units-run", source.run_names(), run),
+                    layer_dropdown("units-layer", run, layer),
                     html.Div(
                         [html.Label("sort by"), dcc.Dropdown(id="units-sort", clearable=False)]
                     ),
@@ -365,7 +366,7 @@ def register(app: Dash) -> None:
     run, layer, flagged = (State("units-run", "value"), State("units-layer", "value"),
                            State("units-flagged", "value"))
     app.callback(Output("units-layer", "options"), Output("units-layer", "value"),
-                 Input("units-run", "value"), layer)(layer_choices)
+                 Input("units-run", "value"), layer, prevent_initial_call=True)(layer_choices)
     app.callback(Output("units-sort", "options"), Output("units-sort", "value"),
                  Output("units-flagged", "options"), Input("units-run", "value"),
                  Input("units-layer", "value"), State("units-sort", "value"))(sort_choices)
