@@ -98,22 +98,25 @@ def test_unit_permalink_and_compare(dash_duo, runs_dir: Path) -> None:
     assert dash_duo.get_logs() == []
 
 
-def test_layer_selectors_show_their_layer_on_a_warm_server(dash_duo, runs_dir: Path) -> None:
-    """A permalink's layer shows in its selector however fast the server answers.
+def test_selectors_show_their_value_on_a_warm_server(dash_duo, runs_dir: Path) -> None:
+    """A permalink's layer or analysis shows in its selector however fast the server answers.
 
-    The layer options used to arrive by a first callback; on a warm server (a page
+    The options used to arrive by a first callback; on a warm server (a page
     opened before) Dash's dropdown then kept an empty box for the value it held.
     """
     from probe.dashboards import create_app
 
     dash_duo.start_server(create_app(runs_dir))
     for _ in range(3):  # the first visit warms the server's caches, the later ones are fast
-        for path, box, count in (("/units?run=lenet5-b&layer=c3", "#units-layer", "#units-count"),
-                                 ("/layers?run=lenet5-b&layer=c3", "#layers-layer", None)):
+        for path, box, value in (("/units?run=lenet5-b&layer=c3", "#units-layer", "c3"),
+                                 ("/layers?run=lenet5-b&layer=c3", "#layers-layer", "c3"),
+                                 ("/analysis?run=lenet5-b&analysis=unit-stats",
+                                  "#analysis-name", "unit-stats")):
             dash_duo.driver.get(dash_duo.server_url + path)
-            if count:
-                dash_duo.wait_for_contains_text(count, "16 units of 16 in c3", timeout=20)
-            dash_duo.wait_for_text_to_equal(f"{box}-value", "c3", timeout=10)
+            if box == "#units-layer":
+                dash_duo.wait_for_contains_text("#units-count", "16 units of 16 in c3",
+                                                timeout=20)
+            dash_duo.wait_for_text_to_equal(f"{box}-value", value, timeout=10)
     # a run without the page's layer: the selector falls back to the run's first layer
     dash_duo.driver.get(dash_duo.server_url + "/units?run=lenet5-b&layer=nope")
     dash_duo.wait_for_text_to_equal("#units-layer-value", "c1", timeout=10)

@@ -64,11 +64,14 @@ def analysis_view(source: RunSource, run_name: str, analysis: str,
 def layout(run: str | None = None, analysis: str | None = None, **_: Any) -> html.Div:
     """The analyses page; ``?run=RUN&analysis=NAME`` preselects."""
     source = get_source()
+    run = source.default_run(run)
+    # the options in the layout, not from a first callback (see components.layer_dropdown)
+    names, analysis = analysis_choices(run, analysis)
     return html.Div([
         html.H2("Analyses"),
-        html.Div([run_dropdown("analysis-run", source.run_names(), source.default_run(run)),
+        html.Div([run_dropdown("analysis-run", source.run_names(), run),
                   html.Div([html.Label("analysis"),
-                            dcc.Dropdown(id="analysis-name", value=analysis,
+                            dcc.Dropdown(id="analysis-name", options=names, value=analysis,
                                          clearable=False)])],
                  className="controls"),
         dcc.Loading(html.Div(id="analysis-content"), type="dot"),
@@ -107,7 +110,7 @@ def register(app: Dash) -> None:
     dash.register_page(__name__, path="/analysis", name="Analyses", title="probe: analyses",
                        nav=True, order=4, layout=layout)
     app.callback(Output("analysis-name", "options"), Output("analysis-name", "value"),
-                 Input("analysis-run", "value"), State("analysis-name", "value"))(
-        analysis_choices)
+                 Input("analysis-run", "value"), State("analysis-name", "value"),
+                 prevent_initial_call=True)(analysis_choices)
     app.callback(Output("analysis-content", "children"), Input("analysis-run", "value"),
                  Input("analysis-name", "value"))(analysis_content)
