@@ -26,6 +26,9 @@ from probe.views.plots import legend_below
 MAX_ROWS = 5000
 
 
+#: Rows per page of a grid, then the sizes its page-size selector offers.
+PAGE_SIZES = (25, 50, 100)
+
 def slug(*parts: object) -> str:
     """An element id from ``parts`` (letters, digits and ``-``)."""
     return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(str(p) for p in parts)).strip("-").lower()
@@ -148,7 +151,10 @@ def grid(block: blocks.Table, id: str) -> html.Div:
                 spec["valueFormatter"] = formatter
         defs.append(spec)
     file = slug(block.name) or "table"
-    options: dict[str, Any] = {"pagination": len(rows) > 25, "paginationPageSize": 25,
+    options: dict[str, Any] = {"pagination": len(rows) > PAGE_SIZES[0],
+                               "paginationPageSize": PAGE_SIZES[0],
+                               # the selector must list the page size, or AG Grid shows it empty
+                               "paginationPageSizeSelector": list(PAGE_SIZES),
                                "domLayout": "autoHeight", "enableCellTextSelection": True}
     grid_props: dict[str, Any] = {}
     if block.muted:

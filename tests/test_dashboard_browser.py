@@ -117,6 +117,10 @@ def test_selectors_show_their_value_on_a_warm_server(dash_duo, runs_dir: Path) -
                 dash_duo.wait_for_contains_text("#units-count", "16 units of 16 in c3",
                                                 timeout=20)
             dash_duo.wait_for_text_to_equal(f"{box}-value", value, timeout=10)
+    # a long table pages by 25 and its page-size picker says so (AG Grid shows an empty
+    # picker, with a console warning, when the size is not among the picker's choices)
+    dash_duo.wait_for_text_to_equal(".ag-paging-page-size .ag-picker-field-display", "25",
+                                    timeout=20)
     # a run without the page's layer: the selector falls back to the run's first layer
     dash_duo.driver.get(dash_duo.server_url + "/units?run=lenet5-b&layer=nope")
     dash_duo.wait_for_text_to_equal("#units-layer-value", "c1", timeout=10)
