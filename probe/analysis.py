@@ -238,6 +238,15 @@ class Analysis(AnalysisViews, abc.ABC):
             ``batch.outputs`` or ``batch.activations`` (the runner then keeps
             their graph for this analysis alone).
         tables: ``{table name: required columns}`` — what ``finalize`` returns.
+        merge_tolerance: How far the float cells of a run whose images were split
+            over processes may differ from one process's, as a fraction of their
+            column's largest magnitude (the conformance kit's
+            ``shards_equal_one_pass``, on top of its elementwise ``rtol``). 0 by
+            default: only last-bit differences of sums. An analysis that fits a
+            model to float32 activations (a regression, a solve) amplifies the
+            forward's last-bit differences over other batch compositions by the
+            fit's conditioning, near-zero coefficients included, and declares
+            how much.
     """
 
     name: ClassVar[str] = ""
@@ -247,6 +256,7 @@ class Analysis(AnalysisViews, abc.ABC):
     requires: ClassVar[frozenset[str]] = frozenset()
     gradients: ClassVar[bool] = False
     tables: ClassVar[Mapping[str, Sequence[str]]] = {}
+    merge_tolerance: ClassVar[float] = 0.0
 
     def __init__(self, **settings: Any) -> None:
         self.settings: dict[str, Any] = resolve_options(
@@ -304,6 +314,11 @@ def validate_analysis_class(item: object) -> None:
     if unknown:
         raise PluginError(f"analysis {item.name} requires unknown inputs {sorted(unknown)}; "
                           f"known: {sorted(KNOWN_REQUIREMENTS)}")
+    tolerance = item.merge_tolerance
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) \
+            or not 0 <= tolerance < 1:
+        raise PluginError(f"analysis {item.name}: merge_tolerance must be a number in "
+                          f"[0, 1), got {tolerance!r}")
 
 
 def check_tables(analysis: Analysis, tables: Mapping[str, pd.DataFrame]) -> None:

@@ -101,7 +101,9 @@ def check_analysis(cls: type[Analysis], *, options: Mapping[str, Any] | None = N
             shard sees several batches.
         rtol, atol: Tolerance of ``shards_equal_one_pass`` for float cells (sums
             added in another order differ in the last bits; quantities such as
-            ``arccos`` near 1 amplify that).
+            ``arccos`` near 1 amplify that). On top of it a cell may differ by the
+            class's declared ``merge_tolerance`` times its column's largest
+            magnitude (0 unless the analysis declares it).
         raise_on_failure: Raise ``AssertionError`` listing the failed checks.
 
     Returns:
@@ -152,7 +154,8 @@ def _run_checks(cls: type[Analysis], plan: RunPlan, device: torch.device, record
         two = record("two_shards", lambda: drive(plan, device, shards=2))
         if two is not None:
             record("shards_equal_one_pass",
-                   lambda: assert_tables_equal(tables, two[2], rtol=rtol, atol=atol))
+                   lambda: assert_tables_equal(tables, two[2], rtol=rtol, atol=atol,
+                                               scale_rtol=float(cls.merge_tolerance)))
         record("figures", lambda: _check_figures(cls, tables))
         record("views", lambda: check_views(cls, tables, list(context.layers),
                                             plan.dataset_record))
@@ -287,10 +290,14 @@ def _check_hooks(model: nn.Module) -> None:
 
 
 def assert_tables_equal(expected: Mapping[str, pd.DataFrame], actual: Mapping[str, pd.DataFrame],
-                        rtol: float = 1e-6, atol: float = 1e-9) -> None:
+                        rtol: float = 1e-6, atol: float = 1e-9,
+                        scale_rtol: float = 0.0) -> None:
     """Assert two ``{table: DataFrame}`` results are equal (floats to ``rtol``/``atol``).
 
     Cells holding arrays or bytes (maps, masks) are compared element by element.
+    ``scale_rtol`` also lets a float cell differ by that fraction of its column's
+    largest magnitude (of its array's, for array cells): the tolerance for fitted
+    coefficients, whose near-zero entries have no meaningful relative error.
     """
     assert sorted(expected) == sorted(actual), f"tables differ: {sorted(expected)} vs " \
                                                f"{sorted(actual)}"
@@ -299,21 +306,29 @@ def assert_tables_equal(expected: Mapping[str, pd.DataFrame], actual: Mapping[st
         assert list(a.columns) == list(b.columns), f"table {name}: columns differ"
         assert len(a) == len(b), f"table {name}: {len(a)} rows vs {len(b)}"
         for column in a.columns:
-            _assert_column_equal(f"{name}.{column}", a[column], b[column], rtol, atol)
+            _assert_column_equal(f"{name}.{column}", a[column], b[column], rtol, atol,
+                                 scale_rtol)
+
+
+def _scaled(atol: float, scale_rtol: float, values: np.ndarray) -> float:
+    """``atol`` widened by ``scale_rtol`` × the largest finite magnitude in ``values``."""
+    finite = np.abs(values[np.isfinite(values)])
+    return atol + scale_rtol * float(finite.max()) if scale_rtol and finite.size else atol
 
 
 def _assert_column_equal(where: str, a: pd.Series, b: pd.Series, rtol: float,
-                         atol: float) -> None:
+                         atol: float, scale_rtol: float = 0.0) -> None:
     if a.dtype.kind in "fc" or b.dtype.kind in "fc":
         x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
-        ok = np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+        ok = np.isclose(x, y, rtol=rtol, atol=_scaled(atol, scale_rtol, x), equal_nan=True)
         assert ok.all(), f"{where}: row {int(np.argmin(ok))}: {x[~ok][0]} vs {y[~ok][0]}"
         return
     for row, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
         if isinstance(x, np.ndarray | list) or isinstance(y, np.ndarray | list):
             xa, ya = np.asarray(x), np.asarray(y)
             same = xa.shape == ya.shape and (
-                np.allclose(xa, ya, rtol=rtol, atol=atol, equal_nan=True)
+                np.allclose(xa, ya, rtol=rtol, equal_nan=True,
+                            atol=_scaled(atol, scale_rtol, xa.astype(float)))
                 if xa.dtype.kind in "fc" else np.array_equal(xa, ya))
         else:
             both_nan = isinstance(x, float) and isinstance(y, float) and np.isnan(x) and np.isnan(y)

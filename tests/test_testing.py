@@ -4,6 +4,7 @@ catches each contract breach it names."""
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -162,3 +163,27 @@ def test_assert_tables_equal_compares_arrays_and_floats():
         assert_tables_equal(a, {"t": pd.DataFrame({"x": [1.0, 2.0], "m": [[1, 2], [3, 5]]})})
     with pytest.raises(AssertionError, match=r"t\.x"):
         assert_tables_equal(a, {"t": pd.DataFrame({"x": [1.0, 2.1], "m": [[1, 2], [3, 4]]})})
+
+
+def test_a_declared_merge_tolerance_widens_the_shard_comparison_by_column_scale():
+    """assert_tables_equal's scale_rtol: a cell may differ by that fraction of its column's
+    largest magnitude (a near-zero fitted coefficient has no meaningful relative error);
+    check_analysis passes the class's merge_tolerance; the registry checks its type."""
+    from probe.analysis import validate_analysis_class
+    from probe.errors import PluginError
+
+    one = {"t": pd.DataFrame({"w": [2.0, 1e-3, -0.5], "map": [np.array([4.0, 1e-4])] * 3})}
+    # the small coefficient 1e-5 off: 1 % of itself, 5e-6 of the column's largest (2.0)
+    off = {"t": pd.DataFrame({"w": [2.0 + 1e-6, 1e-3 + 1e-5, -0.5 - 1e-7],
+                              "map": [np.array([4.0, 1e-4 + 1e-5])] * 3})}
+    with pytest.raises(AssertionError, match=r"t\.w: row 1"):
+        assert_tables_equal(one, off, rtol=1e-6, atol=1e-9)
+    assert_tables_equal(one, off, rtol=1e-6, atol=1e-9, scale_rtol=1e-5)  # 2e-5 allowed
+    with pytest.raises(AssertionError, match=r"t\.w: row 1"):
+        assert_tables_equal(one, off, rtol=1e-6, atol=1e-9, scale_rtol=1e-6)  # 2e-6 < 1e-5
+    assert Analysis.merge_tolerance == 0.0
+    assert get_host().analyses.get("equivariance").merge_tolerance == 1e-4
+    for bad in (-1e-3, 1.0, "1e-4", True):
+        broken = type("Broken", (Analysis,), {"name": "broken", "merge_tolerance": bad})
+        with pytest.raises(PluginError, match="merge_tolerance must be a number"):
+            validate_analysis_class(broken)
