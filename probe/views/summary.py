@@ -133,19 +133,18 @@ def side_by_side(a: RunView, b: RunView) -> tuple[Table, list[str]]:
     the problems met reading them (each run's summary problems, prefixed with its label:
     a damaged table must be said, not silently left out of the comparison).
 
-    Runs with the same layers are matched by name; otherwise each layer of A is
-    matched to the layer of B at the nearest relative depth (first 0, last 1).
+    A layer of A that B also has is matched to it by name; any other layer of A
+    to the layer of B at the nearest relative depth (first 0, last 1). So a VGG
+    and its deformable variant (which adds ``.offset`` layers) line up conv by
+    conv, and a LeNet and an AlexNet by depth.
     """
     sum_a, problems_a = layer_summary(a)
     sum_b, problems_b = layer_summary(b)
     problems = [f"{a.label}: {p}" for p in problems_a] + [f"{b.label}: {p}" for p in problems_b]
     fa, fb = sum_a.frame, sum_b.frame
     depth_a, depth_b = layer_depth(list(fa["layer"])), layer_depth(list(fb["layer"]))
-    if list(fa["layer"]) == list(fb["layer"]):
-        partner = dict(zip(fa["layer"], fb["layer"], strict=True))
-    else:
-        partner = {la: min(depth_b, key=lambda lb, d=da: abs(depth_b[lb] - d))
-                   for la, da in depth_a.items()} if depth_b else {}
+    partner = {la: la if la in depth_b else min(depth_b, key=lambda lb, d=da: abs(depth_b[lb] - d))
+               for la, da in depth_a.items()} if depth_b else {}
     rows = []
     measures = [c for c in fa.columns if c != "layer" and c in fb.columns
                 and pd.api.types.is_numeric_dtype(fa[c]) and pd.api.types.is_numeric_dtype(fb[c])]
@@ -175,5 +174,6 @@ def side_by_side(a: RunView, b: RunView) -> tuple[Table, list[str]]:
                     formats[f"{column} [{suffix}]"] = sum_a.formats[column]
         rows.append(row)
     return Table(pd.DataFrame(rows), caption=f"Layer by layer, {b.label} against {a.label} "
-                 "(matched by relative depth when the layers differ).", name="compare-layers",
+                 "(by name where both have the layer, else by relative depth).",
+                 name="compare-layers",
                  labels=labels, formats=formats), problems
