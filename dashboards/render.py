@@ -28,6 +28,8 @@ MAX_ROWS = 5000
 
 #: Rows per page of a grid, then the sizes its page-size selector offers.
 PAGE_SIZES = (25, 50, 100)
+#: The narrowest a grid column gets (px).
+MIN_COLUMN_PX = 90
 
 def slug(*parts: object) -> str:
     """An element id from ``parts`` (letters, digits and ``-``)."""
@@ -129,6 +131,16 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
+def number_width(values: Any) -> int:
+    """Pixels a numeric column needs so its longest cell shows whole (not ``-0.008…``).
+
+    About 8 px per character of the rounded number plus the cell's padding and the
+    filter icon; never below :data:`MIN_COLUMN_PX`.
+    """
+    longest = max((len(str(v)) for v in values if v is not None), default=0)
+    return max(MIN_COLUMN_PX, 8 * longest + 44)
+
+
 def grid(block: blocks.Table, id: str) -> html.Div:
     """A table as a Dash AG Grid: labelled headers, sort, filter, muted rows, CSV download."""
     frame, columns = table_layout(block)
@@ -146,6 +158,7 @@ def grid(block: blocks.Table, id: str) -> html.Div:
         elif pd.api.types.is_numeric_dtype(frame[column]) and frame[column].dtype != bool:
             spec["filter"] = "agNumberColumnFilter"
             spec["type"] = "numericColumn"
+            spec["minWidth"] = number_width(row.get(column) for row in rows)
             formatter = grid_formatter(block.formats.get(column, ""))
             if formatter:
                 spec["valueFormatter"] = formatter
@@ -165,7 +178,8 @@ def grid(block: blocks.Table, id: str) -> html.Div:
     table = dag.AgGrid(
         id={"type": "probe-grid", "id": id}, rowData=rows, columnDefs=defs,
         defaultColDef={"sortable": True, "filter": True, "resizable": True, "flex": 1,
-                       "minWidth": 90, "wrapHeaderText": True, "autoHeaderHeight": True},
+                       "minWidth": MIN_COLUMN_PX, "wrapHeaderText": True,
+                       "autoHeaderHeight": True},
         dashGridOptions=options, csvExportParams={"fileName": f"{file}.csv"},
         columnSize="responsiveSizeToFit", className="ag-theme-alpine probe-grid",
         style={"width": "100%"}, **grid_props)

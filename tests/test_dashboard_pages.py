@@ -148,6 +148,13 @@ def test_grids_show_numbers_in_their_declared_formats(app, runs: Path) -> None:
     assert "toFixed(3)" in defs["iou"]["valueFormatter"]["function"]
     assert "toFixed(2)" in defs["t"]["valueFormatter"]["function"]
     assert "valueFormatter" not in defs["share"] and defs["share"]["headerName"].endswith("(%)")
+    # a numeric column is wide enough for its longest rounded cell: "-0.008451" is 9
+    # characters, 8 px each + 44 px of padding and icon (it was cut to "-0.008…" at 90 px)
+    wide = Table(pd.DataFrame({"d": [-0.00845123, 0.1], "n": [1, 2]}), name="widths")
+    ag = next(c for c in components(grid(wide, "widths")) if getattr(c, "rowData", None))
+    defs = {d["field"]: d for d in ag.columnDefs}
+    assert [r["d"] for r in ag.rowData] == [-0.008451, 0.1]
+    assert defs["d"]["minWidth"] == 8 * 9 + 44 and defs["n"]["minWidth"] == 90
 
 
 def test_grid_rows_are_each_record_converted_cell_by_cell() -> None:
