@@ -319,3 +319,26 @@ def test_views_of_a_real_dissection_run(tmp_path):
     top = [b for b in Dissection.headlines(view) if isinstance(b, Pictures)]
     if units["is_detector"].any():
         assert 1 <= len(top[0].items) <= 6 and "IoU" in top[0].items[0].caption
+
+
+def test_both_stacked_category_charts_list_the_categories_in_one_order():
+    """The hierarchy chart and the detector-counts chart draw the same stacks; their
+    legends list the categories in the same (stack) order, in the same colours."""
+    from probe.plugins.analyses.dissection.figures import detector_counts_figure, hierarchy_figure
+
+    summary = pd.DataFrame([
+        {"layer": layer, "layer_index": i, "category": category, "detectors": d,
+         "unique_concepts": d, "share_of_units": d / 10}
+        for i, layer in enumerate(("a", "b")) for category, d in
+        (("color", 1), ("texture", 0), ("part", 2), ("object", 1), ("scene", 0))])
+    charts = [hierarchy_figure(summary), detector_counts_figure(summary)]
+
+    # plotly.js reverses a stacked chart's legend by itself only when no trace has a
+    # legend group (the counts chart has them): the order must be declared, not left
+    # to that default, for the two legends to agree
+    orders = [fig.layout.legend.traceorder for fig in charts]
+    assert orders == ["reversed", "reversed"]
+    entries = [[(t.name, t.marker.color) for t in fig.data if t.showlegend is not False]
+               for fig in charts]
+    assert entries[0] == entries[1]
+    assert [name for name, _ in entries[0]][::-1][0] == "scene"  # the top of the stack first

@@ -17,6 +17,12 @@ from probe.views.plots import axes, category_color, cell, figure, hline, subplot
 CATEGORY_ORDER = ("color", "texture", "material", "part", "object", "scene")
 
 
+#: Legend of the stacked category charts: categories top to bottom as in the stack
+#: (plotly reverses a stacked chart's legend on its own only without legend groups, so
+#: the two charts listed the categories in opposite orders).
+STACK_LEGEND: dict[str, Any] = {"title": {"text": "category"}, "traceorder": "reversed"}
+
+
 def ordered_categories(categories: Sequence[object]) -> list[str]:
     """``categories`` (distinct, as strings) in :data:`CATEGORY_ORDER`, others after."""
     names = [str(c) for c in dict.fromkeys(categories) if str(c)]
@@ -64,7 +70,7 @@ def hierarchy_figure(summary: pd.DataFrame) -> Any:
             "hovertemplate": "%{x}: %{y:.1%} of units<br>%{customdata[1]} detectors, "
                              "%{customdata[2]} unique concepts<extra>%{customdata[0]}</extra>"})
     return figure(traces, {
-        "barmode": "stack", "height": 400, "legend": {"title": {"text": "category"}},
+        "barmode": "stack", "height": 400, "legend": STACK_LEGEND,
         "title": {"text": "dissection: share of units detecting each category, per layer"},
         "xaxis": {"title": {"text": "layer"}, "categoryorder": "array", "categoryarray": layers},
         "yaxis": {"title": {"text": "share of the layer's units"}, "tickformat": ".0%"}})
@@ -82,7 +88,7 @@ def detector_counts_figure(summary: pd.DataFrame) -> Any:
                            "y": _column(summary, category, layers, column), "name": category,
                            "legendgroup": category, "marker": {"color": color},
                            **({"showlegend": False} if col == 2 else {}), **cell(1, col, 2)})
-    layout.update(barmode="stack", height=380, legend={"title": {"text": "category"}},
+    layout.update(barmode="stack", height=380, legend=STACK_LEGEND,
                   title={"text": "dissection: detectors and unique concepts per layer"})
     for axis in axes(layout, "x"):
         layout[axis].update(categoryorder="array", categoryarray=layers)
