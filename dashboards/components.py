@@ -29,18 +29,23 @@ def run_dropdown(id: str, names: Sequence[str], value: str | None,
                                                       clearable=False)])
 
 
-def layer_dropdown(id: str, run: str | None, value: str | None,
-                   label: str = "layer") -> html.Div:
-    """A labelled layer selector holding ``run``'s layers from the start.
+def choice_dropdown(id: str, label: str, choices: tuple[list[str], str | None]) -> html.Div:
+    """A labelled selector holding its ``(options, value)`` from the start.
 
-    The options are in the layout (:func:`layer_choices`), not filled by a first
-    callback: Dash's dropdown, given options later for the value it already holds,
-    can keep showing an empty box when that response comes back quickly (a warm
-    server). A page's callback refills them only when the run changes.
+    The options are in the layout, not filled by a first callback: Dash's dropdown,
+    given options later for the value it already holds, can keep showing an empty
+    box when that response comes back quickly (a warm server). A page's callback
+    refills them only when the run changes (``prevent_initial_call``).
     """
-    options, value = layer_choices(run, value)
+    options, value = choices
     return html.Div([html.Label(label), dcc.Dropdown(id=id, options=options, value=value,
                                                      clearable=False)])
+
+
+def layer_dropdown(id: str, run: str | None, value: str | None,
+                   label: str = "layer") -> html.Div:
+    """A labelled layer selector holding ``run``'s layers (:func:`layer_choices`)."""
+    return choice_dropdown(id, label, layer_choices(run, value))
 
 
 def layer_choices(run: str | None, current: str | None) -> tuple[list[str], str | None]:

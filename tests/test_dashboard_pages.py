@@ -155,6 +155,12 @@ def test_grids_show_numbers_in_their_declared_formats(app, runs: Path) -> None:
     defs = {d["field"]: d for d in ag.columnDefs}
     assert [r["d"] for r in ag.rowData] == [-0.008451, 0.1]
     assert defs["d"]["minWidth"] == 8 * 9 + 44 and defs["n"]["minWidth"] == 90
+    # a long column is measured on a sample plus its extremes: the one tiny (widest)
+    # number among 5,000 short ones still sets the width
+    from probe.dashboards.render import number_width
+
+    assert number_width([1.5] * 4000 + [-0.0001234] + [2.25] * 999) == 8 * 10 + 44
+    assert number_width([123456.0] + [1.5] * 4999) == 8 * 8 + 44
 
 
 def test_grid_rows_are_each_record_converted_cell_by_cell() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import dash
 from dash import Dash, Input, Output, State, dcc, html
 
-from probe.dashboards.components import notice, run_dropdown, table
+from probe.dashboards.components import choice_dropdown, notice, run_dropdown, table
 from probe.dashboards.data import RunSource, get_source
 from probe.dashboards.render import plain_figures, render_all
 from probe.dashboards.run_view import DashRunView
@@ -65,14 +65,10 @@ def layout(run: str | None = None, analysis: str | None = None, **_: Any) -> htm
     """The analyses page; ``?run=RUN&analysis=NAME`` preselects."""
     source = get_source()
     run = source.default_run(run)
-    # the options in the layout, not from a first callback (see components.layer_dropdown)
-    names, analysis = analysis_choices(run, analysis)
     return html.Div([
         html.H2("Analyses"),
         html.Div([run_dropdown("analysis-run", source.run_names(), run),
-                  html.Div([html.Label("analysis"),
-                            dcc.Dropdown(id="analysis-name", options=names, value=analysis,
-                                         clearable=False)])],
+                  choice_dropdown("analysis-name", "analysis", analysis_choices(run, analysis))],
                  className="controls"),
         dcc.Loading(html.Div(id="analysis-content"), type="dot"),
     ])
