@@ -9,8 +9,9 @@ budget it forgets them and reads the data again (nothing else changes).
 
 The budget is :data:`DEFAULT_MIB` MiB of host memory, or the environment variable
 ``PROBE_PASS_CACHE_MIB`` (``0`` turns the cache off). Batches are copied when kept
-and when handed out, so an analysis that changed a batch in place cannot change
-what the next pass sees.
+and when handed to a pass that is not the last, so an analysis that changed a
+batch in place cannot change what a later pass sees; the last pass gets the kept
+tensors themselves (nothing reads them after it).
 
 On the CPU the cache also keeps the first pass's **forward pass** — the model's
 outputs and the activations of the layers the later passes capture — when no
@@ -24,7 +25,7 @@ forward pass is cheap beside device memory, so only the batches are kept there.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -96,6 +97,7 @@ class PassCache:
         self._forward_bytes = 0
         self._keeping = budget > 0
         self.complete = False
+        self._handed: list[list[Any]] = []  # lists given to the last pass, each once
 
     def keep(self, sample: Any, outputs: torch.Tensor | None = None,
              activations: Mapping[str, torch.Tensor] | None = None) -> None:
@@ -146,15 +148,35 @@ class PassCache:
 
     def __iter__(self) -> Iterator[Any]:
         """Copies of the kept batches, in the order they were read."""
+        return iter(self.batches())
+
+    def batches(self, last: bool = False) -> Iterable[Any]:
+        """The kept batches, in the order they were read: copies, or with ``last`` (no
+        later pass reads them) the kept tensors themselves, each forgotten as it is
+        handed out (nothing can read what an analysis changed, and memory is freed as
+        the pass goes)."""
         if not self.complete:
             raise RuntimeError("the pass cache is not complete")
-        return (_copy(batch) for batch in self._batches)
+        if last:
+            return self._hand_over(self._batches)
+        return _Copies(self._batches)
 
-    def forwards(self) -> Iterator[dict[str, Any]]:
-        """Copies of the kept forward passes (``outputs``, ``activations``), batch by batch."""
+    def forwards(self, last: bool = False) -> Iterator[dict[str, Any]]:
+        """The kept forward passes (``outputs``, ``activations``), batch by batch: copies,
+        or with ``last`` the kept tensors themselves (as :meth:`batches`)."""
         if not self.has_forward:
             raise RuntimeError("the pass cache holds no forward passes")
+        assert self._forwards is not None
+        if last:
+            return iter(self._hand_over(self._forwards))
         return (_copy(forward) for forward in self._forwards)
+
+    def _hand_over(self, kept: list[Any]) -> _HandOver:
+        """Each entry of ``kept``, forgotten as it is handed out (once: then it is spent)."""
+        if any(kept is other for other in self._handed):
+            raise RuntimeError("the pass cache was already handed to the last pass")
+        self._handed.append(kept)
+        return _HandOver(kept)
 
     def record(self) -> dict[str, Any]:
         """JSON-ready: whether later passes were fed from memory (``forward``: the model
@@ -162,3 +184,33 @@ class PassCache:
         return {"used": self.complete, "forward": self.has_forward,
                 "mib": round(self.bytes / 2**20, 2),
                 "budget_mib": round(self.budget / 2**20, 2)}
+
+
+class _Copies:
+    """Copies of the entries of a list, made as they are yielded (sized, for the bar)."""
+
+    def __init__(self, kept: list[Any]) -> None:
+        self._kept = kept
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (_copy(item) for item in self._kept)
+
+
+class _HandOver:
+    """The entries of a list, each dropped from it as it is yielded (sized, for the bar)."""
+
+    def __init__(self, kept: list[Any]) -> None:
+        self._kept = kept
+        self._size = len(kept)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in range(len(self._kept)):
+            item, self._kept[index] = self._kept[index], None
+            yield item
+        self._kept.clear()

@@ -219,8 +219,9 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
     assert dataset is not None  # checked by probe.plan.check_requirements
     cache = cache if cache is not None else PassCache(0)
     source: Any
+    last = pass_index == n_passes - 1
     if cache.complete:
-        source = cache
+        source = cache.batches(last=last)
     else:
         subset = Subset(dataset, shard.indices(len(dataset)))
         # a local generator: the loader's worker seeds must not draw from the caller's RNG
@@ -233,7 +234,7 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
         for name in slot.analysis.select_layers(context):
             layers[name] = handle.layers[name]
     gradients = any(s.analysis.gradients for s in active)
-    forwards = cache.forwards() if cache.has_forward and not gradients and \
+    forwards = cache.forwards(last=last) if cache.has_forward and not gradients and \
         set(layers) <= (cache.forward_layers or set()) else None
     model = handle.model
     dtype = model_dtype(model)

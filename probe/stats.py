@@ -132,11 +132,18 @@ def _pick_payload(kept: torch.Tensor, offered: torch.Tensor,
         return _gather_payload(kept, order)
     if not bool(old.any()):
         return _gather_payload(offered, order - before).to(kept.dtype)
-    out = torch.empty((*order.shape, *kept.shape[2:]), dtype=kept.dtype, device=kept.device)
-    out[old] = kept[units[old], order[old]]
+    # whole slices moved by row: index_select / index_copy_ on [rows, slice] views (several
+    # times faster on the CPU than boolean-mask indexing of the payload itself)
+    count, k = order.shape
+    out = torch.empty((count * k, *kept.shape[2:]), dtype=kept.dtype, device=kept.device)
+    slots = torch.arange(count * k, device=order.device).view(count, k)
     new = ~old
-    out[new] = offered[units[new], order[new] - before].to(kept.dtype)
-    return out
+    rows_old = (units * before + order)[old]
+    rows_new = (units * offered.shape[1] + order - before)[new]
+    out.index_copy_(0, slots[old], kept.flatten(0, 1).index_select(0, rows_old))
+    out.index_copy_(0, slots[new],
+                    offered.flatten(0, 1).index_select(0, rows_new).to(kept.dtype))
+    return out.view(*order.shape, *kept.shape[2:])
 
 
 def _gather_payload(payload: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

@@ -570,3 +570,43 @@ def test_every_run_checks_intersection_within_activation():
     tally.active_paper += 1  # only Lite's rule is breached now
     with pytest.raises(RuntimeError, match="rule 'lite'"):
         tally.check_within_activation(primary)
+
+
+@pytest.mark.parametrize(("shape", "size"), [((5, 5), (12, 12)), ((4, 7), (16, 9)),
+                                             ((12, 12), (12, 12)), ((1, 3), (8, 8)),
+                                             ((16, 16), (6, 6)), ((4, 4), (12, 12)),
+                                             ((9, 14), (4, 14)), ((8, 8), (4, 4))])
+@pytest.mark.parametrize("downsample", ["antialias", "bilinear"])
+def test_compiled_numpy_and_torch_paths_count_the_same(monkeypatch, shape, size, downsample):
+    """The compiled CPU kernels (found and counted in one pass), the vectorised numpy path
+    and the torch code other devices run give the same tallies, count for count: maps
+    that grow (square, non-square, a single row), keep their size or shrink, with
+    values exactly at the threshold (ties are not active), under both shrinking rules."""
+    from probe.plugins.analyses.dissection import fused
+
+    gen = torch.Generator().manual_seed(sum(shape) * 31 + size[0])
+    acts = torch.randn((7, 6, *shape), generator=gen)
+    acts[:, 5, 0, 0] = 0.5  # ties with unit 5's threshold in every map
+    if min(shape) >= 3:  # 4 -> 12 puts output 4 exactly on sample 1, read by an owner
+        acts[:, 5, 1, 1], acts[:, 5, 1, 2] = 0.5, 2.0  # that also reads a sample above
+    if shape == (8, 8):  # 8 -> 4 antialiased: output (1, 1) weighs rows and columns
+        # 1..4 by 1/8, 3/8, 3/8, 1/8, so it is exactly 0.5 = T, with a tap at 0.75 above
+        acts[:, 5, 1:5, 1:5] = torch.tensor([0.5, 0.25, 0.75, 0.5])
+    masks = torch.randint(0, 5, (7, 3, *size), generator=gen)
+    masks[masks == 4] = 0
+    scalars = torch.randint(0, 2, (7, 1), generator=gen) * 4
+    thresholds = torch.quantile(acts.transpose(0, 1).reshape(6, -1), 0.9, dim=1)
+    thresholds[5] = 0.5
+    labels = BatchLabels.build(SPACE, masks, scalars, size, 7, CPU)
+    tallies = []
+    for compiled, numpy_path in ((True, True), (False, True), (False, False)):
+        monkeypatch.setattr(fused, "ENABLED", compiled)
+        monkeypatch.setattr(active_module, "NUMPY", numpy_path)
+        tally = LayerTally(6, SPACE, CPU)
+        tally.update(acts, thresholds, labels, downsample=downsample)
+        tallies.append(tally)
+    for other in tallies[1:]:
+        for name in ("intersection", "active", "active_paper", "active_lite"):
+            assert torch.equal(getattr(tallies[0], name), getattr(other, name)), name
+    assert tallies[0].intersection.sum() > 0
+    assert_intersection_within_activation(tallies[0], labels.primary)

@@ -265,3 +265,29 @@ def test_the_forward_cache_keeps_copies_and_drops_first_past_its_budget() -> Non
     tight.keep(sample, torch.ones(1), act)  # 56 > 40: the forwards go, 32 bytes of batches stay
     tight.close()
     assert tight.complete and not tight.has_forward and tight.bytes == 32 and len(tight) == 2
+
+
+def test_the_last_pass_gets_the_kept_tensors_once() -> None:
+    """A pass that is not the last gets copies; the last gets the kept tensors themselves
+    (no copy: nothing reads them afterwards), each forgotten as it is handed out, and
+    only once."""
+    cache = PassCache(budget=10_000, forward_layers={"a"})
+    for value in (1.0, 2.0):
+        cache.keep({"image": torch.full((3,), value)}, torch.full((2,), value),
+                   {"a": torch.full((4,), value)})
+    cache.close()
+    copies = cache.batches()
+    assert len(copies) == 2
+    again = [b["image"] for b in copies]
+    assert all(t is not k["image"] for t, k in zip(again, cache._batches, strict=True))
+    kept = [b["image"] for b in cache._batches]
+    handed = cache.batches(last=True)
+    forwards = cache.forwards(last=True)
+    assert len(handed) == 2
+    for index, batch in enumerate(handed):
+        assert batch["image"] is kept[index]  # the kept tensor, not a copy
+        assert cache._batches[index] is None  # forgotten as soon as it is handed out
+        assert next(forwards)["activations"]["a"].tolist() == [index + 1.0] * 4
+    assert cache._batches == []
+    with pytest.raises(RuntimeError, match="already handed to the last pass"):
+        cache.batches(last=True)

@@ -36,7 +36,7 @@ import torch
 
 from probe.state import State
 
-from . import active
+from . import active, fused
 from .active import active_pixel_chunks
 from .labels import BatchLabels, LabelSpace, primary_categories
 
@@ -197,8 +197,20 @@ class LayerTally(State):
         inter = self.intersection.view(-1)
         n_layers = labels.table.shape[1] - 1
         on_cpu = active.NUMPY and device.type == "cpu" and units * n_labels < 2**31
-        for pair, pixel in active_pixel_chunks(act, thresholds, labels.size, downsample,
-                                               peak=peak):
+        compiled = on_cpu and fused.available()
+        if compiled and act.dtype == torch.float32:
+            chosen = active.flat_nonzero(peak > thresholds.to(act.dtype).to(peak.dtype)
+                                         .view(1, -1))
+            fused.count_maps(act, thresholds, chosen, labels.size, labels.table, n_labels,
+                             counts, inter, hit_bits, active.MARGIN, downsample)
+            chunks = ()
+        else:
+            chunks = active_pixel_chunks(act, thresholds, labels.size, downsample, peak=peak)
+        for pair, pixel in chunks:
+            if compiled:  # found and counted in one compiled pass: no temporaries
+                fused.count_pixels(counts, inter, hit_bits, labels.table, pair, pixel,
+                                   units, n_labels, pixels_per_image)
+                continue
             if on_cpu:  # the same counts with numpy, several times faster on small arrays
                 _count_numpy(counts, inter, hit_bits, labels.table, pair, pixel, units,
                              n_labels, pixels_per_image)
