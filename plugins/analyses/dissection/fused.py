@@ -48,6 +48,21 @@ def _kernels() -> Any:
         hit_bits[pair] |= table[row, n_layers]
 
     @jit
+    def start_map(maps, pair, units, thr32, pixels_per_image, hot_rows):
+        """Map ``pair``'s unit, float32 threshold and first label-table row; marks
+        ``hot_rows[i]`` where raw row ``i`` has a value above the threshold (most rows of
+        a map above threshold have none)."""
+        image = pair // units
+        unit = pair - image * units
+        t32 = thr32[unit]
+        for i in range(maps.shape[1]):
+            hot = False
+            for j in range(maps.shape[2]):
+                hot |= maps[pair, i, j] > t32
+            hot_rows[i] = hot
+        return unit, t32, image * pixels_per_image
+
+    @jit
     def count_pixels(counts, inter, hit_bits, table, pairs, pixels, units, n_labels,
                      pixels_per_image):
         n_layers = table.shape[1] - 1
@@ -71,16 +86,9 @@ def _kernels() -> Any:
         hot_rows = np.zeros(h, dtype=np.bool_)
         for k in range(chosen.shape[0]):
             pair = chosen[k]
-            image = pair // units
-            unit = pair - image * units
-            t32 = thr32[unit]
+            unit, t32, row_base = start_map(maps, pair, units, thr32, pixels_per_image,
+                                            hot_rows)
             t64 = np.float64(t32)
-            row_base = image * pixels_per_image
-            for i in range(h):  # raw rows with a sample above T (most rows have none)
-                hot = False
-                for j in range(w):
-                    hot |= maps[pair, i, j] > t32
-                hot_rows[i] = hot
             for p in range(h + 1):
                 r0, r1 = row_lower[p], row_upper[p]
                 if not (hot_rows[r0] or hot_rows[r1]):
@@ -144,16 +152,9 @@ def _kernels() -> Any:
         top_along = np.zeros(w, dtype=np.float64)
         for k in range(chosen.shape[0]):
             pair = chosen[k]
-            image = pair // units
-            unit = pair - image * units
-            t32 = thr32[unit]
+            unit, t32, row_base = start_map(maps, pair, units, thr32, pixels_per_image,
+                                            hot_rows)
             t64 = np.float64(t32)
-            row_base = image * pixels_per_image
-            for i in range(h):
-                hot = False
-                for j in range(w):
-                    hot |= maps[pair, i, j] > t32
-                hot_rows[i] = hot
             for y in range(height):
                 reached = False
                 for u in range(n_ty):
