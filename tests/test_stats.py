@@ -44,6 +44,24 @@ def test_topk_is_exact_deterministic_and_mergeable():
         assert torch.equal(top.payload[..., 0], (units * 1000 + top.indices).float())
 
 
+def test_topk_entries_arriving_late_with_lower_indices_win_ties():
+    """Once the buffer is full only scores >= a unit's k-th are offered: a tie with the
+    k-th still enters when its data-set index is lower, whatever order batches come in."""
+    torch.manual_seed(2)
+    scores = torch.randint(0, 4, (5, 60)).float()
+    idx = torch.arange(60)
+    payload = (torch.arange(5).view(-1, 1) * 1000 + idx).float().unsqueeze(-1)
+    top = TopK(5, 4, torch.device("cpu"), (1,))
+    for start in range(50, -1, -10):  # highest indices first
+        top.update(scores[:, start:start + 10], idx[start:start + 10],
+                   payload[:, start:start + 10])
+    for unit in range(5):
+        order = sorted(range(60), key=lambda i: (-scores[unit, i].item(), i))[:4]
+        assert top.indices[unit].tolist() == order
+    assert torch.equal(top.payload[..., 0], (torch.arange(5).view(-1, 1) * 1000
+                                             + top.indices).float())
+
+
 def test_as_maps_shapes():
     assert as_maps(torch.zeros(2, 5)).shape == (2, 5, 1, 1)
     assert as_maps(torch.zeros(2, 5, 3, 4)).shape == (2, 5, 3, 4)
