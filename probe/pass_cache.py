@@ -97,7 +97,7 @@ class PassCache:
         self._forward_bytes = 0
         self._keeping = budget > 0
         self.complete = False
-        self._handed: list[list[Any]] = []  # lists given to the last pass, each once
+        self._spent: set[str] = set()  # what was handed to the last pass (once each)
 
     def keep(self, sample: Any, outputs: torch.Tensor | None = None,
              activations: Mapping[str, torch.Tensor] | None = None) -> None:
@@ -157,9 +157,7 @@ class PassCache:
         the pass goes)."""
         if not self.complete:
             raise RuntimeError("the pass cache is not complete")
-        if last:
-            return self._hand_over(self._batches)
-        return _Copies(self._batches)
+        return self._hand_out("batches", self._batches, last)
 
     def forwards(self, last: bool = False) -> Iterator[dict[str, Any]]:
         """The kept forward passes (``outputs``, ``activations``), batch by batch: copies,
@@ -167,16 +165,15 @@ class PassCache:
         if not self.has_forward:
             raise RuntimeError("the pass cache holds no forward passes")
         assert self._forwards is not None
-        if last:
-            return iter(self._hand_over(self._forwards))
-        return (_copy(forward) for forward in self._forwards)
+        return iter(self._hand_out("forwards", self._forwards, last))
 
-    def _hand_over(self, kept: list[Any]) -> _HandOver:
-        """Each entry of ``kept``, forgotten as it is handed out (once: then it is spent)."""
-        if any(kept is other for other in self._handed):
-            raise RuntimeError("the pass cache was already handed to the last pass")
-        self._handed.append(kept)
-        return _HandOver(kept)
+    def _hand_out(self, name: str, kept: list[Any], last: bool) -> _HandOut:
+        """``kept`` as copies, or (``last``) as itself, once: it is spent afterwards."""
+        if name in self._spent:
+            raise RuntimeError(f"the pass cache's {name} were already handed to the last pass")
+        if last:
+            self._spent.add(name)
+        return _HandOut(kept, forget=last)
 
     def record(self) -> dict[str, Any]:
         """JSON-ready: whether later passes were fed from memory (``forward``: the model
@@ -186,31 +183,22 @@ class PassCache:
                 "budget_mib": round(self.budget / 2**20, 2)}
 
 
-class _Copies:
-    """Copies of the entries of a list, made as they are yielded (sized, for the bar)."""
+class _HandOut:
+    """The entries of a list, in order (sized, for the progress bar): copies, or with
+    ``forget`` the entries themselves, each dropped from the list as it is yielded."""
 
-    def __init__(self, kept: list[Any]) -> None:
-        self._kept = kept
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def __iter__(self) -> Iterator[Any]:
-        return (_copy(item) for item in self._kept)
-
-
-class _HandOver:
-    """The entries of a list, each dropped from it as it is yielded (sized, for the bar)."""
-
-    def __init__(self, kept: list[Any]) -> None:
-        self._kept = kept
-        self._size = len(kept)
+    def __init__(self, kept: list[Any], forget: bool) -> None:
+        self._kept, self._forget, self._size = kept, forget, len(kept)
 
     def __len__(self) -> int:
         return self._size
 
     def __iter__(self) -> Iterator[Any]:
-        for index in range(len(self._kept)):
+        for index in range(self._size):
+            if not self._forget:
+                yield _copy(self._kept[index])
+                continue
             item, self._kept[index] = self._kept[index], None
             yield item
-        self._kept.clear()
+        if self._forget:
+            self._kept.clear()

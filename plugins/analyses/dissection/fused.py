@@ -20,11 +20,12 @@ The tests check both against the vectorised torch path that other devices run
 from __future__ import annotations
 
 import functools
-from typing import Any
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from .active import MARGIN
 from .upsample import plan, shrinks, taps
 
 #: Use the compiled kernels on the CPU when numba imports (tests switch it off to check
@@ -33,8 +34,8 @@ ENABLED = True
 
 
 @functools.cache
-def _kernels() -> Any:
-    """The compiled kernels (numba imports in about half a second: only when tallying)."""
+def _kernels() -> SimpleNamespace:
+    """The compiled kernels, by name (numba is imported only when tallying)."""
     import numba
 
     jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False)
@@ -48,19 +49,21 @@ def _kernels() -> Any:
         hit_bits[pair] |= table[row, n_layers]
 
     @jit
-    def start_map(maps, pair, units, thr32, pixels_per_image, hot_rows):
-        """Map ``pair``'s unit, float32 threshold and first label-table row; marks
-        ``hot_rows[i]`` where raw row ``i`` has a value above the threshold (most rows of
-        a map above threshold have none)."""
+    def map_unit(pair, units, thr32, pixels_per_image):
+        """Map ``pair``'s unit, float32 threshold and first label-table row."""
         image = pair // units
         unit = pair - image * units
-        t32 = thr32[unit]
+        return unit, thr32[unit], image * pixels_per_image
+
+    @jit
+    def mark_hot_rows(maps, pair, t32, hot_rows):
+        """``hot_rows[i]``: raw row ``i`` of map ``pair`` has a value above ``t32`` (most
+        rows of a map above threshold have none)."""
         for i in range(maps.shape[1]):
             hot = False
             for j in range(maps.shape[2]):
                 hot |= maps[pair, i, j] > t32
             hot_rows[i] = hot
-        return unit, t32, image * pixels_per_image
 
     @jit
     def count_pixels(counts, inter, hit_bits, table, pairs, pixels, units, n_labels,
@@ -86,8 +89,8 @@ def _kernels() -> Any:
         hot_rows = np.zeros(h, dtype=np.bool_)
         for k in range(chosen.shape[0]):
             pair = chosen[k]
-            unit, t32, row_base = start_map(maps, pair, units, thr32, pixels_per_image,
-                                            hot_rows)
+            unit, t32, row_base = map_unit(pair, units, thr32, pixels_per_image)
+            mark_hot_rows(maps, pair, t32, hot_rows)
             t64 = np.float64(t32)
             for p in range(h + 1):
                 r0, r1 = row_lower[p], row_upper[p]
@@ -130,10 +133,7 @@ def _kernels() -> Any:
         flat = maps.reshape(maps.shape[0], cells)
         for k in range(chosen.shape[0]):
             pair = chosen[k]
-            image = pair // units
-            unit = pair - image * units
-            t32 = thr32[unit]
-            row_base = image * pixels_per_image
+            unit, t32, row_base = map_unit(pair, units, thr32, pixels_per_image)
             for cell in range(cells):
                 if flat[pair, cell] > t32:
                     add_pixel(counts, inter, hit_bits, table, pair, row_base + cell, unit,
@@ -152,8 +152,8 @@ def _kernels() -> Any:
         top_along = np.zeros(w, dtype=np.float64)
         for k in range(chosen.shape[0]):
             pair = chosen[k]
-            unit, t32, row_base = start_map(maps, pair, units, thr32, pixels_per_image,
-                                            hot_rows)
+            unit, t32, row_base = map_unit(pair, units, thr32, pixels_per_image)
+            mark_hot_rows(maps, pair, t32, hot_rows)
             t64 = np.float64(t32)
             for y in range(height):
                 reached = False
@@ -183,14 +183,19 @@ def _kernels() -> Any:
                         add_pixel(counts, inter, hit_bits, table, pair,
                                   row_base + y * width + x, unit, n_labels, n_layers)
 
-    return count_pixels, count_upsampled, count_same, count_shrunk
+    return SimpleNamespace(count_pixels=count_pixels, count_upsampled=count_upsampled,
+                           count_same=count_same, count_shrunk=count_shrunk)
 
 
 def available() -> bool:
     """Whether the compiled kernels are on and numba imports here (else the vectorised
     numpy path is used)."""
-    if not ENABLED:
-        return False
+    return ENABLED and _imports()
+
+
+@functools.cache
+def _imports() -> bool:
+    """Whether the kernels compile here (tried once per process)."""
     try:
         _kernels()
     except ImportError:
@@ -207,39 +212,44 @@ def count_pixels(counts: torch.Tensor, inter: torch.Tensor, hit_bits: torch.Tens
     of each mask layer at the pixel (I; label 0 lands in column 0), and
     ``hit_bits[pair] |= category bits`` (the lite rule).
     """
-    _kernels()[0](counts.numpy(), inter.numpy(), hit_bits.numpy(), table.numpy(),
+    _kernels().count_pixels(counts.numpy(), inter.numpy(), hit_bits.numpy(), table.numpy(),
                   pair.numpy(), pixel.numpy(), units, n_labels, pixels_per_image)
 
 
-def count_maps(act: torch.Tensor, thresholds: torch.Tensor, chosen: torch.Tensor,
+def count_maps(act: torch.Tensor, thresholds: torch.Tensor, peak: torch.Tensor,
                size: tuple[int, int], table: torch.Tensor, n_labels: int,
                counts: torch.Tensor, inter: torch.Tensor, hit_bits: torch.Tensor,
-               margin: float, downsample: str = "antialias") -> None:
-    """Find and count the active pixels of the maps ``chosen`` (``image·K + unit``) of
-    ``act [B, K, h, w]`` (float32, CPU) resized to ``size`` (rule ``downsample`` where an
-    axis shrinks), in place.
+               downsample: str = "antialias") -> None:
+    """Find and count the active pixels of ``act [B, K, h, w]`` (float32, CPU) resized to
+    ``size`` (rule ``downsample`` where an axis shrinks), in place.
 
-    The same pixels as :func:`.active.active_pixel_chunks`: where the map has the mask's
+    Only maps whose raw maximum ``peak [B, K]`` is above the threshold are read. The
+    same pixels as :func:`.active.active_pixel_chunks`: where the map has the mask's
     size, every raw value above the float32 threshold; where it grows, each owner cell
     with a sample above the threshold (only in rows that hold one), each block column
-    that can reach it (``margin``: :data:`.active.MARGIN`), each pixel whose float64
-    value is strictly above it. Counted as :func:`count_pixels`.
+    that can reach it (:data:`.active.MARGIN`), each pixel whose float64 value is
+    strictly above it; where an axis shrinks (antialiased), each output row whose taps
+    reach a raw row with a value above the threshold, with
+    :func:`.upsample._resample_taps`'s sums in its order (rows' pass, then columns'),
+    clipped to the largest raw value. Counted as :func:`count_pixels`.
     """
     batch, units, h, w = act.shape
+    thr = thresholds.to(act.dtype)
+    chosen = np.flatnonzero((peak > thr.to(peak.dtype).view(1, -1)).numpy())  # image·K + unit
     maps = act.reshape(batch * units, h, w).contiguous().numpy()
-    thr32 = thresholds.to(torch.float32).contiguous().numpy()
-    outputs = (counts.numpy(), inter.numpy(), hit_bits.numpy())
+    thr32 = thr.to(torch.float32).contiguous().numpy()
+    given = (maps, thr32, chosen, units)
+    outputs = (table.numpy(), n_labels, counts.numpy(), inter.numpy(), hit_bits.numpy())
     kernels = _kernels()
     if (h, w) == tuple(size):
-        kernels[2](maps, thr32, chosen.numpy(), units, h * w, table.numpy(), n_labels,
-                   *outputs)
+        kernels.count_same(*given, h * w, *outputs)
         return
     cpu = torch.device("cpu")
     if shrinks((h, w), size, downsample):
         rows, cols = taps(h, size[0], downsample, cpu), taps(w, size[1], downsample, cpu)
-        kernels[3](maps, thr32, chosen.numpy(), units, size[1], size[0] * size[1],
-                   rows.index.numpy(), rows.weight.numpy(), cols.index.numpy(),
-                   cols.weight.numpy(), table.numpy(), n_labels, *outputs)
+        kernels.count_shrunk(*given, size[1], size[0] * size[1], rows.index.numpy(),
+                             rows.weight.numpy(), cols.index.numpy(), cols.weight.numpy(),
+                             *outputs)
         return
     rows, cols = plan(h, size[0], cpu), plan(w, size[1], cpu)
 
@@ -247,5 +257,5 @@ def count_maps(act: torch.Tensor, thresholds: torch.Tensor, chosen: torch.Tensor
         return (axis.owner_lower.numpy(), axis.owner_upper.numpy(), axis.block.numpy(),
                 axis.w_lower.numpy(), axis.w_upper.numpy())
 
-    kernels[1](maps, thr32, chosen.numpy(), units, size[1], size[0] * size[1],
-               *arrays(rows), *arrays(cols), margin, table.numpy(), n_labels, *outputs)
+    kernels.count_upsampled(*given, size[1], size[0] * size[1], *arrays(rows),
+                            *arrays(cols), MARGIN, *outputs)

@@ -198,16 +198,14 @@ class LayerTally(State):
         n_layers = labels.table.shape[1] - 1
         on_cpu = active.NUMPY and device.type == "cpu" and units * n_labels < 2**31
         compiled = on_cpu and fused.available()
-        if compiled and act.dtype == torch.float32:
-            chosen = active.flat_nonzero(peak > thresholds.to(act.dtype).to(peak.dtype)
-                                         .view(1, -1))
-            fused.count_maps(act, thresholds, chosen, labels.size, labels.table, n_labels,
-                             counts, inter, hit_bits, active.MARGIN, downsample)
+        if compiled and act.dtype == torch.float32:  # found and counted in one pass
+            fused.count_maps(act, thresholds, peak, labels.size, labels.table, n_labels,
+                             counts, inter, hit_bits, downsample)
             chunks = ()
         else:
             chunks = active_pixel_chunks(act, thresholds, labels.size, downsample, peak=peak)
         for pair, pixel in chunks:
-            if compiled:  # found and counted in one compiled pass: no temporaries
+            if compiled:  # other dtypes: found by the vectorised path, counted compiled
                 fused.count_pixels(counts, inter, hit_bits, labels.table, pair, pixel,
                                    units, n_labels, pixels_per_image)
                 continue
