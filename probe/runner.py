@@ -271,8 +271,9 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
                 target=_to_device(sample.get("target"), device),
                 pass_index=pass_index, handle=handle,
             )
-            for name, act in batch.activations.items():
-                bad[name] += count_non_finite(act.detach())
+            if forwards is None:  # kept activations were counted in the pass that kept them
+                for name, act in batch.activations.items():
+                    bad[name] += count_non_finite(act.detach())
             plain = batch.detached() if gradients else batch
             for slot in active:
                 given = batch if slot.analysis.gradients else plain

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from probe.plugins.analyses.dissection import top_values
 from probe.plugins.analyses.dissection.quantile import (
     TopQuantile,
     float_keys,
@@ -16,6 +17,15 @@ from probe.plugins.analyses.dissection.quantile import (
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(params=["compiled", "vectorised"])
+def buffer_path(request, monkeypatch):
+    """Each test that takes it runs with the compiled heap and with the vectorised path."""
+    monkeypatch.setattr(top_values, "ENABLED", request.param == "compiled")
+    if request.param == "compiled":
+        assert top_values.available()  # numba is a dependency: the compiled path must run
+    return request.param
+
+
 def sample(units: int, count: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     values = torch.randn((units, count), generator=gen).relu() * 3  # many exact ties at 0
@@ -25,7 +35,7 @@ def sample(units: int, count: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("q", [0.005, 0.05, 0.37, 0.0001])
 @pytest.mark.parametrize("count", [777, 3001])
-def test_exact_threshold_equals_torch_quantile(q, count):
+def test_exact_threshold_equals_torch_quantile(q, count, buffer_path):
     values = sample(4, count, seed=count)
     state = TopQuantile(4, q, planned=count, cap=10_000, bits=7, device=CPU)
     for chunk in values.split(256, dim=1):
@@ -44,7 +54,7 @@ def test_quantile_from_top_matches_definition_by_hand():
     assert float(quantile_from_top(top, 11, 0.25)) == pytest.approx(7.5)
 
 
-def test_two_shards_merge_to_the_single_pass_result():
+def test_two_shards_merge_to_the_single_pass_result(buffer_path):
     values = sample(3, 2000, seed=1)
     whole = TopQuantile(3, 0.01, 2000, 10_000, 7, CPU)
     whole.update(values)
@@ -56,7 +66,7 @@ def test_two_shards_merge_to_the_single_pass_result():
 
 
 @pytest.mark.parametrize("bits", [4, 7])
-def test_sketch_within_stated_bound(bits):
+def test_sketch_within_stated_bound(bits, buffer_path):
     values = sample(5, 20_000, seed=bits) + 0.01
     state = TopQuantile(5, 0.005, planned=20_000, cap=8, bits=bits, device=CPU)
     for chunk in values.split(3000, dim=1):
@@ -77,7 +87,7 @@ def test_sketch_memory_does_not_grow_with_data():
     assert exact.memory_bytes() == 64 * (4 + 12) * needed_top(10**5, 0.005)  # + pending
 
 
-def test_unknown_size_keeps_buffer_and_sketch_and_picks_exact_when_it_fits():
+def test_unknown_size_keeps_buffer_and_sketch_and_picks_exact_when_it_fits(buffer_path):
     values = sample(2, 500, seed=9)
     state = TopQuantile(2, 0.01, planned=None, cap=100, bits=7, device=CPU)
     state.update(values)
@@ -98,7 +108,7 @@ def test_bad_quantile_is_an_error():
 
 
 @pytest.mark.parametrize("q", [0.005, 0.05, 0.3])
-def test_streamed_maps_equal_torch_quantile_and_merge(q):
+def test_streamed_maps_equal_torch_quantile_and_merge(q, buffer_path):
     """update_maps (floor filter + pending candidates + ragged merge) stays exact."""
     gen = torch.Generator().manual_seed(7)
     act = torch.randn((40, 3, 9, 9), generator=gen).relu()
@@ -120,9 +130,13 @@ def test_streamed_maps_equal_torch_quantile_and_merge(q):
     assert torch.equal(strided.result()[0], expected)
 
 
-def test_declared_state_reduces_through_probe_state_with_pending_candidates_settled():
-    """Buffer, sketch and count are declared tensors; ``settle`` flushes pending candidates."""
+def test_declared_state_reduces_through_probe_state_with_pending_candidates_settled(
+        monkeypatch):
+    """Buffer, sketch and count are declared tensors; ``settle`` flushes pending candidates
+    (the vectorised path's: the compiled heap leaves none)."""
     from probe.state import combine, state_tensors
+
+    monkeypatch.setattr(top_values, "ENABLED", False)
 
     gen = torch.Generator().manual_seed(3)
     act = torch.randn((40, 3, 9, 9), generator=gen).relu()
@@ -158,3 +172,72 @@ def test_sketch_state_is_summed_histogram_and_count():
     whole.update(values)
     assert torch.equal(merged.hist, whole.hist) and int(merged.count) == 5000
     assert torch.equal(merged.result()[0], whole.result()[0])
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "equal", "signed_zeros", "random"])
+def test_compiled_buffer_keeps_the_vectorised_paths_top_values(order, monkeypatch):
+    """The heap's buffer holds the same multiset as the vectorised path's, and the same
+    thresholds as ``torch.quantile``, whatever order the values arrive in; batches
+    smaller than the buffer fill it across calls."""
+    gen = torch.Generator().manual_seed(11)
+    units, batch, side = 3, 1, 6
+    act = torch.randn((20, units, side, side), generator=gen).relu()
+    if order == "ascending":
+        act = torch.arange(act.numel(), dtype=torch.float32).view(act.shape) % 97
+    elif order == "descending":
+        act = -torch.arange(act.numel(), dtype=torch.float32).view(act.shape)
+    elif order == "equal":
+        act = torch.full(act.shape, 2.5)
+    elif order == "signed_zeros":
+        act = act.round() * torch.where(torch.rand(act.shape, generator=gen) < 0.5, -1.0, 1.0)
+    count = act.shape[0] * side * side
+    expected = torch.quantile(act.transpose(0, 1).reshape(units, -1), 0.9, dim=1)
+    tops = {}
+    for path in ("compiled", "vectorised"):
+        monkeypatch.setattr(top_values, "ENABLED", path == "compiled")
+        state = TopQuantile(units, 0.1, count, 10_000, 7, CPU)
+        assert state.size > batch * side * side  # the first batches only fill the buffer
+        for chunk in act.split(batch):
+            state.update_maps(chunk)
+        assert torch.equal(state.result()[0], expected)
+        tops[path] = state.top.sort(dim=1).values
+    assert torch.equal(tops["compiled"], tops["vectorised"])
+
+
+@pytest.mark.parametrize("q", [0.05, 0.003])
+def test_compiled_buffer_is_exact_on_dense_values_near_the_threshold(q, monkeypatch):
+    """Distinct values in random order, spaced about 1e-5 apart: a buffer that dropped one
+    value just above its floor, or raised the floor one place too far, changes the top."""
+    gen = torch.Generator().manual_seed(5)
+    units, count = 3, 40 * 256
+    values = torch.stack([torch.randperm(count, generator=gen) for _ in range(units)]).float()
+    act = (values / count).view(units, 40, 16, 16).transpose(0, 1).contiguous()
+    expected = torch.quantile(act.transpose(0, 1).reshape(units, -1), 1 - q, dim=1)
+    tops = {}
+    for path in ("compiled", "vectorised"):
+        monkeypatch.setattr(top_values, "ENABLED", path == "compiled")
+        state = TopQuantile(units, q, count, 10_000, 7, CPU)
+        for chunk in act.split(3):
+            state.update_maps(chunk)
+        assert torch.equal(state.result()[0], expected)
+        tops[path] = state.top.sort(dim=1).values
+    assert torch.equal(tops["compiled"], tops["vectorised"])
+    ranks = torch.arange(count - state.size, count, dtype=torch.float32) / count
+    assert torch.equal(tops["compiled"], ranks.expand(units, -1))  # the exact top values
+
+
+def test_compiled_buffer_by_hand_across_blocks_and_calls():
+    """Hand-made cases at the kernel's seams: the floor set by a partition at the end of
+    a block, a value just above it in the next block, a buffer passed back in full."""
+    block = top_values.BLOCK
+    first = torch.arange(1.0, block + 1)  # fills and overflows 2·size: partition → {63, 64}
+    second = torch.zeros(block)
+    second[5] = block - 0.5  # just above the floor the partition left (63)
+    act = torch.cat([first, second, torch.tensor([2.0, 1.0])]).view(1, 1, -1)  # + a tail
+    top = top_values.push_top(act, torch.empty((1, 0)), 2)
+    assert sorted(top[0].tolist()) == [block - 0.5, block]
+    again = top_values.push_top(torch.tensor([5.0, 7.0, 7.0, 6.0]).view(1, 1, 4),
+                                torch.tensor([[3.0, 7.0]]), 2)  # full on entry: floor 3
+    assert sorted(again[0].tolist()) == [7.0, 7.0]
+    partial = top_values.push_top(torch.tensor([4.0]).view(1, 1, 1), torch.tensor([[3.0]]), 3)
+    assert sorted(partial[0].tolist()) == [3.0, 4.0]  # room left: both kept, fill 2

@@ -98,6 +98,12 @@ def test_non_finite_count_is_exact(dtype):
     assert int(count_non_finite(values)) == 3
     assert int(count_non_finite(values[1:2, :2])) == 0
     assert int(count_non_finite(torch.arange(6))) == 0  # integer maps are always finite
+    # finite entries whose sum overflows to inf count 0; one NaN among them counts 1
+    big = torch.full((2, 8), torch.finfo(dtype).max, dtype=dtype)
+    assert not torch.isfinite(big.sum()) and int(count_non_finite(big)) == 0
+    big[1] = -torch.finfo(dtype).max
+    big[1, 0] = float("nan")
+    assert int(count_non_finite(big)) == 1
 
 
 def test_an_empty_data_set_is_one_line(tmp_path, capsys):

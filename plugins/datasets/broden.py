@@ -47,6 +47,7 @@ from probe.plugins.datasets.broden_format import (
     primary_category,
     split_cell,
 )
+from probe.plugins.datasets.png_pixels import read_rgb
 
 
 def _is_int(text: str) -> bool:
@@ -309,12 +310,14 @@ class BrodenDataset(ProbeDataset):
 
     def _image(self, i: int) -> torch.Tensor:
         name = self._names[i]
-        img = self._open(name, i).convert("RGB")
+        rgb = read_rgb(os.path.join(self._images_dir, name))  # None: not an 8-bit RGB(A) PNG
+        if rgb is None:
+            rgb = np.asarray(self._open(name, i).convert("RGB"))
         ih, iw = self._sizes[i][:2]
-        if img.size != (iw, ih):
+        if rgb.shape[:2] != (ih, iw):
             raise DataError(f"{self.root / 'images' / name} ({self._where(i)}): image is "
-                            f"{img.size[0]}×{img.size[1]}, index.csv says {iw}×{ih}")
-        pixels = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0
+                            f"{rgb.shape[1]}×{rgb.shape[0]}, index.csv says {iw}×{ih}")
+        pixels = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
         if (ih, iw) != (self.image_size, self.image_size):
             pixels = F.interpolate(pixels[None], size=(self.image_size, self.image_size),
                                    mode="bilinear", align_corners=False, antialias=True)[0]
@@ -322,21 +325,24 @@ class BrodenDataset(ProbeDataset):
         return pixels
 
     def _label_map(self, name: str, i: int) -> np.ndarray:
-        img = self._open(name, i, ("PNG",))  # label maps are PNGs: no format probing
-        path = self.root / "images" / name
-        if img.mode not in ("RGB", "RGBA"):
-            raise DataError(f"{path} ({self._where(i)}): label maps must be RGB PNGs "
-                            f"(id = R + 256·G), got mode {img.mode}")
+        pixels = read_rgb(os.path.join(self._images_dir, name))  # None: not 8-bit RGB(A)
+        if pixels is None:
+            img = self._open(name, i, ("PNG",))  # label maps are PNGs: no format probing
+            if img.mode not in ("RGB", "RGBA"):
+                raise DataError(f"{self.root / 'images' / name} ({self._where(i)}): label "
+                                f"maps must be RGB PNGs (id = R + 256·G), got mode {img.mode}")
+            pixels = np.asarray(img)
         sh, sw = self._sizes[i][2:]
-        if img.size != (sw, sh):
-            raise DataError(f"{path} ({self._where(i)}): label map is {img.size[0]}×"
-                            f"{img.size[1]}, index.csv says sw×sh = {sw}×{sh}")
-        ids = decode_ids(np.asarray(img))
+        if pixels.shape[:2] != (sh, sw):
+            raise DataError(f"{self.root / 'images' / name} ({self._where(i)}): label map is "
+                            f"{pixels.shape[1]}×{pixels.shape[0]}, index.csv says sw×sh = "
+                            f"{sw}×{sh}")
+        ids = decode_ids(pixels)
         bad = ~self._known[ids]
         if bad.any():
             unknown = sorted(set(ids[bad].tolist()))[:5]
-            raise DataError(f"{path} ({self._where(i)}): label id(s) {unknown} are not in "
-                            f"{self.root / 'label.csv'}")
+            raise DataError(f"{self.root / 'images' / name} ({self._where(i)}): label id(s) "
+                            f"{unknown} are not in {self.root / 'label.csv'}")
         return ids
 
     def _masks(self, i: int) -> torch.Tensor:

@@ -38,6 +38,8 @@ import torch
 
 from probe.state import State
 
+from . import top_values
+
 _MANTISSA = 23
 
 
@@ -162,11 +164,19 @@ class TopQuantile(State):
             total += 8 * self.units * self.buckets
         return total
 
+    def _compiled(self, values: torch.Tensor) -> bool:
+        """Whether the buffer is kept by :mod:`.top_values`'s kernel for these values (float32
+        on the CPU, numba present)."""
+        return (self.keeps_top and self.size > 0 and values.device.type == "cpu"
+                and values.dtype == torch.float32 and top_values.available())
+
     def update(self, values: torch.Tensor) -> None:
         """Add ``Tensor[units, n]`` values."""
         values = values.float()
         self.count += values.shape[1]
-        if self.keeps_top:
+        if self._compiled(values):
+            self.top = top_values.push_top(values[None], self.top, self.size)
+        elif self.keeps_top:
             k = min(self.size, values.shape[1])
             if self.top.shape[1] == self.size:
                 # a full buffer: only values above its smallest entry can change the
@@ -192,6 +202,12 @@ class TopQuantile(State):
         without reordering the activations and merged into the buffer when as
         many are pending as the buffer holds (or in :meth:`settle`, before any read).
         """
+        if self._compiled(act):  # one read of each value, no candidates pending
+            self.count += act.numel() // self.units
+            self.top = top_values.push_top(act, self.top, self.size)
+            if self.keeps_hist:
+                self.hist += self._bucket_counts(act.transpose(0, 1).reshape(self.units, -1))
+            return
         full = self.keeps_top and self.size > 0 and self.top.shape[1] == self.size
         if not full:
             self.update(act.transpose(0, 1).reshape(self.units, -1))
