@@ -37,6 +37,7 @@ from probe.fit_checks import (
 )
 from probe.pass_cache import PassCache, budget_bytes
 from probe.plan import RunPlan
+from probe.prefetch import Prefetched
 from probe.state import sync_states
 
 
@@ -228,6 +229,8 @@ def run_pass(plan: RunPlan, active: Sequence[Slot], context: RunContext, shard: 
         source = DataLoader(subset, batch_size=plan.batch_size, shuffle=False,
                             num_workers=workers, pin_memory=device.type == "cuda",
                             generator=torch.Generator().manual_seed(plan.seed))
+        if workers == 0:  # read the next batch in a thread while this one is analysed
+            source = Prefetched(source)
     keeping = pass_index == 0 and not cache.complete
     layers: dict[str, str] = {}
     for slot in active:

@@ -35,7 +35,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--layers", help="comma-separated layer names (default: all)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loader worker processes (0: a thread of this process reads "
+                        "one batch ahead)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="option: arch.OPTION, dataset.OPTION or ANALYSIS.OPTION")
