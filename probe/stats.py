@@ -138,19 +138,34 @@ def _pick_payload(kept: torch.Tensor, offered: torch.Tensor,
     out = torch.empty((count * k, *kept.shape[2:]), dtype=kept.dtype, device=kept.device)
     slots = torch.arange(count * k, device=order.device).view(count, k)
     new = ~old
-    rows_old = (units * before + order)[old]
-    rows_new = (units * offered.shape[1] + order - before)[new]
-    out.index_copy_(0, slots[old], kept.flatten(0, 1).index_select(0, rows_old))
-    out.index_copy_(0, slots[new],
-                    offered.flatten(0, 1).index_select(0, rows_new).to(kept.dtype))
+    out.index_copy_(0, slots[old], _slices(kept, units[old], order[old]))
+    out.index_copy_(0, slots[new], _slices(offered, units[new], order[new] - before)
+                    .to(kept.dtype))
     return out.view(*order.shape, *kept.shape[2:])
 
 
 def _gather_payload(payload: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """``payload[u, order[u, j], ...]`` for every unit ``u`` (whole slices copied at once,
-    several times faster than an element-wise ``gather`` with an expanded index)."""
-    units = torch.arange(order.shape[0], device=order.device).view(-1, 1)
-    return payload[units, order]
+    """``payload[u, order[u, j], ...]`` for every unit ``u``."""
+    units = torch.arange(order.shape[0], device=order.device).view(-1, 1).expand_as(order)
+    return _slices(payload, units.reshape(-1), order.reshape(-1)).view(
+        *order.shape, *payload.shape[2:])
+
+
+def _slices(payload: torch.Tensor, unit: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """``payload[unit[i], position[i], ...]`` for each ``i``, as ``Tensor[n, ...]``: whole
+    slices by ``index_select`` on a ``[rows, slice]`` view, without copying the payload.
+
+    A payload offered as ``act.transpose(0, 1)`` (units first, a view of the batch's
+    ``[B, K, ...]`` activations) is read through that layout: flattening the view
+    itself would copy every map of the batch to pick a few.
+    """
+    units, n = payload.shape[:2]
+    if payload.is_contiguous():
+        return payload.flatten(0, 1).index_select(0, unit * n + position)
+    swapped = payload.transpose(0, 1)
+    if swapped.is_contiguous():
+        return swapped.flatten(0, 1).index_select(0, position * units + unit)
+    return payload[unit, position]
 
 
 def as_units_by_samples(activation: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,32 @@ def test_topk_entries_arriving_late_with_lower_indices_win_ties():
                                              + top.indices).float())
 
 
+def test_topk_payload_is_the_same_from_any_memory_layout():
+    """A payload offered as the batch's ``[B, K, h, w]`` maps seen units first (a transposed
+    view), contiguous, or strided otherwise (channels-last) keeps the same slices."""
+    gen = torch.Generator().manual_seed(2)
+    batch, units, side = 12, 5, 3
+    maps = torch.randn((batch, units, side, side), generator=gen)
+    scores = maps.flatten(2).amax(2).T  # [units, batch]
+    offered = {
+        "transposed view": lambda m: m.transpose(0, 1),
+        "contiguous": lambda m: m.transpose(0, 1).contiguous(),
+        "channels-last": lambda m: m.contiguous(memory_format=torch.channels_last)
+        .transpose(0, 1),
+    }
+    kept = {}
+    for name, view in offered.items():
+        top = TopK(units, 4, torch.device("cpu"), (side, side))
+        for start in range(0, batch, 5):  # kept entries and new ones mix in later batches
+            chunk = maps[start:start + 5]
+            top.update(scores[:, start:start + 5], torch.arange(start, start + len(chunk)),
+                       view(chunk))
+        kept[name] = top
+    expected = maps.transpose(0, 1)[torch.arange(units).view(-1, 1), kept["contiguous"].indices]
+    for name, top in kept.items():
+        assert torch.equal(top.payload, expected), name
+
+
 def test_as_maps_shapes():
     assert as_maps(torch.zeros(2, 5)).shape == (2, 5, 1, 1)
     assert as_maps(torch.zeros(2, 5, 3, 4)).shape == (2, 5, 3, 4)
