@@ -13,7 +13,9 @@ Two methods, chosen per layer when the planned ``N`` is known:
   (merged by concatenation + top-k, so shards reduce exactly). Used when
   ``need <= cap``. Memory: ``4·need <= 4·cap`` bytes per unit, plus at most as
   many pending candidates (values above the buffer's floor, 12 bytes each)
-  before they are merged by a ragged sort.
+  before they are merged by a ragged sort. On the CPU with float32 values the
+  buffer is kept by :mod:`.top_values`' compiled kernel instead (the same
+  multiset of values, no pending candidates; one scratch row of ``2·need`` values).
 * ``sketch``: when ``need > cap``, a histogram of the order-preserving integer
   key of the float32 bits, keeping the sign, the 8 exponent bits and the top
   ``bits`` mantissa bits (``2**(9 + bits)`` int64 counts: 512 KiB per unit for
