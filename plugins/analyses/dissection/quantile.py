@@ -199,30 +199,29 @@ class TopQuantile(State):
     def update_maps(self, act: torch.Tensor) -> None:
         """Add ``Tensor[B, units, ...]`` activations (each entry is one value of its unit).
 
-        Once the buffer is full, only the entries above each unit's buffer floor
-        can still change its top values (equal ones cannot); they are collected
-        without reordering the activations and merged into the buffer when as
-        many are pending as the buffer holds (or in :meth:`settle`, before any read).
+        On the CPU with float32 maps, :mod:`.top_values`' kernel reads them in place.
+        Otherwise, once the buffer is full, only the entries above each unit's buffer
+        floor can still change its top values (equal ones cannot); they are collected
+        without reordering the activations and merged into the buffer when as many
+        are pending as the buffer holds (or in :meth:`settle`, before any read).
         """
-        if self._compiled(act):  # one read of each value, no candidates pending
-            self.count += act.numel() // self.units
-            self.top = top_values.push_top(act, self.top, self.size)
-            if self.keeps_hist:
-                self.hist += self._bucket_counts(act.transpose(0, 1).reshape(self.units, -1))
-            return
+        compiled = self._compiled(act)
         full = self.keeps_top and self.size > 0 and self.top.shape[1] == self.size
-        if not full:
+        if not (compiled or full):
             self.update(act.transpose(0, 1).reshape(self.units, -1))
             return
         self.count += act.numel() // self.units
-        floor = self.top.amin(dim=1).view((1, -1) + (1,) * (act.dim() - 2))
-        where = (act > floor).reshape(-1).nonzero().squeeze(1)  # flat: one index, not one per dim
-        per_unit = act[0, 0].numel()
-        unit = (where // per_unit) % self.units
-        self._pending.append((unit, act.reshape(-1).index_select(0, where).float()))
-        self._pending_count += unit.numel()
-        if self._pending_count > self.units * self.size:
-            self._flush()
+        if compiled:  # one read of each value, no candidates pending
+            self.top = top_values.push_top(act, self.top, self.size)
+        else:
+            floor = self.top.amin(dim=1).view((1, -1) + (1,) * (act.dim() - 2))
+            where = (act > floor).reshape(-1).nonzero().squeeze(1)  # one flat index
+            per_unit = act[0, 0].numel()
+            unit = (where // per_unit) % self.units
+            self._pending.append((unit, act.reshape(-1).index_select(0, where).float()))
+            self._pending_count += unit.numel()
+            if self._pending_count > self.units * self.size:
+                self._flush()
         if self.keeps_hist:
             self.hist += self._bucket_counts(act.transpose(0, 1).reshape(self.units, -1))
 
