@@ -292,17 +292,30 @@ def worker(version: str, root: Path) -> dict[str, Any]:
             warm = timed(fn, WARM_REPEAT)[0]
             out["ops"][name] = {"cold": statistics.median(cold), "warm": statistics.median(warm)}
 
-        # a further unit: the unit tables decoded, the page itself never rendered before
+        # a further unit: the unit tables decoded, the page itself never rendered before (not
+        # a neighbour of one shown: the new pages render those ahead, measured next)
         cold_start()
         unit_op()
         wait_for_prefetch()
         fresh = []
         for k in range(WARM_REPEAT):
-            other = (probe_unit + 1 + k) % layers[widest]
+            other = (probe_unit + 5 * (k + 1)) % layers[widest]
             fresh += timed(complete(lambda u=other: unit.layout(run="big-a", layer=widest,
                                                                  unit=str(u))))[0]
+            wait_for_prefetch()
         out["ops"]["unit page, a further unit, complete (tables decoded)"] = {
             "cold": statistics.median(fresh), "warm": None}
+        # the next unit (→ key, next link) once the page shown has been idle a moment: the
+        # background work the page started is done (tables decoded; new: neighbours rendered)
+        after = []
+        for _ in range(WARM_REPEAT):
+            cold_start()
+            unit_op()
+            wait_for_prefetch()
+            after += timed(complete(lambda: unit.layout(run="big-a", layer=widest,
+                                                        unit=str(probe_unit + 1))))[0]
+        out["ops"]["unit page, the next unit after a pause, complete"] = {
+            "cold": statistics.median(after), "warm": None}
         clear_caches()
         source = get_source()
         out["ops"]["data set reload (digits, once per process)"] = {

@@ -16,6 +16,7 @@ importable from here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -24,8 +25,15 @@ from typing import Any
 
 import pandas as pd
 
-from probe.dashboards import table_cache
+from probe.dashboards import quiet, table_cache
 from probe.dashboards.memo import Memo
+from probe.dashboards.source_context import (
+    CONFIG_KEY,
+    clear_caches,
+    get_source,
+    set_source,
+    using,
+)
 from probe.dashboards.table_cache import UnreadableTable, wait_for_prefetch
 from probe.errors import ProbeError
 from probe.store import MANIFEST, Run, is_plain_name
@@ -39,8 +47,8 @@ SERVABLE = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
             ".svg": "image/svg+xml", ".csv": "text/csv", ".txt": "text/plain",
             ".json": "application/json"}
 
-__all__ = ["CONFIG_KEY", "SERVABLE", "NotFound", "RunSource", "UnreadableTable",
-           "clear_caches", "get_source", "safe_name", "set_source", "wait_for_prefetch"]
+__all__ = ["CONFIG_KEY", "SERVABLE", "NotFound", "RunSource", "UnreadableTable", "clear_caches",
+           "get_source", "safe_name", "set_source", "using", "wait_for_prefetch"]
 
 
 def unit_tables(run: Run) -> list[tuple[str, str]]:
@@ -178,7 +186,22 @@ class RunSource:
         For derived views (layer summaries, whole page contents) that are pure
         functions of the run's tables and ``key``; ``keep(value)`` false: not kept.
         """
-        return self._memo.get((str(run.path), _stamp(run.path), *key), compute, keep)
+        return self._memo.get((str(run.path), _stamp(run.path), *key), quiet.marked(compute), keep)
+
+    def kept(self, run: Run, key: tuple[Any, ...], pages: bool = False) -> tuple[bool, Any]:
+        """``(True, value)`` when :meth:`memo` (``pages``: :meth:`page`) keeps ``key`` for
+        ``run``, else ``(False, None)``; nothing is computed."""
+        return (self._pages if pages else self._memo).peek((str(run.path), _stamp(run.path),
+                                                            *key))
+
+    def keep(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()`` cached under ``key`` alone (with the run memo's 64 entries, LRU): for
+        views of several runs, whose key holds each run's :meth:`stamp` itself."""
+        return self._memo.get(("keep", *key), quiet.marked(compute))
+
+    def stamp(self, run: Run) -> int:
+        """The run's cache key: its manifest's modification time (ns)."""
+        return _stamp(run.path)
 
     def page(self, run: Run, key: tuple[Any, ...], compute: Callable[[], Any],
              keep: Callable[[Any], bool] | None = None) -> Any:
@@ -186,7 +209,8 @@ class RunSource:
 
         ``keep(value)`` false: not kept (a page that met a damaged table).
         """
-        return self._pages.get((str(run.path), _stamp(run.path), *key), compute, keep)
+        return self._pages.get((str(run.path), _stamp(run.path), *key), quiet.marked(compute),
+                               keep)
 
     # -- layers and tables -------------------------------------------------------
     def layers(self, run: Run) -> list[str]:
@@ -224,8 +248,10 @@ class RunSource:
         if columns is not None:
             available = self.columns(run, analysis, table)
             columns = tuple(c for c in columns if c in available)
-        return table_cache.read_table(str(run.path), _stamp(run.path), analysis, table,
-                                      tuple(columns) if columns is not None else None, layer)
+        with quiet.working():
+            return table_cache.read_table(str(run.path), _stamp(run.path), analysis, table,
+                                          tuple(columns) if columns is not None else None,
+                                          layer)
 
     def unit_rows(self, run: Run, analysis: str, table: str, layer: str, unit: int,
                   unit_column: str = "unit") -> pd.DataFrame:
@@ -236,8 +262,9 @@ class RunSource:
         """
         if not run.has_table(analysis, table):
             raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
-        return table_cache.read_unit_rows(str(run.path), _stamp(run.path), analysis, table,
-                                          layer, unit, unit_column)
+        with quiet.working():
+            return table_cache.read_unit_rows(str(run.path), _stamp(run.path), analysis,
+                                              table, layer, unit, unit_column)
 
     def units_rows(self, run: Run, analysis: str, table: str, layer: str,
                    units: Sequence[int], unit_column: str = "unit") -> pd.DataFrame:
@@ -248,18 +275,36 @@ class RunSource:
         """
         if not run.has_table(analysis, table):
             raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
-        return table_cache.read_units(str(run.path), _stamp(run.path), analysis, table, layer,
-                                      units, unit_column)
+        with quiet.working():
+            return table_cache.read_units(str(run.path), _stamp(run.path), analysis, table,
+                                          layer, units, unit_column)
 
-    def prefetch(self, run: Run, tables: Sequence[tuple[str, str]] | None = None) -> None:
-        """Read tables into the cache in a background thread (the next page is then warm).
+    def prefetch(self, run: Run, tables: Sequence[tuple[str, str]] | None = None,
+                 then: Callable[[], None] | None = None) -> None:
+        """Read tables into the cache in a background thread (the next page is then warm),
+        once the dashboard has been idle for ``quiet.QUIET`` seconds (so the
+        sections of the page being answered are not slowed by it).
 
         ``None``: every table with a ``unit`` column that the run's installed analyses
-        declare (what unit pages slice).
+        declare (what unit pages slice). ``then()``: called in that thread afterwards,
+        when the dashboard is quiet again (with this app's context, so it can render).
         """
         chosen = unit_tables(run) if tables is None else list(tables)
+        follow = None
+        if then is not None:
+            import flask
+
+            app = flask.current_app._get_current_object() if flask.has_app_context() else None
+
+            def follow() -> None:  # pages and sections read this source, whatever is active
+                with contextlib.ExitStack() as stack:
+                    if app is not None:
+                        stack.enter_context(app.app_context())
+                    stack.enter_context(using(self))
+                    then()
+
         table_cache.prefetch(str(run.path), _stamp(run.path),
-                             [(a, t) for a, t in chosen if run.has_table(a, t)])
+                             [(a, t) for a, t in chosen if run.has_table(a, t)], follow)
 
     def head(self, run: Run, analysis: str, table: str, rows: int) -> tuple[pd.DataFrame, int]:
         """The first ``rows`` rows of a table's scalar columns, and its total row count.
@@ -350,36 +395,3 @@ class RunSource:
             return table_cache.load_dataset(str(name), options)
         except Exception:  # a plugin that is missing, or fails on these options
             return None
-
-
-_ACTIVE: RunSource | None = None
-CONFIG_KEY = "PROBE_RUN_SOURCE"
-
-
-def clear_caches() -> None:
-    """Forget every cached run, table and data set (tests and benchmarks)."""
-    table_cache.clear()
-    if _ACTIVE is not None:
-        _ACTIVE._memo.clear()
-        _ACTIVE._pages.clear()
-
-
-def set_source(source: RunSource) -> None:
-    """Make ``source`` the one page callbacks use outside a request (plain-function tests)."""
-    global _ACTIVE
-    _ACTIVE = source
-
-
-def get_source() -> RunSource:
-    """The runs of the app serving the current request, else the last one set.
-
-    Raises:
-        ProbeError: when no app was created yet.
-    """
-    import flask
-
-    if flask.has_app_context() and CONFIG_KEY in flask.current_app.config:
-        return flask.current_app.config[CONFIG_KEY]
-    if _ACTIVE is None:
-        raise ProbeError("no runs directory: build the app with probe.dashboards.create_app")
-    return _ACTIVE

@@ -52,6 +52,14 @@ class Memo:
                     self._values.popitem(last=False)
             return value
 
+    def peek(self, key: tuple[Any, ...]) -> tuple[bool, Any]:
+        """``(True, value)`` when ``key`` is kept (nothing is computed), else ``(False, None)``."""
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return True, self._values[key]
+        return False, None
+
     def clear(self) -> None:
         """Forget every value."""
         with self._lock:

@@ -10,8 +10,12 @@ on disk; this module only reads and caches.
 * tables: each parquet file is decoded once into Arrow form (:func:`read_arrow`,
   an LRU cache of at most :data:`ARROW_BUDGET` bytes) and slices of it (some
   columns, one layer, one unit) become pandas objects on demand
-  (:func:`read_table`, :func:`read_unit_rows`); :func:`prefetch` fills the
-  cache in a background thread;
+  (:func:`read_table`, :func:`read_unit_rows`). A request for scalar columns
+  decodes all of the table's scalar columns once (any later choice of them is
+  a selection); maps and masks are decoded only when asked for, one layer's or
+  one unit's row groups at a time until the whole table is decoded;
+  :func:`prefetch` fills the cache in a background thread once the dashboard
+  is quiet (:mod:`probe.dashboards.quiet`);
 * data sets: :func:`load_dataset` reloads a run's data set by name.
 
 A damaged file never escapes as a pyarrow or JSON error: a manifest that is
@@ -22,50 +26,37 @@ naming the file, so a page can show it in place.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from probe.errors import ProbeError, first_line
+from probe.dashboards.quiet import wait_until_quiet
+from probe.dashboards.table_files import (
+    UnreadableTable,
+    arrow_schema,
+    has_arrays,
+    one_line,
+    reading,
+    row_groups,
+    scalar_columns,
+    schema,
+)
+from probe.errors import ProbeError
 from probe.store import MANIFEST, Run
 from probe.store import load_run as _read_run
 
-
-class UnreadableTable(ProbeError):
-    """A table the manifest lists as complete whose parquet file cannot be read."""
-
-
-def _one_line(exc: BaseException, path: str = "") -> str:
-    text = first_line(exc)
-    if path:  # the reader's message repeats the absolute path; the page names the file
-        text = text.replace(f"'{path}'", "").replace(path, "").replace(" : ", ": ").strip()
-    return text.rstrip(": ")
-
-
-@contextlib.contextmanager
-def reading(path: str, analysis: str, table: str) -> Iterator[None]:
-    """Turn any failure while reading ``RUN/<analysis>/<table>.parquet`` into one line.
-
-    Raises:
-        UnreadableTable: ``run name/analysis/table.parquet cannot be read (reason)``.
-    """
-    try:
-        yield
-    except ProbeError:
-        raise
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        file = str(Path(path) / analysis / f"{table}.parquet")
-        raise UnreadableTable(f"{Path(path).name}/{analysis}/{table}.parquet cannot be read "
-                              f"({_one_line(exc, file)})") from None
+# the file-level helpers stay importable from here
+__all__ = ["UnreadableTable", "cached_keys", "clear", "load_dataset", "load_run", "prefetch",
+           "read_arrow", "read_table", "read_unit_rows", "read_units", "reading", "schema",
+           "stamp", "unit_index", "wait_for_prefetch"]
 
 
 _ARROW: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -77,8 +68,6 @@ ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
 _INDEX: dict[tuple[Any, ...], dict[tuple[str, int], Any]] = {}
 _PREFETCHING: list[threading.Thread] = []
 _IN_FLIGHT: set[tuple[Any, ...]] = set()
-
-
 def stamp(path: Path) -> int:
     """The manifest's modification time in nanoseconds (the cache key of a run)."""
     return (path / MANIFEST).stat().st_mtime_ns
@@ -98,7 +87,7 @@ def load_run(path: str, stamp: int) -> Run:
     except ProbeError:
         raise
     except Exception as exc:  # unreadable bytes, permissions, a store that raises otherwise
-        raise ProbeError(f"{file} cannot be read ({_one_line(exc)})") from None
+        raise ProbeError(f"{file} cannot be read ({one_line(exc)})") from None
     return run
 
 
@@ -124,10 +113,9 @@ def read_arrow(path: str, stamp: int, analysis: str, table: str,
             if key in _ARROW:
                 _ARROW.move_to_end(key)
                 return _ARROW[key]
-        with reading(path, analysis, table):
-            data = pq.read_table(Path(path) / analysis / f"{table}.parquet",
-                                 columns=list(columns) if columns else None,
-                                 use_threads=threads)
+        with reading(path, analysis, table):  # ParquetFile: no dataset set-up, ~1 ms less
+            data = pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").read(
+                columns=list(columns) if columns else None, use_threads=threads)
         with _ARROW_GUARD:
             _ARROW[key] = data
             while len(_ARROW) > 1 and sum(t.nbytes for t in _ARROW.values()) > ARROW_BUDGET:
@@ -135,6 +123,22 @@ def read_arrow(path: str, stamp: int, analysis: str, table: str,
                 for index_key in [k for k in _INDEX if k[:len(old)] == old]:
                     del _INDEX[index_key]
         return data
+
+
+def _decoded(path: str, stamp: int, analysis: str, table: str,
+             columns: tuple[str, ...] | None) -> Any:
+    """``columns`` of a table from what is decoded already (the same columns, the whole
+    table, or its scalar columns), or ``None`` when a read is needed."""
+    with _ARROW_GUARD:
+        data = _ARROW.get((path, stamp, analysis, table, columns))
+        if data is not None or columns is None:
+            return data
+        for held in (None, *(k[4] for k in _ARROW if k[:4] == (path, stamp, analysis, table)
+                             and k[4] is not None)):
+            whole = _ARROW.get((path, stamp, analysis, table, held))
+            if whole is not None and set(columns) <= set(whole.column_names):
+                return whole.select(list(columns))
+    return None
 
 
 def cached_keys() -> list[tuple[Any, ...]]:
@@ -150,11 +154,15 @@ def read_table(path: str, stamp: int, analysis: str, table: str,
     wanted = columns
     if columns is not None and layer is not None and "layer" not in columns:
         wanted = (*columns, "layer")
-    with _ARROW_GUARD:
-        data = _ARROW.get((path, stamp, analysis, table, wanted))
-        if data is None and wanted is not None:  # the whole table is decoded: select from it
-            whole = _ARROW.get((path, stamp, analysis, table, None))
-            data = whole.select(list(wanted)) if whole is not None else None
+    scalar = scalar_columns(path, stamp, analysis, table)
+    arrays = has_arrays(path, stamp, analysis, table)
+    small = set(wanted) <= set(scalar) if wanted is not None else not arrays
+    data = _decoded(path, stamp, analysis, table, wanted)
+    if data is None and small:
+        # Only scalar columns asked for: decode them all once (a few ms even for 5,000 rows)
+        # and select, so the other views' column choices cost no further read.
+        data = read_arrow(path, stamp, analysis, table, scalar if arrays else None)
+        data = data.select(list(wanted)) if wanted is not None else data
     if data is None and layer is not None and row_groups(path, stamp, analysis, table) > 1:
         # One layer of a table written in row groups: parquet's statistics skip the
         # groups of other layers, so a layer's view never decodes the whole table.
@@ -190,9 +198,11 @@ def read_unit_rows(path: str, stamp: int, analysis: str, table: str, layer: str,
     with _ARROW_GUARD:
         data = _ARROW.get(key)
     with reading(path, analysis, table):
-        if data is None and row_groups(path, stamp, analysis, table) > 1:
-            # Written in small row groups (probe.store): statistics let parquet skip
-            # all but the groups holding this unit, so nothing else is decoded.
+        if data is None and has_arrays(path, stamp, analysis, table) \
+                and row_groups(path, stamp, analysis, table) > 1:
+            # Maps or masks, written in small row groups (probe.store): statistics let
+            # parquet skip all but the groups holding this unit, so nothing else is
+            # decoded. A table of scalars is decoded whole instead (as fast as one group).
             import pyarrow.parquet as pq
 
             file = Path(path) / analysis / f"{table}.parquet"
@@ -258,19 +268,23 @@ def _runs_index(data: Any, unit_column: str) -> dict[tuple[str, int], Any]:
             for (layer, u), rows in groups.items()}
 
 
-def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
-    """Decode whole tables ``(analysis, table)`` in a background thread (skips cached ones)."""
+def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]],
+             then: Callable[[], None] | None = None) -> None:
+    """Decode whole tables ``(analysis, table)`` in a background thread (skips cached ones),
+    each once the dashboard is quiet (:func:`wait_until_quiet`); then call ``then()`` there,
+    once quiet again (work for the page likely next: its sections rendered ahead)."""
     with _ARROW_GUARD:  # skip what is cached or already being read
         wanted = [(a, t) for a, t in tables
                   if (path, stamp, a, t, None) not in _ARROW
                   and (path, stamp, a, t, None) not in _IN_FLIGHT]
         _IN_FLIGHT.update((path, stamp, a, t, None) for a, t in wanted)
-    if not wanted:
+    if not wanted and then is None:
         return
 
     def load() -> None:
         for analysis, table in wanted:
             try:
+                wait_until_quiet()  # the page's own sections first, the next page's after
                 # one core: pyarrow's pool would take every core from the request
                 # thread answering meanwhile (a 2-core machine's next cards doubled)
                 read_arrow(path, stamp, analysis, table, None, threads=False)
@@ -279,6 +293,9 @@ def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]]) -> None:
             finally:
                 with _ARROW_GUARD:
                     _IN_FLIGHT.discard((path, stamp, analysis, table, None))
+        if then is not None:
+            wait_until_quiet()
+            then()
 
     thread = threading.Thread(target=load, name="probe-dash-prefetch", daemon=True)
     thread.start()
@@ -299,27 +316,9 @@ def load_dataset(name: str, options_json: str) -> Any:
     return load(name, **json.loads(options_json))
 
 
-@functools.lru_cache(maxsize=256)
-def row_groups(path: str, stamp: int, analysis: str, table: str) -> int:
-    """Number of parquet row groups of a stored table."""
-    import pyarrow.parquet as pq
-
-    with reading(path, analysis, table):
-        return pq.ParquetFile(Path(path) / analysis / f"{table}.parquet").metadata.num_row_groups
-
-
-@functools.lru_cache(maxsize=256)
-def schema(path: str, stamp: int, analysis: str, table: str) -> list[str]:
-    """Column names of a stored table (read from the parquet schema only)."""
-    import pyarrow.parquet as pq
-
-    with reading(path, analysis, table):
-        return list(pq.read_schema(Path(path) / analysis / f"{table}.parquet").names)
-
-
 def clear() -> None:
     """Forget every cached run, table and data set."""
-    for cached in (load_run, read_table, load_dataset, schema, row_groups):
+    for cached in (load_run, read_table, load_dataset, arrow_schema, row_groups):
         cached.cache_clear()
     with _ARROW_GUARD:
         _ARROW.clear()

@@ -159,7 +159,7 @@ def test_unit_rows_by_row_group_statistics_match_the_table(tmp_path: Path) -> No
 
 
 def test_one_layer_of_a_table_in_row_groups_is_read_alone(tmp_path: Path) -> None:
-    """A layer's rows come from its row groups only (the whole table is not decoded), and
+    """A layer's maps come from its row groups only (the whole table is not decoded), and
     equal the whole table's rows of that layer, before and after it is decoded."""
     import numpy as np
 
@@ -168,20 +168,57 @@ def test_one_layer_of_a_table_in_row_groups_is_read_alone(tmp_path: Path) -> Non
     n = 9000  # three row groups: a, a+b, b
     frame = pd.DataFrame({"layer": np.repeat(["a", "b"], n // 2),
                           "unit": np.tile(np.arange(n // 4), 4),
-                          "value": np.arange(n, dtype=float)})
-    write_tables_run(tmp_path / "r", {"unit-stats": {"units": frame}}, ["a", "b"])
+                          "value": np.arange(n, dtype=float),
+                          "map": [np.full(4, i, np.float32) for i in range(n)]})
+    write_tables_run(tmp_path / "r", {"unit-stats": {"top_images": frame}}, ["a", "b"])
     clear_caches()
     source = RunSource(tmp_path)
     run = source.run("r")
     want = frame[frame.layer == "b"].reset_index(drop=True)
-    alone = source.table(run, "unit-stats", "units", columns=("unit", "value"), layer="b")
-    assert not [k for k in table_cache.cached_keys() if k[2:4] == ("unit-stats", "units")]
-    pd.testing.assert_frame_equal(alone, want[["unit", "value"]])
-    source.table(run, "unit-stats", "units")  # decoded whole
+    alone = source.table(run, "unit-stats", "top_images", columns=("unit", "map"), layer="b")
+    assert not [k for k in table_cache.cached_keys() if k[2:4] == ("unit-stats", "top_images")]
+    assert alone["unit"].tolist() == want["unit"].tolist()
+    assert [m[0] for m in alone["map"]] == [m[0] for m in want["map"]]
+    source.table(run, "unit-stats", "top_images")  # decoded whole
     clear_caches()
-    source.table(run, "unit-stats", "units")
-    again = source.table(run, "unit-stats", "units", columns=("value",), layer="a")
+    source.table(run, "unit-stats", "top_images")
+    again = source.table(run, "unit-stats", "top_images", columns=("value",), layer="a")
     assert again["value"].tolist() == frame[frame.layer == "a"]["value"].tolist()
+
+
+def test_scalar_columns_are_decoded_once_for_every_choice_of_them(tmp_path: Path) -> None:
+    """Views asking for different scalar columns of one table (and one layer of it, and one
+    unit) share one decode of its scalar columns; its maps are never decoded for them."""
+    import numpy as np
+
+    from probe.dashboards import table_cache
+
+    n = 9000
+    frame = pd.DataFrame({"layer": np.repeat(["a", "b"], n // 2),
+                          "unit": np.tile(np.arange(n // 4), 4),
+                          "value": np.arange(n, dtype=float), "rank": np.arange(n) % 3,
+                          "map": [np.full(4, i, np.float32) for i in range(n)]})
+    write_tables_run(tmp_path / "r", {"unit-stats": {"top_images": frame,
+                                                     "units": frame.drop(columns="map")}},
+                     ["a", "b"])
+    clear_caches()
+    source = RunSource(tmp_path)
+    run = source.run("r")
+    first = source.table(run, "unit-stats", "top_images", columns=("unit", "value"))
+    second = source.table(run, "unit-stats", "top_images", columns=("rank",), layer="b")
+    both = source.table(run, "unit-stats", "top_images", columns=("layer", "unit", "rank",
+                                                                  "value"))
+    keys = [k[4] for k in table_cache.cached_keys() if k[3] == "top_images"]
+    assert keys == [("layer", "unit", "value", "rank")]  # one decode, the scalar columns
+    assert first["value"].tolist() == frame["value"].tolist()
+    assert second["rank"].tolist() == frame[frame.layer == "b"]["rank"].tolist()
+    assert both.columns.tolist() == ["layer", "unit", "rank", "value"]
+    # a table of scalars only: decoded whole once, one unit's rows sliced from it
+    source.table(run, "unit-stats", "units", columns=("value",), layer="a")
+    rows = source.unit_rows(run, "unit-stats", "units", "b", 7)
+    assert rows["value"].tolist() == frame[(frame.layer == "b") & (frame.unit == 7)][
+        "value"].tolist()
+    assert [k[4] for k in table_cache.cached_keys() if k[3] == "units"] == [None]
 
 
 def _write_manifest(folder: Path, content: str | bytes) -> None:
@@ -378,3 +415,30 @@ def test_memo_computes_a_key_once_under_concurrency() -> None:
     with pytest.raises(ProbeError):
         memo.get(("x",), broken)
     assert memo.get(("x",), lambda: 5) == 5  # a failure is not kept
+
+
+def test_a_prefetch_waits_until_the_dashboard_is_quiet(root: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background reads start only once no page or section has been computed for QUIET
+    seconds, so they never take the cores from the sections of the page being answered."""
+    import time
+
+    from probe.dashboards import quiet, table_cache
+
+    monkeypatch.setattr(quiet, "QUIET", 0.2)
+    clear_caches()
+    source = RunSource(root)
+    run = source.run("good")
+    key = (str(run.path), source.stamp(run), "unit-stats", "units", None)
+    with quiet.working():  # a section being computed
+        source.prefetch(run, [("unit-stats", "units")])
+        time.sleep(0.5)
+        assert key not in table_cache.cached_keys()  # still waiting
+    finished = time.monotonic()
+    table_cache.wait_for_prefetch()
+    assert key in table_cache.cached_keys()
+    assert time.monotonic() - finished >= 0.2 - 0.01  # and it waited for the quiet time
+    started = time.monotonic()
+    source.memo(run, ("some view",), lambda: time.sleep(0.05))  # marks itself as working
+    quiet.wait_until_quiet()
+    assert time.monotonic() - started >= 0.25 - 0.01

@@ -16,7 +16,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from dash import html
-from dash_client import components, filled, grid_rows, ids, router_body, slot_body
+from dash_client import (
+    components,
+    filled,
+    grid_rows,
+    ids,
+    router_body,
+    slot_body,
+    slot_components,
+)
 
 from probe import Analysis, hookimpl
 from probe.dashboard_api import PageSpec
@@ -611,10 +619,13 @@ def test_broken_and_running_runs_do_not_break_pages(tmp_path: Path) -> None:
     assert rows["running"]["status"] == "interrupted"  # no writer holds it: not "running"
     from probe.run_lock import RunLock
 
-    with RunLock(running):
-        clear_caches()
+    with RunLock(running):  # the page is kept, but a writer's lock is part of its key
         live = {r["run"]: r for r in grid_rows(runs.layout(), "runs-table")}
         assert live["running"]["status"] == "running"
+    gone = {r["run"]: r for r in grid_rows(runs.layout(), "runs-table")}
+    assert gone["running"]["status"] == "interrupted"  # the writer is gone: not "running"
+    write_tables_run(tmp_path / "new", synthetic_tables({"c1": 2}), ["c1"])
+    assert "new" in {r["run"] for r in grid_rows(runs.layout(), "runs-table")}
     assert "is not valid JSON" in str(units.units_content("corrupt", "c1", [], None, 0)[0])
     assert "is not valid JSON" in str(unit.layout(run="corrupt", layer="c1", unit="0"))
     content = layers.layers_content("running")
@@ -736,3 +747,50 @@ def test_unit_pages_are_rendered_once_until_the_run_changes(tmp_path: Path) -> N
     os.utime(run / "manifest.json", ns=(stamp + 10**9, stamp + 10**9))  # the run was rewritten
     assert unit.layout(run="r", layer="c1", unit="2") is not first
     assert unit.unit_views_section("r", "c1", 2, "unit-stats") is not section
+
+
+def test_a_unit_page_renders_its_neighbours_ahead_and_sends_kept_sections_filled(
+        tmp_path: Path) -> None:
+    """Once a unit page is quiet, units ± 1 are rendered in the background (every section);
+    opening one then needs no slot request: kept sections come filled with the page."""
+    from probe.dashboards import create_app, slots
+    from probe.dashboards.data import wait_for_prefetch
+
+    write_tables_run(tmp_path / "r", synthetic_tables({"c1": 5}, images=16), ["c1"],
+                     dataset=DIGITS)
+    clear_caches()
+    app = create_app(tmp_path)
+    from probe.dashboards.pages import unit
+
+    source = get_source()
+    run = source.run("r")
+    analyses = source.completed(run)
+    assert len(analyses) >= 3
+    opened = unit.layout(run="r", layer="c1", unit="2")
+    assert len(slot_components(opened)) == len(analyses)  # nothing kept yet: all slots
+    wait_for_prefetch()  # the tables decoded, then the neighbours rendered
+
+    def kept(u: int, name: str) -> bool:
+        return source.kept(run, ("unit-section", "c1", u, name), pages=True)[0]
+
+    assert all(kept(u, name) for u in (1, 3) for name in analyses)
+    assert not any(kept(u, name) for u in (0, 2, 4) for name in analyses), [
+        (u, n) for u in (0, 2, 4) for n in analyses if kept(u, n)]
+    assert source.kept(run, ("unit-page", "c1", 3), pages=True)[0]
+
+    page = unit.layout(run="r", layer="c1", unit="3")
+    assert slot_components(page) == []  # every section came with the page
+    sent = [c for c in components(page)
+            if isinstance(getattr(c, "id", None), dict) and c.id.get("type") == slots.KEPT]
+    assert [json.loads(c.id["key"])["analysis"] for c in sent] == analyses
+    for item in sent:  # what the slot callback would have answered
+        ident = {**item.id, "type": slots.SLOT}
+        assert item.className == slots.FILLED
+        assert str(item.children) == str(slots.fill(ident)[0])
+    kept_page = source.kept(run, ("unit-page", "c1", 3), pages=True)[1][0]
+    assert len(slot_components(kept_page)) == len(analyses)  # the kept page is left as is
+
+    client = app.server.test_client()  # one request draws the whole page
+    answer = client.post("/_dash-update-component", json=router_body("/unit/r/c1/3"))
+    assert answer.status_code == 200
+    assert b'"view-slot-kept"' in answer.data and b'"view-slot"' not in answer.data

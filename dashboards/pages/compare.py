@@ -34,7 +34,8 @@ def layout(a: str | None = None, b: str | None = None, run: str | None = None,
         html.H2("Compare two runs"),
         html.Div([run_dropdown("compare-a", names, first, "run A"),
                   run_dropdown("compare-b", names, second, "run B")], className="controls"),
-        dcc.Loading(html.Div(id="compare-content"), type="dot"),
+        dcc.Loading(html.Div(compare_content(first, second), id="compare-content"),
+                    type="dot"),  # in the page's own answer: no round trip before the slots
     ])
 
 
@@ -104,4 +105,4 @@ def register(app: Dash) -> None:
     dash.register_page(__name__, path="/compare", name="Compare", title="probe: compare",
                        nav=True, order=3, layout=layout)
     app.callback(Output("compare-content", "children"), Input("compare-a", "value"),
-                 Input("compare-b", "value"))(compare_content)
+                 Input("compare-b", "value"), prevent_initial_call=True)(compare_content)

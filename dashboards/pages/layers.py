@@ -27,9 +27,14 @@ from probe.views.summary import layer_summary
 
 
 def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.Div:
-    """The layers page; ``?run=RUN&layer=LAYER`` preselects."""
+    """The layers page; ``?run=RUN&layer=LAYER`` preselects.
+
+    The page comes with its summary and the chosen layer's frame (their sections then
+    fill their slots), so the browser needs no further round trip before asking for them.
+    """
     source = get_source()
     run = source.default_run(run)
+    layer = layer_choices(run, layer)[1]
     return html.Div(
         [
             html.H2("Layers"),
@@ -40,8 +45,8 @@ def layout(run: str | None = None, layer: str | None = None, **_: Any) -> html.D
                 ],
                 className="controls",
             ),
-            dcc.Loading(html.Div(id="layers-content"), type="dot"),
-            dcc.Loading(html.Div(id="layers-detail"), type="dot"),
+            dcc.Loading(html.Div(layers_content(run), id="layers-content"), type="dot"),
+            dcc.Loading(html.Div(layer_detail(run, layer), id="layers-detail"), type="dot"),
         ]
     )
 
@@ -167,9 +172,11 @@ def register(app: Dash) -> None:
         State("layers-layer", "value"),
         prevent_initial_call=True,  # the layout holds the first run's layers
     )(layer_choices)
-    app.callback(Output("layers-content", "children"), Input("layers-run", "value"))(layers_content)
+    app.callback(Output("layers-content", "children"), Input("layers-run", "value"),
+                 prevent_initial_call=True)(layers_content)  # the layout holds the first
     app.callback(
         Output("layers-detail", "children"),
         Input("layers-run", "value"),
         Input("layers-layer", "value"),
+        prevent_initial_call=True,
     )(layer_detail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -11,7 +12,7 @@ from dash import Dash, html
 
 from probe.dashboards.components import notice, table
 from probe.dashboards.data import get_source
-from probe.dashboards.render import graph, grid
+from probe.dashboards.render import graph, grid, plain_figures
 from probe.dashboards.run_figures import make_timings_figure
 from probe.dashboards.run_view import DashRunView
 from probe.views import Table
@@ -50,17 +51,38 @@ def layout(**_: Any) -> html.Div:
                                 html.Code("probe run --arch lenet5 --dataset digits "
                                           "--analysis ANALYSIS --out RUNS_DIR/lenet5"),
                                 ".", id="runs-empty")])
-    views = [DashRunView(source, run) for run in runs]
     # a run's status as load_run reads it: "running" only while its writer holds the lock
-    manifests = {run.name: {**run.manifest, "status": run.status} for run in runs}
-    out: list[Any] = [html.H2("Runs"), html.P(f"{len(runs)} run(s) under {source.root}")]
-    if views:
-        out += [runs_view(views), graph(make_timings_figure(manifests), "runs-timings",
-                                        "Seconds each analysis took in each run.",
-                                        "timings")]
-    if unreadable:
-        out += [html.H3(f"Unreadable runs ({len(unreadable)})"), unreadable_view(unreadable)]
-    return html.Div(out)
+    # (so it is part of the key: a killed run turns "interrupted" with its manifest as it was)
+    statuses = {run.name: run.status for run in runs}
+    key = ("runs-page", *((name, str(run.path), source.stamp(run), statuses[name],
+                           _sidecar_stamp(run)) if run is not None else (name, reason)
+                          for name, run, reason in scanned))
+
+    def compute() -> html.Div:
+        views = [DashRunView(source, run) for run in runs]
+        manifests = {run.name: {**run.manifest, "status": statuses[run.name]} for run in runs}
+        out: list[Any] = [html.H2("Runs"), html.P(f"{len(runs)} run(s) under {source.root}")]
+        if views:
+            out += [runs_view(views), graph(make_timings_figure(manifests), "runs-timings",
+                                            "Seconds each analysis took in each run.",
+                                            "timings")]
+        if unreadable:
+            out += [html.H3(f"Unreadable runs ({len(unreadable)})"),
+                    unreadable_view(unreadable)]
+        return plain_figures(html.Div(out))
+
+    return source.keep(key, compute)
+
+
+def _sidecar_stamp(run: Any) -> int | None:
+    """When the checkpoint's metrics sidecar (the accuracy shown) last changed, if it exists."""
+    checkpoint = (run.manifest.get("arch") or {}).get("checkpoint")
+    if not checkpoint:
+        return None
+    try:
+        return Path(checkpoint).with_suffix(".json").stat().st_mtime_ns
+    except (OSError, ValueError):
+        return None
 
 
 def unreadable_view(unreadable: dict[str, str]) -> Any:

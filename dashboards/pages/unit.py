@@ -20,7 +20,7 @@ from probe.dashboards.data import RunSource, get_source
 from probe.dashboards.plugin_pages import panels
 from probe.dashboards.render import plain_figures, slug, view_section
 from probe.dashboards.run_view import DashRunView, unit_href
-from probe.dashboards.slots import renders, run_section, slot
+from probe.dashboards.slots import render_ahead, renders, run_section, slot, slot_id, with_kept
 from probe.dashboards.unit_data import unit_grid
 from probe.errors import ProbeError
 from probe.views.contributions import call_hook
@@ -60,9 +60,28 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
     page = source.page(run_obj, ("unit-page", layer, number),
                        lambda: render_page(source, run_obj, layer, number),
                        keep=lambda result: not result[1])[0]
-    # the next unit is likely in the same run: decode its per-unit tables in the background
-    source.prefetch(run_obj)
-    return page
+    # the next unit is likely in the same run: decode its per-unit tables in the background,
+    # then render its neighbours' pages (← → keys, next/previous links)
+    source.prefetch(run_obj, then=lambda: render_neighbours(source, run_obj, layer, number))
+    return with_kept(page)  # sections answered before (or rendered ahead) come with it
+
+
+def render_neighbours(source: RunSource, run: Any, layer: str, unit: int) -> None:
+    """Render and keep the pages of units ``unit + 1`` and ``unit - 1``, every section
+    included, so moving to either finds it ready (called in the background, when quiet)."""
+    count = unit_grid(DashRunView(source, run), layer).units or None
+    for other in (unit + 1, unit - 1):
+        if other < 0 or (count is not None and other >= count):
+            continue
+        source.page(run, ("unit-page", layer, other),
+                    lambda u=other: render_page(source, run, layer, u),
+                    keep=lambda result: not result[1])
+        render_ahead(section_id(run.name, layer, other, name) for name in source.completed(run))
+
+
+def section_id(run: str, layer: str, unit: int, analysis: str) -> dict[str, Any]:
+    """The slot id of one analysis's section of one unit's page."""
+    return slot_id("unit", run=run, layer=layer, unit=unit, analysis=analysis)
 
 
 def render_page(source: RunSource, run: Any, layer: str, unit: int) -> tuple[html.Div, list[str]]:

@@ -39,9 +39,14 @@ def layout(
     q: str | None = None,
     **_: Any,
 ) -> html.Div:
-    """The units page; ``?run=RUN&layer=LAYER&flagged=1&q=TEXT`` preselects."""
+    """The units page; ``?run=RUN&layer=LAYER&flagged=1&q=TEXT`` preselects. It comes with
+    its sort choices, first cards and grid (the callbacks answer changes only)."""
     source = get_source()
     run = source.default_run(run)
+    layer = layer_choices(run, layer)[1]
+    flag_value = ["flagged"] if flagged else []
+    sort_options, sort_value, flag_options = sort_choices(run, layer, None)
+    cards, count = units_content(run, layer, flag_value, sort_value, 0)
     return html.Div(
         [
             html.H2("Units"),
@@ -49,16 +54,16 @@ def layout(
                 [
                     run_dropdown("units-run", source.run_names(), run),
                     layer_dropdown("units-layer", run, layer),
-                    html.Div(
-                        [html.Label("sort by"), dcc.Dropdown(id="units-sort", clearable=False)]
-                    ),
+                    html.Div([html.Label("sort by"), dcc.Dropdown(
+                        id="units-sort", clearable=False, options=sort_options,
+                        value=sort_value)]),
                     html.Div(
                         [
                             dcc.Checklist(
                                 id="units-flagged",
-                                options=[],
+                                options=flag_options,
                                 inline=True,
-                                value=["flagged"] if flagged else [],
+                                value=flag_value,
                             )
                         ]
                     ),
@@ -82,15 +87,16 @@ def layout(
             html.Div(
                 [
                     html.Button("← previous cards", id="units-prev", n_clicks=0),
-                    html.Span(id="units-count", className="caption"),
+                    html.Span(count, id="units-count", className="caption"),
                     html.Button("next cards →", id="units-next", n_clicks=0),
                 ],
                 className="grid-bar",
             ),
             dcc.Store(id="units-page", data=0),
-            dcc.Loading(html.Div(id="units-cards", className="cards"), type="dot"),
+            dcc.Loading(html.Div(cards, id="units-cards", className="cards"), type="dot"),
             html.H3("All columns"),
-            dcc.Loading(html.Div(id="units-table"), type="dot"),
+            dcc.Loading(html.Div(units_table(run, layer, flag_value), id="units-table"),
+                        type="dot"),
         ]
     )
 
@@ -369,7 +375,8 @@ def register(app: Dash) -> None:
                  Input("units-run", "value"), layer, prevent_initial_call=True)(layer_choices)
     app.callback(Output("units-sort", "options"), Output("units-sort", "value"),
                  Output("units-flagged", "options"), Input("units-run", "value"),
-                 Input("units-layer", "value"), State("units-sort", "value"))(sort_choices)
+                 Input("units-layer", "value"), State("units-sort", "value"),
+                 prevent_initial_call=True)(sort_choices)  # the layout holds the first ones
     app.callback(Output("units-page", "data"), Input("units-prev", "n_clicks"),
                  Input("units-next", "n_clicks"), Input("units-layer", "value"),
                  Input("units-flagged", "value"), Input("units-sort", "value"),
@@ -377,11 +384,12 @@ def register(app: Dash) -> None:
     app.callback(Output("units-cards", "children"), Output("units-count", "children"),
                  Input("units-run", "value"), Input("units-layer", "value"),
                  Input("units-flagged", "value"), Input("units-sort", "value"),
-                 Input("units-page", "data"))(units_content)
+                 Input("units-page", "data"), prevent_initial_call=True)(units_content)
     thumbs = {"type": "card-thumb", "run": ALL, "layer": ALL, "unit": ALL}
     app.callback(Output(thumbs, "src"), Input(thumbs, "id"))(card_thumbnails)
     app.callback(Output("units-table", "children"), Input("units-run", "value"),
-                 Input("units-layer", "value"), Input("units-flagged", "value"))(units_table)
+                 Input("units-layer", "value"), Input("units-flagged", "value"),
+                 prevent_initial_call=True)(units_table)
     app.callback(Output({"type": "units-rows", "key": MATCH}, "getRowsResponse"),
                  Input({"type": "units-rows", "key": MATCH}, "getRowsRequest"),
                  run, layer, flagged)(units_rows)

@@ -61,9 +61,12 @@ def _map(row: pd.Series) -> np.ndarray | None:
     return images.stored_map(values, height, width)
 
 
-def map_scale(rows: pd.DataFrame) -> float | None:
-    """The heat-map scale of one unit: its best exemplar's map maximum (``None``: no maps)."""
-    maps = [m for m in (_map(row) for _, row in rows.iterrows()) if m is not None]
+def map_scale(rows: pd.DataFrame | list[dict[str, Any]]) -> float | None:
+    """The heat-map scale of one unit: its best exemplar's map maximum (``None``: no maps).
+
+    ``rows``: the unit's ``top_images`` rows, best first (a frame, or its records)."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    maps = [m for m in (_map(row) for row in records) if m is not None]
     if not maps:
         return None
     best = float(np.max(maps[0]))
@@ -173,15 +176,20 @@ def layer_views(run: RunView, layer: str) -> list[Any]:
     top = run.table(NAME, "top_images", layer=layer)
     if top is not None and not top.empty and run.why_no_images() is None:
         best = top[top["rank"] == 0].sort_values("value", ascending=False).head(STRIP_UNITS)
+        chosen = top[top["unit"].isin(best["unit"].tolist())].sort_values(["unit", "rank"])
+        by_unit: dict[int, list[dict[str, Any]]] = {}
+        for record in chosen.to_dict("records"):  # each unit's rows, best first
+            by_unit.setdefault(int(record["unit"]), []).append(record)
         pictures = []
-        for unit in best["unit"]:
-            rows = top[top["unit"] == unit].sort_values("rank").head(STRIP_IMAGES)
-            pairs = [(run.image(int(r["image"])), _map(r)) for _, r in rows.iterrows()]
+        for unit in best["unit"].tolist():
+            rows = by_unit.get(int(unit), [])[:STRIP_IMAGES]
+            pairs = [(run.image(int(r["image"])), _map(r)) for r in rows]
             pairs = [(i, a) for i, a in pairs if i is not None]
             if pairs:
+                peak = max(float(r["value"]) for r in rows)
                 pictures.append(Picture(
                     images.png_bytes(exemplar_strip(pairs, map_scale(rows))),
-                    f"unit {int(unit)}, top activation {format_value(float(rows['value'].max()))}",
+                    f"unit {int(unit)}, top activation {format_value(peak)}",
                     href=run.unit_link(layer, int(unit))))
         if pictures:
             out.append(Pictures(pictures, caption=f"The {len(pictures)} units of {layer} whose "

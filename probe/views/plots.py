@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from probe.views.columns import distinct
+
 #: One colour per concept category, used by every chart, table and card.
 CATEGORY_COLORS = {"color": "#8c564b", "texture": "#bcbd22", "material": "#17becf",
                    "part": "#ff7f0e", "object": "#1f77b4", "scene": "#2ca02c",
@@ -34,7 +36,7 @@ def layer_color(index: int) -> str:
 
 def ordered_unique(series: pd.Series) -> list[str]:
     """Distinct values as strings, in order of first appearance."""
-    return [str(x) for x in pd.unique(series.to_numpy(dtype=object))]
+    return [str(x) for x in distinct(series)]
 
 
 def layer_order(*frames: pd.DataFrame | None, layers: Sequence[str] | None = None) -> list[str]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from probe.views.blocks import Figure, Headline, Note, Picture, Pictures, Section, Table
+from probe.views.columns import positions
 from probe.views.format import format_value, layer_depth
 from probe.views.plots import axes, category_color, cell, figure, subplots
 from probe.views.run_view import RunView
@@ -112,16 +114,21 @@ def layer_summary(run: RunView) -> Table | None:
     if units is None:
         return None
     layers = [*run.layers, *(x for x in dissected_layers(run, units) if x not in run.layers)]
-    frame = pd.DataFrame({"layer": layers})
-    dissected = frame["layer"].isin(pd.unique(units["layer"].to_numpy(dtype=object)))
-    detectors = units[units["is_detector"]]
     concept = "label" if "label" in units else "name"
-    size = frame["layer"].map(units.groupby("layer").size()).astype(float)
-    frame["detectors"] = frame["layer"].map(detectors.groupby("layer").size()) \
-        .fillna(0).where(dissected).astype(float)
-    frame["detector_share"] = frame["detectors"] / size
-    frame["unique_concepts"] = frame["layer"].map(
-        detectors.groupby("layer")[concept].nunique()).fillna(0).where(dissected).astype(float)
+    layer = positions(units["layer"], layers)  # every unit's layer is listed
+    sizes = np.bincount(layer[layer >= 0], minlength=len(layers)).astype(float)
+    detector = units["is_detector"].to_numpy(dtype=bool) & (layer >= 0)
+    detectors = np.bincount(layer[detector], minlength=len(layers)).astype(float)
+    codes, _ = pd.factorize(units[concept].to_numpy()[detector], use_na_sentinel=True)
+    named = codes >= 0
+    span = int(codes.max(initial=0)) + 1
+    pairs = np.unique(layer[detector][named] * span + codes[named])
+    unique = np.bincount(pairs // span, minlength=len(layers)).astype(float)
+    dissected = sizes > 0
+    frame = pd.DataFrame({"layer": layers})
+    frame["detectors"] = np.where(dissected, detectors, np.nan)
+    frame["detector_share"] = frame["detectors"] / np.where(dissected, sizes, np.nan)
+    frame["unique_concepts"] = np.where(dissected, unique, np.nan)
     return Table(frame, name="dissection-layers", caption=(
         f"dissection per layer: detector units (best IoU > "
         f"{format_value(iou_threshold(run))}), their share of the layer's units and the "
