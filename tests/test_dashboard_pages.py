@@ -780,6 +780,7 @@ def test_a_unit_page_renders_its_neighbours_ahead_and_sends_kept_sections_filled
 
     page = unit.layout(run="r", layer="c1", unit="3")
     assert slot_components(page) == []  # every section came with the page
+    assert unit.layout(run="r", layer="c1", unit="3") is page  # and the whole page is kept
     sent = [c for c in components(page)
             if isinstance(getattr(c, "id", None), dict) and c.id.get("type") == slots.KEPT]
     assert [json.loads(c.id["key"])["analysis"] for c in sent] == analyses

@@ -20,7 +20,15 @@ from probe.dashboards.data import RunSource, get_source
 from probe.dashboards.plugin_pages import panels
 from probe.dashboards.render import plain_figures, slug, view_section
 from probe.dashboards.run_view import DashRunView, unit_href
-from probe.dashboards.slots import render_ahead, renders, run_section, slot, slot_id, with_kept
+from probe.dashboards.slots import (
+    SLOT,
+    render_ahead,
+    renders,
+    run_section,
+    slot,
+    slot_id,
+    with_kept,
+)
 from probe.dashboards.unit_data import unit_grid
 from probe.errors import ProbeError
 from probe.views.contributions import call_hook
@@ -63,7 +71,25 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
     # the next unit is likely in the same run: decode its per-unit tables in the background,
     # then render its neighbours' pages (← → keys, next/previous links)
     source.prefetch(run_obj, then=lambda: render_neighbours(source, run_obj, layer, number))
-    return with_kept(page)  # sections answered before (or rendered ahead) come with it
+    return whole_page(source, run_obj, layer, number, page)
+
+
+def whole_page(source: RunSource, run: Any, layer: str, unit: int, page: Any) -> Any:
+    """``page`` with the sections answered before (or rendered ahead) in it; kept once every
+    section is, so a page seen whole is served as it is."""
+    found, whole = source.kept(run, ("unit-page-whole", layer, unit), pages=True)
+    if found:
+        return whole
+    filled = with_kept(page)
+    if filled is not page and not any(_is_slot(c) for c in filled.children):
+        source.page(run, ("unit-page-whole", layer, unit), lambda: filled)
+    return filled
+
+
+def _is_slot(component: Any) -> bool:
+    inner = getattr(component, "children", None)
+    ident = getattr(inner, "id", None)
+    return isinstance(ident, dict) and ident.get("type") == SLOT
 
 
 def render_neighbours(source: RunSource, run: Any, layer: str, unit: int) -> None:
