@@ -26,6 +26,7 @@ naming the file, so a page can show it in place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -271,15 +272,13 @@ def _runs_index(data: Any, unit_column: str) -> dict[tuple[str, int], Any]:
 def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]],
              then: Callable[[], None] | None = None) -> None:
     """Decode whole tables ``(analysis, table)`` in a background thread (skips cached ones),
-    each once the dashboard is quiet (:func:`wait_until_quiet`); then call ``then()`` there,
-    once quiet again (work for the page likely next: its sections rendered ahead)."""
+    each once the dashboard is quiet (:func:`wait_until_quiet`); then ``then()`` (work for
+    the page likely next) through :func:`work_ahead`."""
     with _ARROW_GUARD:  # skip what is cached or already being read
         wanted = [(a, t) for a, t in tables
                   if (path, stamp, a, t, None) not in _ARROW
                   and (path, stamp, a, t, None) not in _IN_FLIGHT]
         _IN_FLIGHT.update((path, stamp, a, t, None) for a, t in wanted)
-    if not wanted and then is None:
-        return
 
     def load() -> None:
         for analysis, table in wanted:
@@ -293,13 +292,46 @@ def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]],
             finally:
                 with _ARROW_GUARD:
                     _IN_FLIGHT.discard((path, stamp, analysis, table, None))
-        if then is not None:
-            wait_until_quiet()
-            then()
 
-    thread = threading.Thread(target=load, name="probe-dash-prefetch", daemon=True)
-    thread.start()
-    _PREFETCHING.append(thread)
+    if wanted:
+        thread = threading.Thread(target=load, name=LOADER, daemon=True)
+        thread.start()
+        _PREFETCHING.append(thread)
+    if then is not None:
+        work_ahead(then)
+
+
+LOADER = "probe-dash-prefetch"
+_AHEAD = threading.Lock()
+_ahead: dict[str, Any] = {"job": None, "thread": None}
+
+
+def work_ahead(job: Callable[[], None]) -> None:
+    """Run ``job()`` in the background once the tables being decoded are and the dashboard
+    is quiet. Only the newest job waiting is kept (a page opened later replaces the work an
+    earlier one asked for: under load nothing piles up), and one thread runs them; a job
+    that fails is dropped (the page it prepared says so when it is really asked for)."""
+    with _AHEAD:
+        _ahead["job"] = job
+        if _ahead["thread"] is None:
+            thread = threading.Thread(target=_run_ahead, name="probe-dash-ahead", daemon=True)
+            _ahead["thread"] = thread
+            thread.start()
+            _PREFETCHING.append(thread)
+
+
+def _run_ahead() -> None:
+    while True:
+        for loader in [t for t in list(_PREFETCHING) if t.name == LOADER]:
+            loader.join()
+        wait_until_quiet()
+        with _AHEAD:
+            job, _ahead["job"] = _ahead["job"], None
+            if job is None:
+                _ahead["thread"] = None
+                return
+        with contextlib.suppress(Exception):
+            job()
 
 
 def wait_for_prefetch(timeout: float | None = None) -> None:

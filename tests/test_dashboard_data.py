@@ -442,3 +442,28 @@ def test_a_prefetch_waits_until_the_dashboard_is_quiet(root: Path,
     source.memo(run, ("some view",), lambda: time.sleep(0.05))  # marks itself as working
     quiet.wait_until_quiet()
     assert time.monotonic() - started >= 0.25 - 0.01
+
+
+def test_work_ahead_keeps_only_the_newest_job_and_one_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages opened while the dashboard is busy each ask for work ahead: only the newest is
+    done (nothing piles up under load), by one thread; a job that fails is dropped."""
+    import threading
+
+    from probe.dashboards import quiet, table_cache
+
+    monkeypatch.setattr(quiet, "QUIET", 0.05)
+    table_cache.wait_for_prefetch()
+    ran: list[object] = []
+    with quiet.working():
+        for k in range(50):
+            table_cache.work_ahead(lambda k=k: ran.append(k))
+        alive = [t for t in threading.enumerate() if t.name == "probe-dash-ahead"]
+        assert len(alive) == 1 and ran == []  # waiting for the quiet moment
+    table_cache.wait_for_prefetch()
+    assert ran == [49]
+    table_cache.work_ahead(lambda: 1 / 0)
+    table_cache.wait_for_prefetch()
+    table_cache.work_ahead(lambda: ran.append("after"))
+    table_cache.wait_for_prefetch()
+    assert ran == [49, "after"]
