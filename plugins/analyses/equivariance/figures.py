@@ -6,13 +6,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from probe.views.columns import distinct, positions
 from probe.views.plots import figure
 
 
-def _label(rows: pd.DataFrame, layer: str) -> str:
-    stride = rows["stride"].iloc[0]
+def _named(layer: object, stride: object) -> str:
+    """A layer's legend entry: its name, and its cumulative stride when it is known."""
     return f"{layer} (stride {stride:g})" if isinstance(stride, float) and \
         math.isfinite(stride) else str(layer)
 
@@ -24,15 +26,21 @@ def error_vs_shift_figure(errors: pd.DataFrame, transform: str) -> Any:
     is exact there), so the period of the cumulative stride shows as dips.
     """
     rows = errors[errors["transform"] == transform]
+    # in order of first appearance, missing ones left out: as groupby(sort=False)
+    layers = [x for x in distinct(rows["layer"]) if not pd.isna(x)]
+    where = positions(rows["layer"], layers)
+    pixels, error = rows["pixels"].to_numpy(), rows["relative_error"].to_numpy()
+    exact, stride = rows["exact_action"].to_numpy(), rows["stride"].to_numpy()
     traces = []
-    for layer, part in rows.groupby("layer", sort=False):
-        part = part.sort_values("pixels")
-        symbols = ["circle" if e else "circle-open" for e in part["exact_action"]]
-        traces.append({"type": "scatter", "x": part["pixels"].to_numpy(),
-                       "y": part["relative_error"].to_numpy(), "mode": "lines+markers",
-                       "name": _label(part, layer), "marker": {"symbol": symbols, "size": 8}})
+    for i, layer in enumerate(layers):
+        mine = np.flatnonzero(where == i)
+        mine = mine[np.argsort(pixels[mine], kind="stable")]  # the sweep, by shift
+        symbols = ["circle" if e else "circle-open" for e in exact[mine].tolist()]
+        traces.append({"type": "scatter", "x": pixels[mine], "y": error[mine],
+                       "mode": "lines+markers", "name": _named(layer, stride[mine[0]]),
+                       "marker": {"symbol": symbols, "size": 8}})
     # tall enough for one legend entry per layer
-    height = max(400, 22 * rows["layer"].nunique() + 120)
+    height = max(400, 22 * len(layers) + 120)
     return figure(traces, {
         "title": {"text": f"equivariance: {transform} — error vs shift (filled: whole cells)"},
         "xaxis": {"title": {"text": "input shift (pixels)"}},
