@@ -316,6 +316,7 @@ def worker(version: str, root: Path) -> dict[str, Any]:
                                                         unit=str(probe_unit + 1))))[0]
         out["ops"]["unit page, the next unit after a pause, complete"] = {
             "cold": statistics.median(after), "warm": None}
+        wait_for_prefetch()  # the last page's work ahead: not during the next measurement
         clear_caches()
         source = get_source()
         out["ops"]["data set reload (digits, once per process)"] = {
