@@ -313,7 +313,7 @@ def work_ahead(job: Callable[[], None]) -> None:
     that fails is dropped (the page it prepared says so when it is really asked for)."""
     with _AHEAD:
         _ahead["job"] = job
-        if _ahead["thread"] is None:
+        if _ahead["thread"] is None or not _ahead["thread"].is_alive():
             thread = threading.Thread(target=_run_ahead, name="probe-dash-ahead", daemon=True)
             _ahead["thread"] = thread
             thread.start()
@@ -321,17 +321,21 @@ def work_ahead(job: Callable[[], None]) -> None:
 
 
 def _run_ahead() -> None:
-    while True:
-        for loader in [t for t in list(_PREFETCHING) if t.name == LOADER]:
-            loader.join()
-        wait_until_quiet()
+    try:
+        while True:
+            for loader in [t for t in list(_PREFETCHING) if t.name == LOADER]:
+                loader.join()
+            wait_until_quiet()
+            with _AHEAD:
+                job, _ahead["job"] = _ahead["job"], None
+                if job is None:
+                    return
+            with contextlib.suppress(Exception):
+                job()
+    finally:  # however it ends (a job may even raise SystemExit), the next asks anew
         with _AHEAD:
-            job, _ahead["job"] = _ahead["job"], None
-            if job is None:
+            if _ahead["thread"] is threading.current_thread():
                 _ahead["thread"] = None
-                return
-        with contextlib.suppress(Exception):
-            job()
 
 
 def wait_for_prefetch(timeout: float | None = None) -> None:

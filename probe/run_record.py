@@ -25,7 +25,7 @@ from probe.errors import ProbeError
 from probe.plan import RunPlan
 from probe.run_lock import LOCK, RunLock, writer_record
 from probe.runner import RunTimings
-from probe.store import RunStore, as_json, utc_now
+from probe.store import RunStore, as_json, is_temporary, utc_now
 
 
 def completed_analyses(manifest: Mapping[str, Any], identity: Mapping[str, Any],
@@ -104,6 +104,10 @@ class StoreSink:
 
     def _open(self, overwrite: bool) -> set[str]:
         existing = self.store.read_manifest()
+        if existing is None:  # a writer killed before its first manifest left its temp file
+            for path in self.store.path.iterdir():
+                if is_temporary(path.name):
+                    path.unlink(missing_ok=True)
         others = [p for p in self.store.path.iterdir() if p.name != LOCK]
         if existing is None:
             if others:

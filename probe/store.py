@@ -56,6 +56,12 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of the temporary files :func:`atomic_write_bytes` and
+    :func:`atomic_write_table` write before their rename (``.NAME.XXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -444,6 +444,7 @@ def test_a_prefetch_waits_until_the_dashboard_is_quiet(root: Path,
     assert time.monotonic() - started >= 0.25 - 0.01
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_work_ahead_keeps_only_the_newest_job_and_one_thread(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages opened while the dashboard is busy each ask for work ahead: only the newest is
@@ -467,3 +468,11 @@ def test_work_ahead_keeps_only_the_newest_job_and_one_thread(
     table_cache.work_ahead(lambda: ran.append("after"))
     table_cache.wait_for_prefetch()
     assert ran == [49, "after"]
+
+    def leave() -> None:
+        raise SystemExit  # ends the thread: the next job gets a new one
+    table_cache.work_ahead(leave)
+    table_cache.wait_for_prefetch()
+    table_cache.work_ahead(lambda: ran.append("again"))
+    table_cache.wait_for_prefetch()
+    assert ran == [49, "after", "again"]

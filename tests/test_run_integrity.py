@@ -171,3 +171,23 @@ def test_versions_list_only_plugins_that_loaded(tmp_path, monkeypatch):
     versions = run.manifest["versions"]
     assert versions.get("plugin:fine-one") == "1.0"
     assert "plugin:broken-one" not in versions
+
+
+def test_a_writer_killed_before_its_first_manifest_leaves_a_folder_that_runs_again(tmp_path,
+                                                                                   capsys):
+    """Killed between creating the folder and renaming its first manifest into place, a run
+    leaves its lock and a temporary manifest: the next run there starts, other files stop it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    (out / ".manifest.json.k3j2.tmp").write_text('{"half": ')
+    assert _run(out) == 0
+    assert (out / "manifest.json").is_file()
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    capsys.readouterr()  # the run's own summary
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert _run(other) == 2
+    _one_line(capsys, "is not a probe run")
+    assert (other / "notes.txt").read_text() == "mine"
