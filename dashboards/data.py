@@ -35,6 +35,7 @@ from probe.dashboards.source_context import (
     using,
 )
 from probe.dashboards.table_cache import UnreadableTable, wait_for_prefetch
+from probe.dashboards.table_files import scalar_columns
 from probe.errors import ProbeError
 from probe.store import MANIFEST, Run, is_plain_name
 
@@ -314,17 +315,13 @@ class RunSource:
         Raises:
             NotFound: when the run has no such completed table.
         """
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not run.has_table(analysis, table):
             raise NotFound(f"run {run.name} has no completed table {analysis}/{table}")
+        scalar = list(scalar_columns(str(run.path), _stamp(run.path), analysis, table))
         with table_cache.reading(str(run.path), analysis, table):
             file = pq.ParquetFile(run.path / analysis / f"{table}.parquet")
-            schema = file.schema_arrow
-            scalar = [f.name for f in schema if not (pa.types.is_nested(f.type) or
-                                                     pa.types.is_binary(f.type) or
-                                                     pa.types.is_large_binary(f.type))]
             total = file.metadata.num_rows
             if total == 0 or not scalar:
                 return pd.DataFrame(columns=scalar), total

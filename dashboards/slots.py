@@ -94,7 +94,7 @@ def with_kept(component: Any) -> Any:
     out: list[Any] = []
     changed = False
     for child in children:
-        ident = _slot_id(child)
+        ident = slot_ident(child)
         answer = kept_answer(ident) if ident is not None else None
         if answer is None:
             out.append(child)
@@ -108,8 +108,8 @@ def with_kept(component: Any) -> Any:
     return page
 
 
-def _slot_id(component: Any) -> dict[str, Any] | None:
-    """The id of the slot :func:`slot` made as ``component`` (``None``: not a slot)."""
+def slot_ident(component: Any) -> dict[str, Any] | None:
+    """The id of the slot :func:`slot` made as ``component`` (``None``: not a waiting slot)."""
     inner = getattr(component, "children", None) if isinstance(component, dcc.Loading) else None
     ident = getattr(inner, "id", None)
     return ident if isinstance(ident, dict) and ident.get("type") == SLOT else None

@@ -69,6 +69,12 @@ ARROW_BUDGET = int(float(os.environ.get("PROBE_DASH_CACHE_MB", "1024")) * 2**20)
 _INDEX: dict[tuple[Any, ...], dict[tuple[str, int], Any]] = {}
 _PREFETCHING: list[threading.Thread] = []
 _IN_FLIGHT: set[tuple[Any, ...]] = set()
+#: Name of the threads that decode tables in the background.
+LOADER = "probe-dash-prefetch"
+_AHEAD = threading.Lock()
+_ahead: dict[str, Any] = {"job": None, "thread": None}  # the newest work ahead, its thread
+
+
 def stamp(path: Path) -> int:
     """The manifest's modification time in nanoseconds (the cache key of a run)."""
     return (path / MANIFEST).stat().st_mtime_ns
@@ -299,11 +305,6 @@ def prefetch(path: str, stamp: int, tables: Sequence[tuple[str, str]],
         _PREFETCHING.append(thread)
     if then is not None:
         work_ahead(then)
-
-
-LOADER = "probe-dash-prefetch"
-_AHEAD = threading.Lock()
-_ahead: dict[str, Any] = {"job": None, "thread": None}
 
 
 def work_ahead(job: Callable[[], None]) -> None:

@@ -21,12 +21,12 @@ from probe.dashboards.plugin_pages import panels
 from probe.dashboards.render import plain_figures, slug, view_section
 from probe.dashboards.run_view import DashRunView, unit_href
 from probe.dashboards.slots import (
-    SLOT,
     render_ahead,
     renders,
     run_section,
     slot,
     slot_id,
+    slot_ident,
     with_kept,
 )
 from probe.dashboards.unit_data import unit_grid
@@ -65,9 +65,7 @@ def layout(run: str | None = None, layer: str | None = None, unit: str | None = 
         number = parse_unit(unit)
     except ProbeError as exc:
         return html.Div([html.H2("Unit"), notice(str(exc), id="unit-error")])
-    page = source.page(run_obj, ("unit-page", layer, number),
-                       lambda: render_page(source, run_obj, layer, number),
-                       keep=lambda result: not result[1])[0]
+    page = kept_page(source, run_obj, layer, number)
     # the next unit is likely in the same run: decode its per-unit tables in the background,
     # then render its neighbours' pages (← → keys, next/previous links)
     source.prefetch(run_obj, then=lambda: render_neighbours(source, run_obj, layer, number))
@@ -81,15 +79,17 @@ def whole_page(source: RunSource, run: Any, layer: str, unit: int, page: Any) ->
     if found:
         return whole
     filled = with_kept(page)
-    if filled is not page and not any(_is_slot(c) for c in filled.children):
+    if filled is not page and not any(slot_ident(c) for c in filled.children):
         source.page(run, ("unit-page-whole", layer, unit), lambda: filled)
     return filled
 
 
-def _is_slot(component: Any) -> bool:
-    inner = getattr(component, "children", None)
-    ident = getattr(inner, "id", None)
-    return isinstance(ident, dict) and ident.get("type") == SLOT
+def kept_page(source: RunSource, run: Any, layer: str, unit: int) -> html.Div:
+    """The unit's page with its sections in slots, rendered once and kept (a page that met
+    a problem is not kept)."""
+    return source.page(run, ("unit-page", layer, unit),
+                       lambda: render_page(source, run, layer, unit),
+                       keep=lambda result: not result[1])[0]
 
 
 def render_neighbours(source: RunSource, run: Any, layer: str, unit: int) -> None:
@@ -99,9 +99,7 @@ def render_neighbours(source: RunSource, run: Any, layer: str, unit: int) -> Non
     for other in (unit + 1, unit - 1):
         if other < 0 or (count is not None and other >= count):
             continue
-        source.page(run, ("unit-page", layer, other),
-                    lambda u=other: render_page(source, run, layer, u),
-                    keep=lambda result: not result[1])
+        kept_page(source, run, layer, other)
         render_ahead(section_id(run.name, layer, other, name) for name in source.completed(run))
 
 
